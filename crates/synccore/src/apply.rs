@@ -1,0 +1,231 @@
+//! Carries out a [`Plan`]: the one copy engine. Copies are staged as temporaries in batches,
+//! made durable with one `syncfs` per batch, then renamed into place; every directory that
+//! changed is fsynced before `apply` returns. A failure at one path is reported through the
+//! observer and the rest of the plan goes on (STYLE "Errors").
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::error::{Error, Result};
+use crate::fsio::{self, StageOutcome, Staged};
+use crate::plan::{Action, Plan, Stamp, Step, StepKind};
+use crate::scan::join;
+
+/// Staged copies wait for one durability barrier until there are this many...
+const BATCH_FILES: usize = 2048;
+/// ...or this many bytes.
+const BATCH_BYTES: u64 = 256 << 20;
+
+/// What happened to one step, as told to the observer.
+#[derive(Debug)]
+pub enum Event<'a> {
+    /// The step was carried out.
+    Done(&'a Step),
+    /// The step failed; the pass goes on.
+    Failed(&'a Step, &'a Error),
+    /// The step was left for the next pass, for the reason given.
+    Skipped(&'a Step, &'static str),
+}
+
+/// Counts of what a pass did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ApplyStats {
+    /// Steps done, by kind.
+    pub done: std::collections::BTreeMap<StepKind, u64>,
+    /// Bytes written into the target by copies and updates.
+    pub copied_bytes: u64,
+    /// Steps that failed.
+    pub failed: u64,
+    /// Steps left for the next pass because a path changed under the pass.
+    pub skipped: u64,
+    /// True when a shutdown request stopped the pass before the plan's end.
+    pub interrupted: bool,
+}
+
+impl ApplyStats {
+    /// Total steps done.
+    pub fn operations(&self) -> u64 {
+        self.done.values().sum()
+    }
+
+    /// Adds another pass's counts to these.
+    pub fn add(&mut self, other: &ApplyStats) {
+        for (kind, n) in &other.done {
+            *self.done.entry(*kind).or_default() += n;
+        }
+        self.copied_bytes += other.copied_bytes;
+        self.failed += other.failed;
+        self.skipped += other.skipped;
+    }
+}
+
+/// Applies `plan` so that `to` takes on what `from` has. Stops early (after finishing the step
+/// at hand and committing what is staged) when `shutdown` becomes true.
+pub fn apply(
+    plan: &Plan,
+    from: &Path,
+    to: &Path,
+    shutdown: &AtomicBool,
+    observe: &mut dyn FnMut(Event<'_>),
+) -> ApplyStats {
+    let mut run = Run {
+        from,
+        to,
+        stats: ApplyStats::default(),
+        dirty: BTreeSet::new(),
+        pending: Vec::new(),
+        pending_bytes: 0,
+    };
+    for step in &plan.steps {
+        if shutdown.load(Ordering::Relaxed) {
+            run.stats.interrupted = true;
+            break;
+        }
+        // A directory's metadata is set after everything inside it is in place.
+        if matches!(step.action, Action::Meta { dir: true, .. }) {
+            run.flush(observe);
+        }
+        run.step(step, observe);
+        if run.pending.len() >= BATCH_FILES || run.pending_bytes >= BATCH_BYTES {
+            run.flush(observe);
+        }
+    }
+    run.flush(observe);
+    for dir in &run.dirty {
+        // Durability of renames and removals; a failure here is reported, not fatal.
+        if let Err(err) = fsio::sync_dir(dir) {
+            log::warn!("{err}");
+        }
+    }
+    run.stats
+}
+
+struct Run<'p, 'a> {
+    from: &'a Path,
+    to: &'a Path,
+    stats: ApplyStats,
+    dirty: BTreeSet<PathBuf>,
+    pending: Vec<(&'p Step, Staged)>,
+    pending_bytes: u64,
+}
+
+impl<'p> Run<'p, '_> {
+    fn step(&mut self, step: &'p Step, observe: &mut dyn FnMut(Event<'_>)) {
+        let target = join(self.to, &step.path);
+        let result = match &step.action {
+            Action::Copy { size, mode, mtime }
+            | Action::Update {
+                size, mode, mtime, ..
+            } => {
+                match fsio::stage_copy(
+                    &join(self.from, &step.path),
+                    &target,
+                    *mode,
+                    (*size, *mtime),
+                ) {
+                    Ok(StageOutcome::Staged(staged)) => {
+                        self.pending_bytes += staged.bytes;
+                        self.pending.push((step, staged));
+                        return;
+                    }
+                    Ok(StageOutcome::SourceChanged) => {
+                        return self.skip(step, "source changed during the pass", observe);
+                    }
+                    Err(err) => Err(err),
+                }
+            }
+            Action::Mkdir { mode } => fsio::create_dir(&target, *mode),
+            Action::Link {
+                target: link_target,
+                was,
+            } => {
+                if !still(&target, *was) {
+                    return self.skip(step, "target changed during the pass", observe);
+                }
+                fsio::place_symlink(link_target, &target)
+            }
+            Action::Meta { mode, mtime, .. } => fsio::set_meta(&target, *mode, *mtime),
+            Action::Delete { was } => {
+                if !still(&target, Some(*was)) {
+                    return self.skip(step, "target changed during the pass", observe);
+                }
+                fsio::remove_file(&target)
+            }
+            Action::Rmdir => fsio::remove_dir(&target),
+            Action::Cleanup => fsio::remove_tree(&target),
+        };
+        self.finish(step, &target, result, observe);
+    }
+
+    /// Makes the staged batch durable and renames each file into place.
+    fn flush(&mut self, observe: &mut dyn FnMut(Event<'_>)) {
+        if self.pending.is_empty() {
+            return;
+        }
+        // One syncfs for the batch; should it fail, fall back to an fsync per file.
+        let batch_durable = fsio::make_durable(self.to).is_ok();
+        for (step, staged) in std::mem::take(&mut self.pending) {
+            let target = join(self.to, &step.path);
+            let was = match step.action {
+                Action::Update { was, .. } => was,
+                _ => None,
+            };
+            if !still(&target, was) {
+                let _ = std::fs::remove_file(&staged.temp);
+                self.skip(step, "target changed during the pass", observe);
+                continue;
+            }
+            let result = if batch_durable {
+                Ok(())
+            } else {
+                fsio::sync_file(&staged.temp)
+            }
+            .and_then(|()| fsio::commit(&staged.temp, &target));
+            if result.is_err() {
+                let _ = std::fs::remove_file(&staged.temp);
+            } else {
+                self.stats.copied_bytes += staged.bytes;
+            }
+            self.finish(step, &target, result, observe);
+        }
+        self.pending_bytes = 0;
+    }
+
+    fn finish(
+        &mut self,
+        step: &Step,
+        target: &Path,
+        result: Result<()>,
+        observe: &mut dyn FnMut(Event<'_>),
+    ) {
+        match result {
+            Ok(()) => {
+                *self.stats.done.entry(step.kind()).or_default() += 1;
+                if let (false, Some(parent)) = (matches!(step.action, Action::Meta { .. }), target.parent()) {
+                    self.dirty.insert(parent.to_path_buf());
+                }
+                observe(Event::Done(step));
+            }
+            Err(err) => {
+                self.stats.failed += 1;
+                observe(Event::Failed(step, &err));
+            }
+        }
+    }
+
+    fn skip(&mut self, step: &Step, why: &'static str, observe: &mut dyn FnMut(Event<'_>)) {
+        self.stats.skipped += 1;
+        observe(Event::Skipped(step, why));
+    }
+}
+
+/// True when `path` is as the plan saw it: absent when `was` is `None`, else unchanged.
+fn still(path: &Path, was: Option<Stamp>) -> bool {
+    match was {
+        None => {
+            std::fs::symlink_metadata(path).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound)
+        }
+        Some(s) => fsio::unchanged_since_scan(path, s.size, s.mtime, s.ino),
+    }
+}

@@ -1,0 +1,94 @@
+//! One scanned file-system entry (SPEC section 2 "entry"): what a sync compares and records.
+
+use std::fs::Metadata;
+use std::os::unix::fs::MetadataExt;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::relpath::RelPath;
+
+/// A modification time with nanosecond precision, comparable and exact.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Mtime {
+    pub secs: i64,
+    pub nanos: u32,
+}
+
+impl Mtime {
+    /// The modification time of `meta`, exact to the nanosecond.
+    pub fn of(meta: &Metadata) -> Self {
+        Mtime {
+            secs: meta.mtime(),
+            nanos: meta.mtime_nsec() as u32,
+        }
+    }
+
+    /// As a `SystemTime`, for `File::set_times`.
+    pub fn to_system_time(self) -> SystemTime {
+        let nanos = Duration::new(0, self.nanos);
+        if self.secs >= 0 {
+            UNIX_EPOCH + Duration::from_secs(self.secs as u64) + nanos
+        } else {
+            UNIX_EPOCH - Duration::from_secs(self.secs.unsigned_abs()) + nanos
+        }
+    }
+
+    /// As a `Timespec`, for `utimensat`.
+    pub fn to_timespec(self) -> rustix::fs::Timespec {
+        rustix::fs::Timespec {
+            tv_sec: self.secs,
+            tv_nsec: i64::from(self.nanos),
+        }
+    }
+}
+
+/// What an entry is. Special files (fifo, socket, device) are never entries: scan skips them.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Kind {
+    File,
+    Dir,
+    /// A symbolic link and the raw bytes of its target; never followed.
+    Symlink(Box<[u8]>),
+}
+
+impl Kind {
+    /// A short word for log lines.
+    pub fn word(&self) -> &'static str {
+        match self {
+            Kind::File => "file",
+            Kind::Dir => "dir",
+            Kind::Symlink(_) => "symlink",
+        }
+    }
+}
+
+/// The permission bits a sync reproduces: rwx for all, plus sticky. Never setuid or setgid
+/// (SPEC section 3), so a backup can never grant more than the source file had meant to.
+pub const MODE_MASK: u32 = 0o1777;
+
+/// A scanned entry below a root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub path: RelPath,
+    pub kind: Kind,
+    /// Bytes for files, 0 for directories, target length for symlinks.
+    pub size: u64,
+    pub mtime: Mtime,
+    /// Permission bits, masked with [`MODE_MASK`].
+    pub mode: u32,
+    /// Inode number, for the hash caches (a replaced file gets a new inode).
+    pub ino: u64,
+}
+
+impl Entry {
+    /// True for a regular file.
+    pub fn is_file(&self) -> bool {
+        self.kind == Kind::File
+    }
+
+    /// True for a directory.
+    pub fn is_dir(&self) -> bool {
+        self.kind == Kind::Dir
+    }
+}

@@ -1,0 +1,19 @@
+//! `synccore`: the engine shared by `oneway` and `twoway`. One pipeline serves both:
+//! **scan → plan → apply**, with the versions layout, merge state and locks beside it.
+//! The library decides and acts; it never parses arguments, prints or exits (the binaries do).
+
+pub mod apply;
+pub mod checksum;
+pub mod entry;
+pub mod error;
+pub mod fsio;
+pub mod lock;
+pub mod logging;
+pub mod mirror;
+pub mod plan;
+pub mod relpath;
+pub mod roots;
+pub mod scan;
+pub mod shutdown;
+
+pub use error::{Error, Result};

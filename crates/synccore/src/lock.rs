@@ -1,0 +1,110 @@
+//! One process per directory pair (SPEC section 5). A lock is an advisory `flock` on a small
+//! file holding the owner's pid: the kernel drops it when the owner dies, so a lock left by a
+//! killed process never blocks the next run, and a refused process can name the holder.
+
+use std::fs::{self, File, OpenOptions, TryLockError};
+use std::io::{Read, Seek, Write};
+use std::path::{Path, PathBuf};
+
+use crate::checksum::Digest;
+use crate::error::{Error, IoResultExt, Op, Result};
+
+/// A held lock; released when dropped (or when the process dies).
+#[derive(Debug)]
+pub struct LockGuard {
+    _file: File,
+    path: PathBuf,
+}
+
+impl LockGuard {
+    /// The lock file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// Takes the lock at `path` (creating the file and its directory), or fails with
+/// [`Error::Locked`] naming the holder's pid.
+pub fn acquire(path: &Path) -> Result<LockGuard> {
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir).at(Op::CreateDir, dir)?;
+    }
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .at(Op::Lock, path)?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(TryLockError::WouldBlock) => {
+            return Err(Error::Locked {
+                path: path.to_path_buf(),
+                pid: read_pid(&mut file),
+            });
+        }
+        Err(TryLockError::Error(e)) => {
+            return Err(Error::Io {
+                op: Op::Lock,
+                path: path.to_path_buf(),
+                source: e,
+            });
+        }
+    }
+    file.set_len(0).at(Op::Write, path)?;
+    file.rewind().at(Op::Write, path)?;
+    write!(file, "{}", std::process::id()).at(Op::Write, path)?;
+    Ok(LockGuard {
+        _file: file,
+        path: path.to_path_buf(),
+    })
+}
+
+/// The pid of the live process holding the lock at `path`, if any (without taking it).
+pub fn holder(path: &Path) -> Option<Option<u32>> {
+    let mut file = OpenOptions::new().read(true).write(true).open(path).ok()?;
+    match file.try_lock_shared() {
+        Ok(()) => None,
+        Err(_) => Some(read_pid(&mut file)),
+    }
+}
+
+fn read_pid(file: &mut File) -> Option<u32> {
+    let mut s = String::new();
+    file.rewind().ok()?;
+    file.read_to_string(&mut s).ok()?;
+    s.trim().parse().ok()
+}
+
+/// Where the lock for mirroring into `target` lives: a per-user directory under the system's
+/// temporary directory, keyed by the target's canonical path, so that the backup tree itself
+/// holds nothing but the mirror.
+pub fn mirror_lock_path(target: &Path) -> PathBuf {
+    use std::os::unix::ffi::OsStrExt;
+    let key = Digest::of_bytes(target.as_os_str().as_bytes()).to_hex();
+    let uid = rustix::process::getuid().as_raw();
+    std::env::temp_dir()
+        .join(format!("synccore-locks-{uid}"))
+        .join(format!("mirror-{}.lock", &key[..16]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn second_acquire_is_refused_with_pid_and_released_on_drop() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("sub/x.lock");
+        let guard = acquire(&p).unwrap();
+        assert_eq!(holder(&p), Some(Some(std::process::id())));
+        match acquire(&p) {
+            Err(Error::Locked { pid, .. }) => assert_eq!(pid, Some(std::process::id())),
+            other => panic!("expected Locked, got {other:?}"),
+        }
+        drop(guard);
+        assert_eq!(holder(&p), None);
+        acquire(&p).unwrap();
+    }
+}

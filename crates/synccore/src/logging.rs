@@ -1,0 +1,106 @@
+//! Logging setup shared by both programs (SPEC section 3): every line goes to the console and
+//! to a log file, prefixed with the program's tag, a local timestamp and the level. The log
+//! file is reopened when someone deletes or rotates it while the program runs (the original
+//! needed a restart for that).
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use log::LevelFilter;
+
+use crate::error::{IoResultExt, Op, Result};
+
+/// How much the console shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verbosity {
+    /// Warnings and errors only (`--quiet`).
+    Quiet,
+    /// Operations, summaries, warnings and errors.
+    Normal,
+    /// Everything, including debug detail (`--verbose`).
+    Verbose,
+}
+
+/// Installs the global logger: `tag` is e.g. `ONEWAY`. The file gets operations and above
+/// (debug too with `Verbose`); the console follows `verbosity`.
+pub fn init(tag: &'static str, log_file: &Path, verbosity: Verbosity) -> Result<()> {
+    let file = ReopeningFile::open(log_file)?;
+    let (console, file_level) = match verbosity {
+        Verbosity::Quiet => (LevelFilter::Warn, LevelFilter::Info),
+        Verbosity::Normal => (LevelFilter::Info, LevelFilter::Info),
+        Verbosity::Verbose => (LevelFilter::Debug, LevelFilter::Debug),
+    };
+    fern::Dispatch::new()
+        .format(move |out, message, record| {
+            let now = chrono::Local::now().format("%Y-%m-%dT%H:%M:%S%.3f%:z");
+            out.finish(format_args!(
+                "[{tag}] {now} {:<5} {message}",
+                record.level()
+            ));
+        })
+        .level(LevelFilter::Debug)
+        .chain(fern::Dispatch::new().level(console).chain(io::stderr()))
+        .chain(
+            fern::Dispatch::new()
+                .level(file_level)
+                .chain(Box::new(file) as Box<dyn Write + Send>),
+        )
+        .apply()
+        .map_err(|e| crate::error::Error::Invalid {
+            path: log_file.to_path_buf(),
+            reason: e.to_string(),
+        })
+}
+
+/// An append-only log file that notices, at most once a second, when its path was deleted or
+/// replaced, and reopens (recreating) it.
+struct ReopeningFile {
+    path: PathBuf,
+    file: File,
+    ino: u64,
+    checked: Instant,
+}
+
+impl ReopeningFile {
+    fn open(path: &Path) -> Result<Self> {
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .at(Op::Create, path)?;
+        let ino = file.metadata().at(Op::Stat, path)?.ino();
+        Ok(ReopeningFile {
+            path: path.to_path_buf(),
+            file,
+            ino,
+            checked: Instant::now(),
+        })
+    }
+
+    fn reopen_if_moved(&mut self) {
+        if self.checked.elapsed() < Duration::from_secs(1) {
+            return;
+        }
+        self.checked = Instant::now();
+        let current = std::fs::metadata(&self.path).map(|m| m.ino()).ok();
+        if current != Some(self.ino)
+            && let Ok(fresh) = ReopeningFile::open(&self.path)
+        {
+            *self = fresh;
+        }
+    }
+}
+
+impl Write for ReopeningFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.reopen_if_moved();
+        self.file.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}

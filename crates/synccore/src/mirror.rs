@@ -1,0 +1,173 @@
+//! One pass of the one-way mirror (SPEC section 3): scan both sides, check the safety rails,
+//! plan, apply. The binaries loop over passes; everything a pass decides lives here.
+
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+
+use crate::apply::{self, ApplyStats, Event};
+use crate::checksum::file_checksum;
+use crate::error::{Error, Rail, Result};
+use crate::plan::{self, MirrorOptions, Plan};
+use crate::scan::{self, Tree, join};
+
+/// How a pass runs.
+#[derive(Debug, Clone, Copy)]
+pub struct PassOptions {
+    /// Compare equal-size files by content even when their mtimes agree.
+    pub checksum: bool,
+    /// Plan only; change nothing.
+    pub dry_run: bool,
+    /// The max-delete rail: abort when more than this percentage of the target's files
+    /// would be deleted (not applied below [`MIN_FILES_FOR_DELETE_RAIL`] files).
+    pub max_delete_percent: u8,
+    /// Override the max-delete and empty-source rails.
+    pub force: bool,
+}
+
+impl Default for PassOptions {
+    fn default() -> Self {
+        PassOptions {
+            checksum: false,
+            dry_run: false,
+            max_delete_percent: 50,
+            force: false,
+        }
+    }
+}
+
+/// Below this many files on a side, the max-delete rail does not apply (SPEC section 5).
+pub const MIN_FILES_FOR_DELETE_RAIL: usize = 10;
+
+/// What a pass found and did.
+#[derive(Debug, Default)]
+pub struct PassReport {
+    /// The plan the pass made (and, unless dry-run, carried out).
+    pub plan: Plan,
+    /// What applying it did (empty for a dry run).
+    pub stats: ApplyStats,
+    /// Per-path problems met while scanning either side.
+    pub scan_errors: Vec<Error>,
+    /// Source entries skipped because they are special files.
+    pub special: Vec<crate::relpath::RelPath>,
+}
+
+impl PassReport {
+    /// True when some entry failed: scan errors or failed steps (exit code 1).
+    pub fn had_errors(&self) -> bool {
+        !self.scan_errors.is_empty() || self.stats.failed > 0
+    }
+}
+
+/// Runs one mirror pass from `source` into `target` (both canonical). `target` is created if
+/// missing (not in a dry run). Safety rails return [`Error::Aborted`] before anything changes.
+pub fn run_pass(
+    source: &Path,
+    target: &Path,
+    options: PassOptions,
+    shutdown: &AtomicBool,
+    observe: &mut dyn FnMut(Event<'_>),
+) -> Result<PassReport> {
+    let (src, dst) = std::thread::scope(|s| {
+        let dst = s.spawn(|| scan_target(target));
+        let src = scan::scan(source);
+        (src, dst.join().unwrap_or_else(|_| Ok(Tree::default())))
+    });
+    let dst = dst?;
+    let src = match src {
+        Ok(tree) => tree,
+        // A source that vanished (unmounted disk) must never empty the backup.
+        Err(Error::Missing { .. } | Error::NotADirectory { .. }) if !dst.entries.is_empty() => {
+            return Err(Error::Aborted(Rail::EmptySide {
+                empty: source.into(),
+                other: target.into(),
+            }));
+        }
+        Err(Error::Io { source: e, .. }) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Error::Aborted(Rail::EmptySide {
+                empty: source.into(),
+                other: target.into(),
+            }));
+        }
+        Err(err) => return Err(err),
+    };
+    check_empty_source(&src, &dst, source, target, options)?;
+
+    let checksum = |e: &crate::entry::Entry, root: &Path| file_checksum(&join(root, &e.path)).ok();
+    let mut same_content = |s: &crate::entry::Entry, d: &crate::entry::Entry| {
+        // Any read failure counts as "different": the copy then reports the real error.
+        matches!((checksum(s, source), checksum(d, target)), (Some(a), Some(b)) if a == b)
+    };
+    let plan = plan::mirror(
+        &src,
+        &dst,
+        MirrorOptions {
+            checksum: options.checksum,
+        },
+        &mut same_content,
+    );
+    check_deletes(&plan, &dst, target, options)?;
+
+    let mut report = PassReport {
+        scan_errors: src.errors,
+        special: src.special,
+        ..PassReport::default()
+    };
+    report.scan_errors.extend(dst.errors);
+    if !options.dry_run {
+        if !target.exists() {
+            std::fs::create_dir_all(target).map_err(|e| Error::Io {
+                op: crate::error::Op::CreateDir,
+                path: target.into(),
+                source: e,
+            })?;
+        }
+        report.stats = apply::apply(&plan, source, target, shutdown, observe);
+    }
+    report.plan = plan;
+    Ok(report)
+}
+
+/// Scans the target; a missing target is an empty tree (it is created before writing).
+fn scan_target(target: &Path) -> Result<Tree> {
+    match scan::scan(target) {
+        Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            Ok(Tree::default())
+        }
+        other => other,
+    }
+}
+
+fn check_empty_source(
+    src: &Tree,
+    dst: &Tree,
+    source: &Path,
+    target: &Path,
+    options: PassOptions,
+) -> Result<()> {
+    if src.entries.is_empty() && src.errors.is_empty() && !dst.entries.is_empty() && !options.force
+    {
+        return Err(Error::Aborted(Rail::EmptySide {
+            empty: source.into(),
+            other: target.into(),
+        }));
+    }
+    Ok(())
+}
+
+/// The max-delete rail of SPEC section 5.
+pub fn check_deletes(plan: &Plan, dst: &Tree, target: &Path, options: PassOptions) -> Result<()> {
+    let files = dst.file_count();
+    let deletes = plan.deleted_files();
+    if options.force || files < MIN_FILES_FOR_DELETE_RAIL {
+        return Ok(());
+    }
+    if deletes * 100 > usize::from(options.max_delete_percent) * files {
+        return Err(Error::Aborted(Rail::TooManyDeletes {
+            side: target.into(),
+            deletes,
+            files,
+            max_percent: options.max_delete_percent,
+        }));
+    }
+    Ok(())
+}
