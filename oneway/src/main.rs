@@ -58,15 +58,18 @@ fn validate(args: &Args) -> Result<Config, Error> {
         max_delete_percent: args.max_delete,
         force: args.force,
     };
-    Ok(Config {
-        source,
-        backup,
-        pass,
-    })
+    Ok(Config { source, backup, pass })
 }
 
 fn run(args: &Args, logging_ready: &std::cell::Cell<bool>) -> Result<u8, Error> {
-    let config = validate(args)?;
+    let config = match validate(args) {
+        Ok(config) => config,
+        Err(err) => {
+            // Whatever stopped validation, it is about the input: exit 2 (SPEC section 5).
+            eprintln!("oneway: error: {err}");
+            return Ok(2);
+        }
+    };
     let verbosity = match (args.quiet, args.verbose) {
         (true, _) => Verbosity::Quiet,
         (_, true) => Verbosity::Verbose,
@@ -84,11 +87,7 @@ fn run(args: &Args, logging_ready: &std::cell::Cell<bool>) -> Result<u8, Error> 
         "mirroring {} into {}{}",
         Quoted(&config.source),
         Quoted(&config.backup),
-        if config.pass.dry_run {
-            " (dry run)"
-        } else {
-            ""
-        }
+        if config.pass.dry_run { " (dry run)" } else { "" }
     );
 
     let mut totals = Totals::default();
@@ -112,16 +111,10 @@ fn run(args: &Args, logging_ready: &std::cell::Cell<bool>) -> Result<u8, Error> 
 fn one_pass(config: &Config, shutdown: &AtomicBool, totals: &mut Totals) -> u8 {
     let started = Instant::now();
     let mut progress = Progress::new();
-    let result = mirror::run_pass(
-        &config.source,
-        &config.backup,
-        config.pass,
-        shutdown,
-        &mut |event| {
-            log_event(&event);
-            progress.tick();
-        },
-    );
+    let result = mirror::run_pass(&config.source, &config.backup, config.pass, shutdown, &mut |event| {
+        log_event(&event);
+        progress.tick();
+    });
     totals.passes += 1;
     let report = match result {
         Ok(report) => report,
@@ -182,11 +175,7 @@ struct Progress {
 
 impl Progress {
     fn new() -> Self {
-        Progress {
-            started: Instant::now(),
-            last: Instant::now(),
-            steps: 0,
-        }
+        Progress { started: Instant::now(), last: Instant::now(), steps: 0 }
     }
 
     fn tick(&mut self) {
@@ -214,13 +203,7 @@ impl Totals {
     fn log_summary(&self) {
         let by_kind: Vec<String> = synccore::plan::StepKind::ALL
             .iter()
-            .map(|k| {
-                format!(
-                    "{} {}",
-                    k.word(),
-                    self.stats.done.get(k).copied().unwrap_or(0)
-                )
-            })
+            .map(|k| format!("{} {}", k.word(), self.stats.done.get(k).copied().unwrap_or(0)))
             .collect();
         log::info!(
             "summary: {} passes; {}; {} bytes copied; {} errors",

@@ -1,1 +1,221 @@
+//! Support for the end-to-end tests: find (and build) the real binaries, build trees from a
+//! compact spec with explicit modes and nanosecond mtimes (never by sleeping), snapshot a tree
+//! byte-exactly with `symlink_metadata`, and compare two trees both ways.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::missing_panics_doc)]
+
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::fs::{self, File, FileTimes, Permissions};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// The path of a workspace binary (`oneway`, `twoway`), built once per test run.
+pub fn bin(name: &str) -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    let dir = BUILT.get_or_init(|| {
+        // Tests live in target/<profile>/deps; the binaries in target/<profile>.
+        let exe = std::env::current_exe().unwrap();
+        let profile_dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "--quiet", "-p", "oneway", "-p", "twoway"]);
+        if profile_dir.file_name() == Some(OsStr::new("release")) {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().expect("cannot run cargo to build the binaries");
+        assert!(status.success(), "building the binaries failed");
+        profile_dir
+    });
+    dir.join(name)
+}
+
+/// A command for a workspace binary, run in `cwd` (so default log files land there).
+pub fn cmd(name: &str, cwd: &Path) -> Command {
+    let mut c = Command::new(bin(name));
+    c.current_dir(cwd);
+    c
+}
+
+/// Runs a command to completion, capturing output.
+pub fn run(mut c: Command) -> Output {
+    c.output().expect("cannot run binary")
+}
+
+/// Joins raw path bytes onto a root.
+pub fn at(root: &Path, rel: &[u8]) -> PathBuf {
+    root.join(OsStr::from_bytes(rel))
+}
+
+/// Writes a file with content, mode and mtime (seconds, nanoseconds), creating parents.
+pub fn file(root: &Path, rel: &[u8], content: &[u8], mode: u32, mtime: (i64, u32)) {
+    let p = at(root, rel);
+    fs::create_dir_all(p.parent().unwrap()).unwrap();
+    fs::write(&p, content).unwrap();
+    fs::set_permissions(&p, Permissions::from_mode(mode)).unwrap();
+    set_mtime(&p, mtime);
+}
+
+/// Creates a directory (and parents) with a mode.
+pub fn dir(root: &Path, rel: &[u8], mode: u32) {
+    let p = at(root, rel);
+    fs::create_dir_all(&p).unwrap();
+    fs::set_permissions(&p, Permissions::from_mode(mode)).unwrap();
+}
+
+/// Creates a symlink.
+pub fn link(root: &Path, rel: &[u8], target: &[u8]) {
+    let p = at(root, rel);
+    fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::os::unix::fs::symlink(OsStr::from_bytes(target), &p).unwrap();
+}
+
+/// Sets a file's or directory's mtime exactly.
+pub fn set_mtime(path: &Path, (secs, nanos): (i64, u32)) {
+    let t = UNIX_EPOCH + Duration::from_secs(secs as u64) + Duration::from_nanos(u64::from(nanos));
+    File::open(path).unwrap().set_times(FileTimes::new().set_modified(t)).unwrap();
+}
+
+/// One entry of a snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Node {
+    File { content: Vec<u8>, mode: u32, mtime: (i64, i64) },
+    Dir { mode: u32, mtime: (i64, i64) },
+    Link { target: Vec<u8> },
+}
+
+/// A tree as raw relative path → node, for whole-tree comparisons.
+pub type Snapshot = BTreeMap<Vec<u8>, Node>;
+
+/// Snapshots everything below `root` (not following symlinks), excluding names for which
+/// `skip` is true at any depth.
+pub fn snapshot(root: &Path) -> Snapshot {
+    let mut out = BTreeMap::new();
+    walk(root, root, &mut out);
+    out
+}
+
+fn walk(root: &Path, dir: &Path, out: &mut Snapshot) {
+    for dent in fs::read_dir(dir).unwrap() {
+        let p = dent.unwrap().path();
+        let rel = p.strip_prefix(root).unwrap().as_os_str().as_bytes().to_vec();
+        let m = fs::symlink_metadata(&p).unwrap();
+        let node = if m.file_type().is_symlink() {
+            Node::Link { target: fs::read_link(&p).unwrap().as_os_str().as_bytes().to_vec() }
+        } else if m.is_dir() {
+            walk(root, &p, out);
+            Node::Dir { mode: m.mode() & 0o7777, mtime: (m.mtime(), m.mtime_nsec()) }
+        } else {
+            Node::File {
+                content: fs::read(&p).unwrap(),
+                mode: m.mode() & 0o7777,
+                mtime: (m.mtime(), m.mtime_nsec()),
+            }
+        };
+        out.insert(rel, node);
+    }
+}
+
+/// Asserts two trees are equal in every entry, naming the first differences.
+pub fn assert_same_tree(a: &Path, b: &Path) {
+    let (sa, sb) = (snapshot(a), snapshot(b));
+    if sa == sb {
+        return;
+    }
+    let mut diffs = Vec::new();
+    for (k, v) in &sa {
+        match sb.get(k) {
+            None => diffs.push(format!("only in {}: {}", a.display(), String::from_utf8_lossy(k))),
+            Some(w) if w != v => {
+                diffs.push(format!("differs: {} ({})", String::from_utf8_lossy(k), describe(v, w)))
+            }
+            _ => {}
+        }
+    }
+    for k in sb.keys().filter(|k| !sa.contains_key(*k)) {
+        diffs.push(format!("only in {}: {}", b.display(), String::from_utf8_lossy(k)));
+    }
+    diffs.truncate(20);
+    panic!("trees differ:\n{}", diffs.join("\n"));
+}
+
+fn describe(a: &Node, b: &Node) -> String {
+    match (a, b) {
+        (
+            Node::File { content: c1, mode: m1, mtime: t1 },
+            Node::File { content: c2, mode: m2, mtime: t2 },
+        ) => {
+            format!("content equal {}, mode {m1:o} vs {m2:o}, mtime {t1:?} vs {t2:?}", c1 == c2)
+        }
+        _ => format!("{a:?} vs {b:?}").chars().take(200).collect(),
+    }
+}
+
+/// Inode and ctime of every entry: equal before and after means nothing was written.
+pub fn stamps(root: &Path) -> BTreeMap<Vec<u8>, (u64, i64, i64)> {
+    let mut out = BTreeMap::new();
+    for rel in snapshot(root).keys() {
+        let m = fs::symlink_metadata(at(root, rel)).unwrap();
+        out.insert(rel.clone(), (m.ino(), m.ctime(), m.ctime_nsec()));
+    }
+    out
+}
+
+/// All names below `root` (at any depth) that look like our temporaries.
+pub fn temporaries(root: &Path) -> Vec<Vec<u8>> {
+    snapshot(root)
+        .into_keys()
+        .filter(|k| k.split(|&b| b == b'/').any(|c| c.starts_with(b".synccore-tmp-")))
+        .collect()
+}
+
+/// A unique-enough pseudo-random generator for test content (xorshift; no dependency).
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    pub fn bytes(&mut self, len: usize) -> Vec<u8> {
+        (0..len).map(|_| self.next() as u8).collect()
+    }
+}
+
+/// Waits until `cond` holds or `timeout` passes; returns whether it held.
+pub fn wait_for(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + timeout;
+    while Instant::now() < end {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    cond()
+}
+
+/// Sends a signal to a child process.
+pub fn signal(child: &std::process::Child, sig: rustix::process::Signal) {
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+    rustix::process::kill_process(pid, sig).unwrap();
+}
+
+/// Seconds since the epoch now, for mtimes that are "recent".
+pub fn now_secs() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64
+}

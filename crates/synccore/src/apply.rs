@@ -114,16 +114,8 @@ impl<'p> Run<'p, '_> {
     fn step(&mut self, step: &'p Step, observe: &mut dyn FnMut(Event<'_>)) {
         let target = join(self.to, &step.path);
         let result = match &step.action {
-            Action::Copy { size, mode, mtime }
-            | Action::Update {
-                size, mode, mtime, ..
-            } => {
-                match fsio::stage_copy(
-                    &join(self.from, &step.path),
-                    &target,
-                    *mode,
-                    (*size, *mtime),
-                ) {
+            Action::Copy { size, mode, mtime } | Action::Update { size, mode, mtime, .. } => {
+                match fsio::stage_copy(&join(self.from, &step.path), &target, *mode, (*size, *mtime)) {
                     Ok(StageOutcome::Staged(staged)) => {
                         self.pending_bytes += staged.bytes;
                         self.pending.push((step, staged));
@@ -136,10 +128,7 @@ impl<'p> Run<'p, '_> {
                 }
             }
             Action::Mkdir { mode } => fsio::create_dir(&target, *mode),
-            Action::Link {
-                target: link_target,
-                was,
-            } => {
+            Action::Link { target: link_target, was } => {
                 if !still(&target, *was) {
                     return self.skip(step, "target changed during the pass", observe);
                 }
@@ -176,12 +165,8 @@ impl<'p> Run<'p, '_> {
                 self.skip(step, "target changed during the pass", observe);
                 continue;
             }
-            let result = if batch_durable {
-                Ok(())
-            } else {
-                fsio::sync_file(&staged.temp)
-            }
-            .and_then(|()| fsio::commit(&staged.temp, &target));
+            let result = if batch_durable { Ok(()) } else { fsio::sync_file(&staged.temp) }
+                .and_then(|()| fsio::commit(&staged.temp, &target));
             if result.is_err() {
                 let _ = std::fs::remove_file(&staged.temp);
             } else {
@@ -192,13 +177,7 @@ impl<'p> Run<'p, '_> {
         self.pending_bytes = 0;
     }
 
-    fn finish(
-        &mut self,
-        step: &Step,
-        target: &Path,
-        result: Result<()>,
-        observe: &mut dyn FnMut(Event<'_>),
-    ) {
+    fn finish(&mut self, step: &Step, target: &Path, result: Result<()>, observe: &mut dyn FnMut(Event<'_>)) {
         match result {
             Ok(()) => {
                 *self.stats.done.entry(step.kind()).or_default() += 1;
@@ -223,9 +202,7 @@ impl<'p> Run<'p, '_> {
 /// True when `path` is as the plan saw it: absent when `was` is `None`, else unchanged.
 fn still(path: &Path, was: Option<Stamp>) -> bool {
     match was {
-        None => {
-            std::fs::symlink_metadata(path).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound)
-        }
+        None => std::fs::symlink_metadata(path).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound),
         Some(s) => fsio::unchanged_since_scan(path, s.size, s.mtime, s.ino),
     }
 }

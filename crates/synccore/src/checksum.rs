@@ -118,10 +118,7 @@ pub fn directory_checksum_of(
     entries: &[Entry],
     mut file_digest: impl FnMut(&Entry) -> Result<Digest>,
 ) -> Result<Digest> {
-    debug_assert!(
-        entries.windows(2).all(|w| w[0].path < w[1].path),
-        "entries must be sorted"
-    );
+    debug_assert!(entries.windows(2).all(|w| w[0].path < w[1].path), "entries must be sorted");
     let mut hasher = Sha256::new();
     for (i, entry) in entries.iter().enumerate() {
         let path = entry.path.as_bytes();
@@ -158,9 +155,7 @@ pub fn directory_checksum(root: &Path) -> Result<Digest> {
     if let Some(err) = tree.errors.into_iter().next() {
         return Err(err);
     }
-    directory_checksum_of(&tree.entries, |e| {
-        file_checksum(&crate::scan::join(root, &e.path))
-    })
+    directory_checksum_of(&tree.entries, |e| file_checksum(&crate::scan::join(root, &e.path)))
 }
 
 #[cfg(test)]
@@ -221,10 +216,7 @@ mod tests {
         let mut rev = names;
         rev.reverse();
         build(b.path(), &rev);
-        assert_eq!(
-            directory_checksum(a.path()).unwrap(),
-            directory_checksum(b.path()).unwrap()
-        );
+        assert_eq!(directory_checksum(a.path()).unwrap(), directory_checksum(b.path()).unwrap());
     }
 
     #[test]
@@ -239,10 +231,7 @@ mod tests {
         }
         expected.extend_from_slice(b"e/");
         expected.extend_from_slice(b"l->a");
-        assert_eq!(
-            directory_checksum(d.path()).unwrap(),
-            Digest::of_bytes(&expected)
-        );
+        assert_eq!(directory_checksum(d.path()).unwrap(), Digest::of_bytes(&expected));
     }
 
     #[test]

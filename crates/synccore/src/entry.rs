@@ -18,10 +18,7 @@ pub struct Mtime {
 impl Mtime {
     /// The modification time of `meta`, exact to the nanosecond.
     pub fn of(meta: &Metadata) -> Self {
-        Mtime {
-            secs: meta.mtime(),
-            nanos: meta.mtime_nsec() as u32,
-        }
+        Mtime { secs: meta.mtime(), nanos: meta.mtime_nsec() as u32 }
     }
 
     /// As a `SystemTime`, for `File::set_times`.
@@ -36,10 +33,7 @@ impl Mtime {
 
     /// As a `Timespec`, for `utimensat`.
     pub fn to_timespec(self) -> rustix::fs::Timespec {
-        rustix::fs::Timespec {
-            tv_sec: self.secs,
-            tv_nsec: i64::from(self.nanos),
-        }
+        rustix::fs::Timespec { tv_sec: self.secs, tv_nsec: i64::from(self.nanos) }
     }
 }
 

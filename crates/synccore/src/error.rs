@@ -68,12 +68,7 @@ pub enum Rail {
     /// The side that should hold the data is empty while the other side (or the base) is not.
     EmptySide { empty: PathBuf, other: PathBuf },
     /// The pass would delete more than the allowed share of a side's files.
-    TooManyDeletes {
-        side: PathBuf,
-        deletes: usize,
-        files: usize,
-        max_percent: u8,
-    },
+    TooManyDeletes { side: PathBuf, deletes: usize, files: usize, max_percent: u8 },
 }
 
 impl fmt::Display for Rail {
@@ -85,12 +80,7 @@ impl fmt::Display for Rail {
                 Quoted(empty),
                 Quoted(other)
             ),
-            Rail::TooManyDeletes {
-                side,
-                deletes,
-                files,
-                max_percent,
-            } => write!(
+            Rail::TooManyDeletes { side, deletes, files, max_percent } => write!(
                 f,
                 "the pass would delete {deletes} of {files} files in {}, more than {max_percent} %; \
                  run with --force if that is intended",
@@ -104,18 +94,10 @@ impl fmt::Display for Rail {
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("{op} {}: {source}", Quoted(path))]
-    Io {
-        op: Op,
-        path: PathBuf,
-        source: io::Error,
-    },
+    Io { op: Op, path: PathBuf, source: io::Error },
 
     #[error("cannot rename {} to {}: {source}", Quoted(from), Quoted(to))]
-    RenameIo {
-        from: PathBuf,
-        to: PathBuf,
-        source: io::Error,
-    },
+    RenameIo { from: PathBuf, to: PathBuf, source: io::Error },
 
     #[error("{}: does not exist", Quoted(path))]
     Missing { path: PathBuf },
@@ -126,11 +108,7 @@ pub enum Error {
     #[error("{} and {} are the same directory", Quoted(a), Quoted(b))]
     SameDirectory { a: PathBuf, b: PathBuf },
 
-    #[error(
-        "{} lies inside {}; one directory may not contain the other",
-        Quoted(inner),
-        Quoted(outer)
-    )]
+    #[error("{} lies inside {}; one directory may not contain the other", Quoted(inner), Quoted(outer))]
     RootsOverlap { inner: PathBuf, outer: PathBuf },
 
     #[error("{} is locked by another running process{}", Quoted(path), holder_suffix(*pid))]
@@ -176,11 +154,7 @@ pub trait IoResultExt<T> {
 
 impl<T> IoResultExt<T> for io::Result<T> {
     fn at(self, op: Op, path: &Path) -> Result<T> {
-        self.map_err(|source| Error::Io {
-            op,
-            path: path.to_path_buf(),
-            source,
-        })
+        self.map_err(|source| Error::Io { op, path: path.to_path_buf(), source })
     }
 }
 
@@ -193,11 +167,7 @@ mod tests {
     #[test]
     fn io_error_names_op_and_path_losslessly() {
         let path = Path::new(OsStr::from_bytes(b"dir/bad\xffname\n"));
-        let err = Error::Io {
-            op: Op::Read,
-            path: path.into(),
-            source: io::Error::other("boom"),
-        };
+        let err = Error::Io { op: Op::Read, path: path.into(), source: io::Error::other("boom") };
         assert_eq!(err.to_string(), r#"cannot read "dir/bad\xffname\n": boom"#);
         assert_eq!(err.exit_code(), 1);
     }
@@ -205,17 +175,10 @@ mod tests {
     #[test]
     fn exit_codes_follow_spec() {
         assert_eq!(Error::Missing { path: "x".into() }.exit_code(), 2);
-        let rail = Rail::EmptySide {
-            empty: "a".into(),
-            other: "b".into(),
-        };
+        let rail = Rail::EmptySide { empty: "a".into(), other: "b".into() };
         assert_eq!(Error::Aborted(rail).exit_code(), 3);
         assert_eq!(
-            Error::Locked {
-                path: "l".into(),
-                pid: Some(7)
-            }
-            .to_string(),
+            Error::Locked { path: "l".into(), pid: Some(7) }.to_string(),
             "\"l\" is locked by another running process (pid 7)"
         );
     }

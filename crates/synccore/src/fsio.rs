@@ -54,37 +54,23 @@ pub enum StageOutcome {
 /// `expected` is the (size, mtime) the scan saw: a source that no longer matches it, or that
 /// changes during the copy, is not staged. The data is not yet durable: call
 /// [`make_durable`] (or `sync_all` per file) before [`commit`].
-pub fn stage_copy(
-    src: &Path,
-    target: &Path,
-    mode: u32,
-    expected: (u64, Mtime),
-) -> Result<StageOutcome> {
+pub fn stage_copy(src: &Path, target: &Path, mode: u32, expected: (u64, Mtime)) -> Result<StageOutcome> {
     let mut input = File::open(src).at(Op::Read, src)?;
     let before = input.metadata().at(Op::Stat, src)?;
     if (before.len(), Mtime::of(&before)) != expected {
         return Ok(StageOutcome::SourceChanged);
     }
     let temp = temp_path(parent_of(target));
-    let mut output = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&temp)
-        .at(Op::Create, &temp)?;
+    let mut output =
+        OpenOptions::new().write(true).create_new(true).mode(0o600).open(&temp).at(Op::Create, &temp)?;
     let result = (|| {
         // io::copy between two files uses copy_file_range, which reflinks where it can.
         let bytes = io::copy(&mut input, &mut output).at(Op::Write, &temp)?;
         let after = input.metadata().at(Op::Stat, src)?;
-        if after.len() != before.len()
-            || Mtime::of(&after) != Mtime::of(&before)
-            || bytes != before.len()
-        {
+        if after.len() != before.len() || Mtime::of(&after) != Mtime::of(&before) || bytes != before.len() {
             return Ok(None);
         }
-        output
-            .set_permissions(Permissions::from_mode(mode & MODE_MASK))
-            .at(Op::SetMeta, &temp)?;
+        output.set_permissions(Permissions::from_mode(mode & MODE_MASK)).at(Op::SetMeta, &temp)?;
         let times = FileTimes::new().set_modified(Mtime::of(&before).to_system_time());
         output.set_times(times).at(Op::SetMeta, &temp)?;
         Ok(Some(bytes))
@@ -106,9 +92,7 @@ pub fn stage_copy(
 /// for a whole batch of staged files instead of one `fsync` each.
 pub fn make_durable(anchor: &Path) -> Result<()> {
     let dir = File::open(anchor).at(Op::Sync, anchor)?;
-    rustix::fs::syncfs(&dir)
-        .map_err(io::Error::from)
-        .at(Op::Sync, anchor)
+    rustix::fs::syncfs(&dir).map_err(io::Error::from).at(Op::Sync, anchor)
 }
 
 /// Renames a durable temporary over `target`. The caller fsyncs the directory (see [`sync_dir`]).
@@ -122,9 +106,7 @@ pub fn commit(temp: &Path, target: &Path) -> Result<()> {
 
 /// Fsyncs one file's data and metadata.
 pub fn sync_file(path: &Path) -> Result<()> {
-    File::open(path)
-        .and_then(|f| f.sync_all())
-        .at(Op::Sync, path)
+    File::open(path).and_then(|f| f.sync_all()).at(Op::Sync, path)
 }
 
 /// Fsyncs a directory so that the renames and removals in it survive a crash.
@@ -137,12 +119,8 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
 pub fn write_atomic(target: &Path, bytes: &[u8]) -> Result<()> {
     let temp = temp_path(parent_of(target));
     let result = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o644)
-            .open(&temp)
-            .at(Op::Create, &temp)?;
+        let mut f =
+            OpenOptions::new().write(true).create_new(true).mode(0o644).open(&temp).at(Op::Create, &temp)?;
         f.write_all(bytes).at(Op::Write, &temp)?;
         f.sync_all().at(Op::Sync, &temp)?;
         commit(&temp, target)
@@ -166,35 +144,20 @@ pub fn place_symlink(target: &[u8], path: &Path) -> Result<()> {
 /// Creates a directory that the pass can fill: owner-writable whatever its final mode, which
 /// the pass sets once the directory's contents are in place.
 pub fn create_dir(path: &Path, final_mode: u32) -> Result<()> {
-    fs::DirBuilder::new()
-        .mode(final_mode | 0o700)
-        .create(path)
-        .at(Op::CreateDir, path)
+    fs::DirBuilder::new().mode(final_mode | 0o700).create(path).at(Op::CreateDir, path)
 }
 
 /// Sets permission bits and/or the mtime of `path`, never following a symlink.
 pub fn set_meta(path: &Path, mode: Option<u32>, mtime: Option<Mtime>) -> Result<()> {
     if let Some(mode) = mode {
-        fs::set_permissions(path, Permissions::from_mode(mode & MODE_MASK))
-            .at(Op::SetMeta, path)?;
+        fs::set_permissions(path, Permissions::from_mode(mode & MODE_MASK)).at(Op::SetMeta, path)?;
     }
     if let Some(mtime) = mtime {
-        let omit = rustix::fs::Timespec {
-            tv_sec: 0,
-            tv_nsec: rustix::fs::UTIME_OMIT,
-        };
-        let times = rustix::fs::Timestamps {
-            last_access: omit,
-            last_modification: mtime.to_timespec(),
-        };
-        rustix::fs::utimensat(
-            rustix::fs::CWD,
-            path,
-            &times,
-            rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
-        )
-        .map_err(io::Error::from)
-        .at(Op::SetMeta, path)?;
+        let omit = rustix::fs::Timespec { tv_sec: 0, tv_nsec: rustix::fs::UTIME_OMIT };
+        let times = rustix::fs::Timestamps { last_access: omit, last_modification: mtime.to_timespec() };
+        rustix::fs::utimensat(rustix::fs::CWD, path, &times, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(io::Error::from)
+            .at(Op::SetMeta, path)?;
     }
     Ok(())
 }
@@ -223,11 +186,7 @@ pub fn remove_tree(path: &Path) -> Result<()> {
 /// destructive step (STYLE "File-system habits").
 pub fn unchanged_since_scan(path: &Path, size: u64, mtime: Mtime, ino: u64) -> bool {
     fs::symlink_metadata(path).is_ok_and(|m| {
-        let len = if m.file_type().is_symlink() {
-            size
-        } else {
-            m.len()
-        };
+        let len = if m.file_type().is_symlink() { size } else { m.len() };
         len == size && Mtime::of(&m) == mtime && m.ino() == ino
     })
 }
@@ -241,14 +200,10 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let src = d.path().join("src");
         fs::write(&src, b"hello").unwrap();
-        let mtime = Mtime {
-            secs: 1_600_000_000,
-            nanos: 123_456_789,
-        };
+        let mtime = Mtime { secs: 1_600_000_000, nanos: 123_456_789 };
         set_meta(&src, Some(0o4755), Some(mtime)).unwrap();
         let target = d.path().join("dst");
-        let StageOutcome::Staged(staged) = stage_copy(&src, &target, 0o4755, (5, mtime)).unwrap()
-        else {
+        let StageOutcome::Staged(staged) = stage_copy(&src, &target, 0o4755, (5, mtime)).unwrap() else {
             panic!("not staged");
         };
         assert!(is_temp_name(staged.temp.file_name().unwrap()));
@@ -268,11 +223,7 @@ mod tests {
         let stale = (4, Mtime { secs: 1, nanos: 0 });
         let outcome = stage_copy(&src, &d.path().join("dst"), 0o644, stale).unwrap();
         assert!(matches!(outcome, StageOutcome::SourceChanged));
-        assert_eq!(
-            fs::read_dir(d.path()).unwrap().count(),
-            1,
-            "no temporary left"
-        );
+        assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1, "no temporary left");
     }
 
     #[test]

@@ -39,26 +39,16 @@ pub fn acquire(path: &Path) -> Result<LockGuard> {
     match file.try_lock() {
         Ok(()) => {}
         Err(TryLockError::WouldBlock) => {
-            return Err(Error::Locked {
-                path: path.to_path_buf(),
-                pid: read_pid(&mut file),
-            });
+            return Err(Error::Locked { path: path.to_path_buf(), pid: read_pid(&mut file) });
         }
         Err(TryLockError::Error(e)) => {
-            return Err(Error::Io {
-                op: Op::Lock,
-                path: path.to_path_buf(),
-                source: e,
-            });
+            return Err(Error::Io { op: Op::Lock, path: path.to_path_buf(), source: e });
         }
     }
     file.set_len(0).at(Op::Write, path)?;
     file.rewind().at(Op::Write, path)?;
     write!(file, "{}", std::process::id()).at(Op::Write, path)?;
-    Ok(LockGuard {
-        _file: file,
-        path: path.to_path_buf(),
-    })
+    Ok(LockGuard { _file: file, path: path.to_path_buf() })
 }
 
 /// The pid of the live process holding the lock at `path`, if any (without taking it).
@@ -84,9 +74,7 @@ pub fn mirror_lock_path(target: &Path) -> PathBuf {
     use std::os::unix::ffi::OsStrExt;
     let key = Digest::of_bytes(target.as_os_str().as_bytes()).to_hex();
     let uid = rustix::process::getuid().as_raw();
-    std::env::temp_dir()
-        .join(format!("synccore-locks-{uid}"))
-        .join(format!("mirror-{}.lock", &key[..16]))
+    std::env::temp_dir().join(format!("synccore-locks-{uid}")).join(format!("mirror-{}.lock", &key[..16]))
 }
 
 #[cfg(test)]

@@ -36,23 +36,13 @@ pub fn init(tag: &'static str, log_file: &Path, verbosity: Verbosity) -> Result<
     fern::Dispatch::new()
         .format(move |out, message, record| {
             let now = chrono::Local::now().format("%Y-%m-%dT%H:%M:%S%.3f%:z");
-            out.finish(format_args!(
-                "[{tag}] {now} {:<5} {message}",
-                record.level()
-            ));
+            out.finish(format_args!("[{tag}] {now} {:<5} {message}", record.level()));
         })
         .level(LevelFilter::Debug)
         .chain(fern::Dispatch::new().level(console).chain(io::stderr()))
-        .chain(
-            fern::Dispatch::new()
-                .level(file_level)
-                .chain(Box::new(file) as Box<dyn Write + Send>),
-        )
+        .chain(fern::Dispatch::new().level(file_level).chain(Box::new(file) as Box<dyn Write + Send>))
         .apply()
-        .map_err(|e| crate::error::Error::Invalid {
-            path: log_file.to_path_buf(),
-            reason: e.to_string(),
-        })
+        .map_err(|e| crate::error::Error::Invalid { path: log_file.to_path_buf(), reason: e.to_string() })
 }
 
 /// An append-only log file that notices, at most once a second, when its path was deleted or
@@ -66,18 +56,9 @@ struct ReopeningFile {
 
 impl ReopeningFile {
     fn open(path: &Path) -> Result<Self> {
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .at(Op::Create, path)?;
+        let file = OpenOptions::new().create(true).append(true).open(path).at(Op::Create, path)?;
         let ino = file.metadata().at(Op::Stat, path)?.ino();
-        Ok(ReopeningFile {
-            path: path.to_path_buf(),
-            file,
-            ino,
-            checked: Instant::now(),
-        })
+        Ok(ReopeningFile { path: path.to_path_buf(), file, ino, checked: Instant::now() })
     }
 
     fn reopen_if_moved(&mut self) {

@@ -26,12 +26,7 @@ pub struct PassOptions {
 
 impl Default for PassOptions {
     fn default() -> Self {
-        PassOptions {
-            checksum: false,
-            dry_run: false,
-            max_delete_percent: 50,
-            force: false,
-        }
+        PassOptions { checksum: false, dry_run: false, max_delete_percent: 50, force: false }
     }
 }
 
@@ -77,16 +72,10 @@ pub fn run_pass(
         Ok(tree) => tree,
         // A source that vanished (unmounted disk) must never empty the backup.
         Err(Error::Missing { .. } | Error::NotADirectory { .. }) if !dst.entries.is_empty() => {
-            return Err(Error::Aborted(Rail::EmptySide {
-                empty: source.into(),
-                other: target.into(),
-            }));
+            return Err(Error::Aborted(Rail::EmptySide { empty: source.into(), other: target.into() }));
         }
         Err(Error::Io { source: e, .. }) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(Error::Aborted(Rail::EmptySide {
-                empty: source.into(),
-                other: target.into(),
-            }));
+            return Err(Error::Aborted(Rail::EmptySide { empty: source.into(), other: target.into() }));
         }
         Err(err) => return Err(err),
     };
@@ -97,21 +86,10 @@ pub fn run_pass(
         // Any read failure counts as "different": the copy then reports the real error.
         matches!((checksum(s, source), checksum(d, target)), (Some(a), Some(b)) if a == b)
     };
-    let plan = plan::mirror(
-        &src,
-        &dst,
-        MirrorOptions {
-            checksum: options.checksum,
-        },
-        &mut same_content,
-    );
+    let plan = plan::mirror(&src, &dst, MirrorOptions { checksum: options.checksum }, &mut same_content);
     check_deletes(&plan, &dst, target, options)?;
 
-    let mut report = PassReport {
-        scan_errors: src.errors,
-        special: src.special,
-        ..PassReport::default()
-    };
+    let mut report = PassReport { scan_errors: src.errors, special: src.special, ..PassReport::default() };
     report.scan_errors.extend(dst.errors);
     if !options.dry_run {
         if !target.exists() {
@@ -130,9 +108,7 @@ pub fn run_pass(
 /// Scans the target; a missing target is an empty tree (it is created before writing).
 fn scan_target(target: &Path) -> Result<Tree> {
     match scan::scan(target) {
-        Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
-            Ok(Tree::default())
-        }
+        Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => Ok(Tree::default()),
         other => other,
     }
 }
@@ -144,12 +120,8 @@ fn check_empty_source(
     target: &Path,
     options: PassOptions,
 ) -> Result<()> {
-    if src.entries.is_empty() && src.errors.is_empty() && !dst.entries.is_empty() && !options.force
-    {
-        return Err(Error::Aborted(Rail::EmptySide {
-            empty: source.into(),
-            other: target.into(),
-        }));
+    if src.entries.is_empty() && src.errors.is_empty() && !dst.entries.is_empty() && !options.force {
+        return Err(Error::Aborted(Rail::EmptySide { empty: source.into(), other: target.into() }));
     }
     Ok(())
 }

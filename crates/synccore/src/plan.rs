@@ -21,11 +21,7 @@ pub struct Stamp {
 impl Stamp {
     /// The stamp of a scanned entry.
     pub fn of(entry: &Entry) -> Self {
-        Stamp {
-            size: entry.size,
-            mtime: entry.mtime,
-            ino: entry.ino,
-        }
+        Stamp { size: entry.size, mtime: entry.mtime, ino: entry.ino }
     }
 }
 
@@ -37,23 +33,11 @@ pub enum Action {
     /// Copy a file that the target lacks. `size`/`mtime` are the source's as scanned.
     Copy { size: u64, mode: u32, mtime: Mtime },
     /// Replace the target's different file (or other kind) with the source's file.
-    Update {
-        size: u64,
-        mode: u32,
-        mtime: Mtime,
-        was: Option<Stamp>,
-    },
+    Update { size: u64, mode: u32, mtime: Mtime, was: Option<Stamp> },
     /// Create or replace a symlink.
-    Link {
-        target: Box<[u8]>,
-        was: Option<Stamp>,
-    },
+    Link { target: Box<[u8]>, was: Option<Stamp> },
     /// Set permission bits and/or mtime only; content is already equal.
-    Meta {
-        mode: Option<u32>,
-        mtime: Option<Mtime>,
-        dir: bool,
-    },
+    Meta { mode: Option<u32>, mtime: Option<Mtime>, dir: bool },
     /// Delete a file or symlink.
     Delete { was: Stamp },
     /// Remove a directory (its contents are deleted by earlier steps).
@@ -172,10 +156,7 @@ impl Plan {
 
     /// Files and symlinks the plan deletes or replaces with another kind (for the max-delete rail).
     pub fn deleted_files(&self) -> usize {
-        self.steps
-            .iter()
-            .filter(|s| matches!(s.action, Action::Delete { .. }))
-            .count()
+        self.steps.iter().filter(|s| matches!(s.action, Action::Delete { .. })).count()
     }
 
     /// Bytes the plan copies.
@@ -219,10 +200,7 @@ pub fn mirror(
 
     for path in &target.leftovers {
         touch(path);
-        deletes.push(Step {
-            path: path.clone(),
-            action: Action::Cleanup,
-        });
+        deletes.push(Step { path: path.clone(), action: Action::Cleanup });
     }
 
     let (src, dst) = (&source.entries, &target.entries);
@@ -264,11 +242,8 @@ pub fn mirror(
 
     // Directory metadata last and deepest first: creating, renaming or deleting an entry
     // changes its parent's mtime, so the parent's is set after its contents are final.
-    let new_dirs: HashSet<&RelPath> = creates
-        .iter()
-        .filter(|s| matches!(s.action, Action::Mkdir { .. }))
-        .map(|s| &s.path)
-        .collect();
+    let new_dirs: HashSet<&RelPath> =
+        creates.iter().filter(|s| matches!(s.action, Action::Mkdir { .. })).map(|s| &s.path).collect();
     let mut dir_metas = Vec::new();
     for s in src.iter().rev().filter(|e| e.is_dir()) {
         let existing = target.get(&s.path).filter(|d| d.is_dir());
@@ -298,32 +273,15 @@ pub fn mirror(
 fn create_step(s: &Entry) -> Step {
     let action = match &s.kind {
         Kind::Dir => Action::Mkdir { mode: s.mode },
-        Kind::File => Action::Copy {
-            size: s.size,
-            mode: s.mode,
-            mtime: s.mtime,
-        },
-        Kind::Symlink(t) => Action::Link {
-            target: t.clone(),
-            was: None,
-        },
+        Kind::File => Action::Copy { size: s.size, mode: s.mode, mtime: s.mtime },
+        Kind::Symlink(t) => Action::Link { target: t.clone(), was: None },
     };
-    Step {
-        path: s.path.clone(),
-        action,
-    }
+    Step { path: s.path.clone(), action }
 }
 
 fn delete_step(d: &Entry) -> Step {
-    let action = if d.is_dir() {
-        Action::Rmdir
-    } else {
-        Action::Delete { was: Stamp::of(d) }
-    };
-    Step {
-        path: d.path.clone(),
-        action,
-    }
+    let action = if d.is_dir() { Action::Rmdir } else { Action::Delete { was: Stamp::of(d) } };
+    Step { path: d.path.clone(), action }
 }
 
 /// Compares a source and a target entry at the same path. Returns the creation-phase step, if
@@ -346,51 +304,27 @@ fn compare(
                 same_content(s, d)
             };
             if !equal {
-                let action = Action::Update {
-                    size: s.size,
-                    mode: s.mode,
-                    mtime: s.mtime,
-                    was: Some(Stamp::of(d)),
-                };
-                return Some(Step {
-                    path: s.path.clone(),
-                    action,
-                });
+                let action =
+                    Action::Update { size: s.size, mode: s.mode, mtime: s.mtime, was: Some(Stamp::of(d)) };
+                return Some(Step { path: s.path.clone(), action });
             }
             let mode = (s.mode != d.mode).then_some(s.mode);
             let mtime = (s.mtime != d.mtime).then_some(s.mtime);
-            (mode.is_some() || mtime.is_some()).then(|| Step {
-                path: s.path.clone(),
-                action: Action::Meta {
-                    mode,
-                    mtime,
-                    dir: false,
-                },
-            })
+            (mode.is_some() || mtime.is_some())
+                .then(|| Step { path: s.path.clone(), action: Action::Meta { mode, mtime, dir: false } })
         }
         (Kind::Symlink(a), Kind::Symlink(b)) => (a != b).then(|| Step {
             path: s.path.clone(),
-            action: Action::Link {
-                target: a.clone(),
-                was: Some(Stamp::of(d)),
-            },
+            action: Action::Link { target: a.clone(), was: Some(Stamp::of(d)) },
         }),
         // A file replacing a symlink is renamed over it: one atomic step.
         (Kind::File, Kind::Symlink(_)) => Some(Step {
             path: s.path.clone(),
-            action: Action::Update {
-                size: s.size,
-                mode: s.mode,
-                mtime: s.mtime,
-                was: Some(Stamp::of(d)),
-            },
+            action: Action::Update { size: s.size, mode: s.mode, mtime: s.mtime, was: Some(Stamp::of(d)) },
         }),
         (Kind::Symlink(t), Kind::File) => Some(Step {
             path: s.path.clone(),
-            action: Action::Link {
-                target: t.clone(),
-                was: Some(Stamp::of(d)),
-            },
+            action: Action::Link { target: t.clone(), was: Some(Stamp::of(d)) },
         }),
         // Any change to or from a directory: remove the old entry first, then create.
         _ => {
@@ -409,10 +343,7 @@ mod tests {
             path: RelPath::from_bytes(path.as_bytes()),
             kind,
             size,
-            mtime: Mtime {
-                secs: mtime,
-                nanos: 0,
-            },
+            mtime: Mtime { secs: mtime, nanos: 0 },
             mode,
             ino: 1,
         }
@@ -424,37 +355,20 @@ mod tests {
         e(path, Kind::Dir, 0, mtime, 0o755)
     }
     fn link(path: &str, target: &str) -> Entry {
-        e(
-            path,
-            Kind::Symlink(target.as_bytes().into()),
-            target.len() as u64,
-            5,
-            0o777,
-        )
+        e(path, Kind::Symlink(target.as_bytes().into()), target.len() as u64, 5, 0o777)
     }
     fn tree(mut entries: Vec<Entry>) -> Tree {
         entries.sort_by(|a, b| a.path.cmp(&b.path));
-        Tree {
-            entries,
-            ..Tree::default()
-        }
+        Tree { entries, ..Tree::default() }
     }
     /// The plan as `kind path` lines: the table's expected column.
     fn plan_of(src: Vec<Entry>, dst: Vec<Entry>, checksum: bool, equal: bool) -> Vec<String> {
         let mut asked = 0;
-        let plan = mirror(
-            &tree(src),
-            &tree(dst),
-            MirrorOptions { checksum },
-            &mut |_, _| {
-                asked += 1;
-                equal
-            },
-        );
-        plan.steps
-            .iter()
-            .map(|s| format!("{} {}", s.kind().word(), s.path))
-            .collect()
+        let plan = mirror(&tree(src), &tree(dst), MirrorOptions { checksum }, &mut |_, _| {
+            asked += 1;
+            equal
+        });
+        plan.steps.iter().map(|s| format!("{} {}", s.kind().word(), s.path)).collect()
     }
 
     /// name, source, target, `--checksum`, what the content oracle answers, expected steps.
@@ -464,38 +378,10 @@ mod tests {
     #[allow(clippy::too_many_lines)] // a table, one row per case
     fn decision_table() {
         let cases: Vec<Case> = vec![
-            (
-                "identical",
-                vec![file("a", 3, 1)],
-                vec![file("a", 3, 1)],
-                false,
-                false,
-                vec![],
-            ),
-            (
-                "new file",
-                vec![file("a", 3, 1)],
-                vec![],
-                false,
-                false,
-                vec!["copy a"],
-            ),
-            (
-                "stray file",
-                vec![],
-                vec![file("a", 3, 1)],
-                false,
-                false,
-                vec!["delete a"],
-            ),
-            (
-                "size differs",
-                vec![file("a", 4, 1)],
-                vec![file("a", 3, 1)],
-                false,
-                true,
-                vec!["update a"],
-            ),
+            ("identical", vec![file("a", 3, 1)], vec![file("a", 3, 1)], false, false, vec![]),
+            ("new file", vec![file("a", 3, 1)], vec![], false, false, vec!["copy a"]),
+            ("stray file", vec![], vec![file("a", 3, 1)], false, false, vec!["delete a"]),
+            ("size differs", vec![file("a", 4, 1)], vec![file("a", 3, 1)], false, true, vec!["update a"]),
             (
                 "touched, same bytes",
                 vec![file("a", 3, 2)],
@@ -536,30 +422,9 @@ mod tests {
                 true,
                 vec!["meta a"],
             ),
-            (
-                "new symlink",
-                vec![link("l", "t")],
-                vec![],
-                false,
-                false,
-                vec!["link l"],
-            ),
-            (
-                "symlink retargeted",
-                vec![link("l", "u")],
-                vec![link("l", "t")],
-                false,
-                false,
-                vec!["link l"],
-            ),
-            (
-                "symlink same",
-                vec![link("l", "t")],
-                vec![link("l", "t")],
-                false,
-                false,
-                vec![],
-            ),
+            ("new symlink", vec![link("l", "t")], vec![], false, false, vec!["link l"]),
+            ("symlink retargeted", vec![link("l", "u")], vec![link("l", "t")], false, false, vec!["link l"]),
+            ("symlink same", vec![link("l", "t")], vec![link("l", "t")], false, false, vec![]),
             (
                 "file becomes symlink",
                 vec![link("l", "t")],
@@ -587,12 +452,7 @@ mod tests {
             (
                 "stray dir tree, deepest first",
                 vec![],
-                vec![
-                    dir("d", 7),
-                    dir("d/e", 7),
-                    file("d/e/f", 1, 1),
-                    file("d/g", 1, 1),
-                ],
+                vec![dir("d", 7), dir("d/e", 7), file("d/e/f", 1, 1), file("d/g", 1, 1)],
                 false,
                 false,
                 vec!["delete d/g", "delete d/e/f", "rmdir d/e", "rmdir d"],
@@ -613,14 +473,7 @@ mod tests {
                 false,
                 vec!["delete x/f", "rmdir x", "copy x"],
             ),
-            (
-                "dir mtime differs",
-                vec![dir("d", 8)],
-                vec![dir("d", 7)],
-                false,
-                false,
-                vec!["meta d"],
-            ),
+            ("dir mtime differs", vec![dir("d", 8)], vec![dir("d", 7)], false, false, vec!["meta d"]),
             (
                 "change inside dir restores its mtime",
                 vec![dir("d", 7), file("d/f", 2, 1)],
@@ -653,25 +506,16 @@ mod tests {
         src.unreadable.push(RelPath::from_bytes(b"d"));
         let dst = tree(vec![dir("d", 7), file("d/f", 1, 1), file("other", 1, 1)]);
         let plan = mirror(&src, &dst, MirrorOptions::default(), &mut |_, _| true);
-        let lines: Vec<String> = plan
-            .steps
-            .iter()
-            .map(|s| format!("{} {}", s.kind().word(), s.path))
-            .collect();
+        let lines: Vec<String> =
+            plan.steps.iter().map(|s| format!("{} {}", s.kind().word(), s.path)).collect();
         assert_eq!(lines, vec!["delete other"]);
     }
 
     #[test]
     fn leftover_temporaries_are_cleaned_and_counted_apart() {
         let mut dst = tree(vec![]);
-        dst.leftovers
-            .push(RelPath::from_bytes(b".synccore-tmp-1-1"));
-        let plan = mirror(
-            &tree(vec![]),
-            &dst,
-            MirrorOptions::default(),
-            &mut |_, _| true,
-        );
+        dst.leftovers.push(RelPath::from_bytes(b".synccore-tmp-1-1"));
+        let plan = mirror(&tree(vec![]), &dst, MirrorOptions::default(), &mut |_, _| true);
         assert_eq!(plan.count(StepKind::Cleanup), 1);
         assert_eq!(plan.deleted_files(), 0);
     }

@@ -50,7 +50,6 @@ impl RelPath {
         let (me, anc) = (&self.0, &ancestor.0);
         me.starts_with(anc) && (me.len() == anc.len() || me[anc.len()] == b'/')
     }
-
 }
 
 impl fmt::Debug for RelPath {
@@ -104,10 +103,7 @@ mod tests {
     fn order_is_byte_order() {
         let mut v = vec![rp(b"a/b"), rp(b"a-c"), rp(b"a"), rp(b"B"), rp(b"\xff")];
         v.sort();
-        assert_eq!(
-            v,
-            vec![rp(b"B"), rp(b"a"), rp(b"a-c"), rp(b"a/b"), rp(b"\xff")]
-        );
+        assert_eq!(v, vec![rp(b"B"), rp(b"a"), rp(b"a-c"), rp(b"a/b"), rp(b"\xff")]);
     }
 
     #[test]

@@ -10,21 +10,13 @@ use crate::error::{Error, IoResultExt, Op, Result};
 pub fn existing_dir(path: &Path) -> Result<PathBuf> {
     match std::fs::metadata(path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(Error::Missing {
-                path: path.to_path_buf(),
-            });
+            return Err(Error::Missing { path: path.to_path_buf() });
         }
         Err(e) => {
-            return Err(Error::Io {
-                op: Op::Stat,
-                path: path.to_path_buf(),
-                source: e,
-            });
+            return Err(Error::Io { op: Op::Stat, path: path.to_path_buf(), source: e });
         }
         Ok(m) if !m.is_dir() => {
-            return Err(Error::NotADirectory {
-                path: path.to_path_buf(),
-            });
+            return Err(Error::NotADirectory { path: path.to_path_buf() });
         }
         Ok(_) => {}
     }
@@ -35,14 +27,11 @@ pub fn existing_dir(path: &Path) -> Result<PathBuf> {
 /// ancestor is canonicalized and the missing rest appended. An existing non-directory fails.
 pub fn future_dir(path: &Path) -> Result<PathBuf> {
     match std::fs::metadata(path) {
-        Ok(m) if !m.is_dir() => Err(Error::NotADirectory {
-            path: path.to_path_buf(),
-        }),
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::Io {
-            op: Op::Stat,
-            path: path.to_path_buf(),
-            source: e,
-        }),
+        Ok(m) if !m.is_dir() => Err(Error::NotADirectory { path: path.to_path_buf() }),
+        // A missing path, or one below a file: `absolute` names the offending component.
+        Err(e) if !matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory) => {
+            Err(Error::Io { op: Op::Stat, path: path.to_path_buf(), source: e })
+        }
         _ => absolute(path),
     }
 }
@@ -54,9 +43,7 @@ pub fn absolute(path: &Path) -> Result<PathBuf> {
     let absolute = if path.is_absolute() {
         path.to_path_buf()
     } else {
-        std::env::current_dir()
-            .at(Op::Canonicalize, Path::new("."))?
-            .join(path)
+        std::env::current_dir().at(Op::Canonicalize, Path::new("."))?.join(path)
     };
     let mut out = PathBuf::from("/");
     let mut exists = true;
@@ -89,22 +76,13 @@ pub fn absolute(path: &Path) -> Result<PathBuf> {
 /// Refuses two roots that are the same directory or where one lies inside the other.
 pub fn check_disjoint(a: &Path, b: &Path) -> Result<()> {
     if a == b {
-        return Err(Error::SameDirectory {
-            a: a.to_path_buf(),
-            b: b.to_path_buf(),
-        });
+        return Err(Error::SameDirectory { a: a.to_path_buf(), b: b.to_path_buf() });
     }
     if b.starts_with(a) {
-        return Err(Error::RootsOverlap {
-            inner: b.to_path_buf(),
-            outer: a.to_path_buf(),
-        });
+        return Err(Error::RootsOverlap { inner: b.to_path_buf(), outer: a.to_path_buf() });
     }
     if a.starts_with(b) {
-        return Err(Error::RootsOverlap {
-            inner: a.to_path_buf(),
-            outer: b.to_path_buf(),
-        });
+        return Err(Error::RootsOverlap { inner: a.to_path_buf(), outer: b.to_path_buf() });
     }
     Ok(())
 }
@@ -122,28 +100,16 @@ mod tests {
         let canon = existing_dir(&real).unwrap();
         assert_eq!(existing_dir(&d.path().join("alias/")).unwrap(), canon);
         assert_eq!(existing_dir(&d.path().join("real/./")).unwrap(), canon);
-        assert_eq!(
-            future_dir(&d.path().join("alias/new/../new2")).unwrap(),
-            canon.join("new2")
-        );
-        assert!(matches!(
-            check_disjoint(&canon, &canon.join("x")),
-            Err(Error::RootsOverlap { .. })
-        ));
-        assert!(matches!(
-            check_disjoint(&canon, &canon),
-            Err(Error::SameDirectory { .. })
-        ));
+        assert_eq!(future_dir(&d.path().join("alias/new/../new2")).unwrap(), canon.join("new2"));
+        assert!(matches!(check_disjoint(&canon, &canon.join("x")), Err(Error::RootsOverlap { .. })));
+        assert!(matches!(check_disjoint(&canon, &canon), Err(Error::SameDirectory { .. })));
         check_disjoint(&canon.join("a"), &canon.join("ab")).unwrap();
     }
 
     #[test]
     fn missing_and_file_roots_are_refused() {
         let d = tempfile::tempdir().unwrap();
-        assert!(matches!(
-            existing_dir(&d.path().join("nope")),
-            Err(Error::Missing { .. })
-        ));
+        assert!(matches!(existing_dir(&d.path().join("nope")), Err(Error::Missing { .. })));
         let f = d.path().join("file");
         std::fs::write(&f, "x").unwrap();
         assert!(matches!(existing_dir(&f), Err(Error::NotADirectory { .. })));

@@ -33,10 +33,7 @@ pub struct Tree {
 impl Tree {
     /// Looks an entry up by path.
     pub fn get(&self, path: &RelPath) -> Option<&Entry> {
-        self.entries
-            .binary_search_by(|e| e.path.cmp(path))
-            .ok()
-            .map(|i| &self.entries[i])
+        self.entries.binary_search_by(|e| e.path.cmp(path)).ok().map(|i| &self.entries[i])
     }
 
     /// Number of non-directory entries (files and symlinks).
@@ -54,18 +51,13 @@ impl Tree {
 pub fn scan(root: &Path) -> Result<Tree> {
     let meta = std::fs::symlink_metadata(root).at(Op::Stat, root)?;
     if !meta.is_dir() {
-        return Err(Error::NotADirectory {
-            path: root.to_path_buf(),
-        });
+        return Err(Error::NotADirectory { path: root.to_path_buf() });
     }
     // Fail early, with the root's own name, when the root cannot be listed at all.
     std::fs::read_dir(root).at(Op::ReadDir, root)?;
 
     let mut tree = Tree::default();
-    let walker = WalkDir::new(root)
-        .min_depth(1)
-        .follow_links(false)
-        .sort_by_file_name();
+    let walker = WalkDir::new(root).min_depth(1).follow_links(false).sort_by_file_name();
     for item in walker {
         match item {
             Ok(dent) => {
@@ -84,26 +76,16 @@ pub fn scan(root: &Path) -> Result<Tree> {
                 }
             }
             Err(err) => {
-                let path = err
-                    .path()
-                    .map_or_else(|| root.to_path_buf(), Path::to_path_buf);
+                let path = err.path().map_or_else(|| root.to_path_buf(), Path::to_path_buf);
                 // A directory that vanished between listing and reading is simply gone.
-                let vanished = err
-                    .io_error()
-                    .is_some_and(|e| e.kind() == io::ErrorKind::NotFound);
+                let vanished = err.io_error().is_some_and(|e| e.kind() == io::ErrorKind::NotFound);
                 let rel = relative(root, &path);
                 if vanished && path != root {
                     continue;
                 }
                 tree.unreadable.push(rel);
-                let source = err
-                    .into_io_error()
-                    .unwrap_or_else(|| io::Error::other("walk error"));
-                tree.errors.push(Error::Io {
-                    op: Op::ReadDir,
-                    path,
-                    source,
-                });
+                let source = err.into_io_error().unwrap_or_else(|| io::Error::other("walk error"));
+                tree.errors.push(Error::Io { op: Op::ReadDir, path, source });
             }
         }
     }

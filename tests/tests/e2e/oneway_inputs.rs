@@ -1,0 +1,235 @@
+//! Bad input, safety rails, locking and signals for `oneway` (SPEC sections 3 and 5).
+
+use std::fs;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use e2e::{cmd, file, run, snapshot, stamps, wait_for};
+use rustix::process::Signal;
+
+const T: (i64, u32) = (1_700_000_000, 0);
+
+/// Entries of the sandbox (excluding `keep` names), to prove nothing was created.
+fn listing(sb: &Path) -> Vec<String> {
+    let mut v: Vec<String> =
+        fs::read_dir(sb).unwrap().map(|d| d.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    v.sort();
+    v
+}
+
+fn expect_refused(sb: &Path, args: &[&str], code: i32, needle: &str) {
+    let before = snapshot(sb);
+    let out = run({
+        let mut c = cmd("oneway", sb);
+        c.args(args).arg("--once");
+        c
+    });
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(code), "args {args:?}: {stderr}");
+    assert!(stderr.contains(needle), "args {args:?}: expected {needle:?} in {stderr:?}");
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    // Our own errors are one line; clap's usage errors add a usage hint below the error line.
+    let usage_error = args.iter().any(|a| a.starts_with("--")) || args.len() < 2;
+    assert!(lines.len() == 1 || (usage_error && lines.len() <= 5), "one clear line: {stderr}");
+    assert!(lines[0].contains("error"), "{stderr}");
+    assert_eq!(snapshot(sb), before, "args {args:?}: nothing may change on disk");
+}
+
+#[test]
+fn bad_inputs_exit_2_with_one_line_and_change_nothing() {
+    let sb = tempfile::tempdir().unwrap();
+    let p = sb.path();
+    file(p, b"src/f", b"x", 0o644, T);
+    file(p, b"a-file", b"x", 0o644, T);
+    fs::create_dir(p.join("other")).unwrap();
+    std::os::unix::fs::symlink("src", p.join("src-alias")).unwrap();
+    expect_refused(p, &["missing", "dst"], 2, "\"missing\": does not exist");
+    expect_refused(p, &["a-file", "dst"], 2, "not a directory");
+    expect_refused(p, &["src", "a-file"], 2, "not a directory");
+    expect_refused(p, &["src", "a-file/below"], 2, "not a directory");
+    expect_refused(p, &["src", "src"], 2, "are the same directory");
+    expect_refused(p, &["./src/", "src-alias"], 2, "are the same directory");
+    expect_refused(p, &["src", "src/backup"], 2, "lies inside");
+    expect_refused(p, &["src", "src-alias/deeper/backup"], 2, "lies inside");
+    expect_refused(p, &["src", "."], 2, "lies inside");
+    expect_refused(p, &["src", "dst", "--interval", "0"], 2, "--interval");
+    expect_refused(p, &["src", "dst", "--interval", "soon"], 2, "--interval");
+    expect_refused(p, &["src", "dst", "--max-delete", "101"], 2, "--max-delete");
+    expect_refused(p, &["src", "dst", "--log=dst/x.log"], 2, "may not lie inside BACKUP");
+    expect_refused(p, &["src"], 2, "BACKUP");
+    assert_eq!(listing(p), vec!["a-file", "other", "src", "src-alias"]);
+}
+
+#[test]
+fn empty_source_with_a_full_backup_aborts_with_3() {
+    let sb = tempfile::tempdir().unwrap();
+    let p = sb.path();
+    fs::create_dir(p.join("src")).unwrap();
+    file(p, b"dst/precious", b"only copy", 0o644, T);
+    let before = stamps(&p.join("dst"));
+    let out = run({
+        let mut c = cmd("oneway", p);
+        c.args(["src", "dst", "--once"]);
+        c
+    });
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is empty or missing"));
+    assert_eq!(stamps(&p.join("dst")), before);
+}
+
+#[test]
+fn deleting_more_than_max_delete_aborts_unless_forced() {
+    let sb = tempfile::tempdir().unwrap();
+    let p = sb.path();
+    for i in 0..20 {
+        file(p, format!("src/f{i:02}").as_bytes(), b"x", 0o644, T);
+    }
+    let oneway = |extra: &[&str]| {
+        let mut c = cmd("oneway", p);
+        c.args(["src", "dst", "--once"]).args(extra);
+        run(c)
+    };
+    assert_eq!(oneway(&[]).status.code(), Some(0));
+    for i in 0..11 {
+        fs::remove_file(p.join(format!("src/f{i:02}"))).unwrap();
+    }
+    let before = stamps(&p.join("dst"));
+    let out = oneway(&[]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("would delete 11 of 20 files"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stamps(&p.join("dst")), before);
+    // A higher threshold lets it through, and so does --force.
+    assert_eq!(oneway(&["--max-delete", "60", "--dry-run"]).status.code(), Some(0));
+    assert_eq!(oneway(&["--force"]).status.code(), Some(0));
+    assert_eq!(fs::read_dir(p.join("dst")).unwrap().count(), 9);
+}
+
+#[test]
+fn sigint_in_periodic_mode_stops_cleanly_with_a_summary() {
+    let sb = tempfile::tempdir().unwrap();
+    let p = sb.path();
+    file(p, b"src/a", b"1", 0o644, T);
+    let mut child =
+        cmd("oneway", p).args(["src", "dst", "--interval", "1"]).stderr(Stdio::null()).spawn().unwrap();
+    assert!(wait_for(Duration::from_secs(20), || p.join("dst/a").exists()));
+    file(p, b"src/b", b"2", 0o644, T);
+    assert!(
+        wait_for(Duration::from_secs(20), || p.join("dst/b").exists()),
+        "periodic passes pick up changes"
+    );
+    let sent = Instant::now();
+    e2e::signal(&child, Signal::INT);
+    let status = child.wait().unwrap();
+    assert!(sent.elapsed() < Duration::from_secs(5));
+    assert_eq!(status.code(), Some(0));
+    let log = fs::read_to_string(p.join("oneway.log")).unwrap();
+    assert!(log.contains("Total number of operations: 2"), "{log}");
+    assert!(log.contains("summary: "), "{log}");
+}
+
+#[test]
+fn second_process_on_the_same_backup_is_refused_until_the_first_dies() {
+    let sb = tempfile::tempdir().unwrap();
+    let p = sb.path();
+    file(p, b"src/a", b"1", 0o644, T);
+    let mut first =
+        cmd("oneway", p).args(["src", "dst", "--interval", "60"]).stderr(Stdio::null()).spawn().unwrap();
+    assert!(wait_for(Duration::from_secs(20), || p.join("dst/a").exists()));
+    let second = run({
+        let mut c = cmd("oneway", p);
+        c.args(["./src/", "dst/", "--once", "--log", "second.log"]);
+        c
+    });
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains(&format!("pid {}", first.id())), "names the holder: {stderr}");
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let third = run({
+        let mut c = cmd("oneway", p);
+        c.args(["src", "dst", "--once"]);
+        c
+    });
+    assert_eq!(third.status.code(), Some(0), "a killed holder never blocks");
+}
+
+#[test]
+fn deleted_log_file_is_recreated_while_running() {
+    let sb = tempfile::tempdir().unwrap();
+    let p = sb.path();
+    file(p, b"src/a", b"1", 0o644, T);
+    let mut child =
+        cmd("oneway", p).args(["src", "dst", "--interval", "1"]).stderr(Stdio::null()).spawn().unwrap();
+    assert!(wait_for(Duration::from_secs(20), || p.join("dst/a").exists()));
+    fs::remove_file(p.join("oneway.log")).unwrap();
+    std::thread::sleep(Duration::from_millis(1100));
+    file(p, b"src/b", b"2", 0o644, T);
+    let recreated = wait_for(Duration::from_secs(20), || {
+        fs::read_to_string(p.join("oneway.log")).is_ok_and(|l| l.contains("copy \"b\""))
+    });
+    e2e::signal(&child, Signal::TERM);
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    assert!(recreated);
+}
+
+/// Runs `oneway` as an unprivileged user (tests run as root here, and root reads everything).
+/// Returns `None`, with the reason printed, where that is not possible.
+fn oneway_unprivileged(p: &Path, args: &[&str]) -> Option<std::process::Output> {
+    let root = rustix::process::getuid().is_root();
+    let mut c = if root {
+        if !Path::new("/usr/bin/setpriv").exists() {
+            eprintln!("skipped: running as root and setpriv is missing, so no directory can be unreadable");
+            return None;
+        }
+        let mut c = std::process::Command::new("/usr/bin/setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"]).arg(e2e::bin("oneway"));
+        c.current_dir(p);
+        c
+    } else {
+        cmd("oneway", p)
+    };
+    c.args(args);
+    Some(run(c))
+}
+
+fn chown_tree(path: &Path) {
+    use rustix::fs::{Gid, Uid, chown};
+    if !rustix::process::getuid().is_root() {
+        return;
+    }
+    let nobody = (Some(Uid::from_raw(65534)), Some(Gid::from_raw(65534)));
+    chown(path, nobody.0, nobody.1).unwrap();
+    if fs::symlink_metadata(path).unwrap().is_dir() {
+        for d in fs::read_dir(path).unwrap() {
+            chown_tree(&d.unwrap().path());
+        }
+    }
+}
+
+#[test]
+fn nothing_under_an_unreadable_source_directory_is_deleted() {
+    use std::os::unix::fs::PermissionsExt;
+    let sb = tempfile::tempdir().unwrap();
+    let p = sb.path();
+    fs::set_permissions(p, fs::Permissions::from_mode(0o755)).unwrap();
+    file(p, b"src/locked/inner", b"precious", 0o644, T);
+    file(p, b"src/open/a", b"a", 0o644, T);
+    chown_tree(p);
+    let Some(first) = oneway_unprivileged(p, &["src", "dst", "--once"]) else { return };
+    assert_eq!(first.status.code(), Some(0), "{}", String::from_utf8_lossy(&first.stderr));
+    fs::set_permissions(p.join("src/locked"), fs::Permissions::from_mode(0o000)).unwrap();
+    file(p, b"src/open/b", b"b", 0o644, T);
+    chown_tree(&p.join("src/open"));
+    let second = oneway_unprivileged(p, &["src", "dst", "--once"]).unwrap();
+    fs::set_permissions(p.join("src/locked"), fs::Permissions::from_mode(0o755)).unwrap();
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(1), "some entries failed: {stderr}");
+    assert!(stderr.contains("cannot list directory") && stderr.contains("locked"), "{stderr}");
+    assert_eq!(fs::read(p.join("dst/locked/inner")).unwrap(), b"precious");
+    assert_eq!(fs::read(p.join("dst/open/b")).unwrap(), b"b", "the rest of the pass went on");
+}
