@@ -9,25 +9,37 @@ use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use synccore::apply::{ApplyStats, Event};
 use synccore::error::Quoted;
 use synccore::logging::{self, Verbosity};
 use synccore::mirror::{self, PassOptions};
+use synccore::observe::{self, Progress, Totals};
 use synccore::{Error, lock, roots, shutdown};
 
 use crate::cli::Args;
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let logging_ready = std::cell::Cell::new(false);
-    match run(&args, &logging_ready) {
+    let config = match validate(&args) {
+        Ok(config) => config,
+        Err(err) => {
+            // Whatever stopped validation, it is about the input: exit 2 (SPEC section 5).
+            eprintln!("oneway: error: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    let verbosity = match (args.quiet, args.verbose) {
+        (true, _) => Verbosity::Quiet,
+        (_, true) => Verbosity::Verbose,
+        _ => Verbosity::Normal,
+    };
+    if let Err(err) = logging::init("ONEWAY", &args.log, verbosity) {
+        eprintln!("oneway: error: {err}");
+        return ExitCode::from(2);
+    }
+    match run(&args, &config) {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
-            if logging_ready.get() {
-                log::error!("{err}");
-            } else {
-                eprintln!("oneway: error: {err}");
-            }
+            log::error!("{err}");
             ExitCode::from(err.exit_code() as u8)
         }
     }
@@ -61,22 +73,7 @@ fn validate(args: &Args) -> Result<Config, Error> {
     Ok(Config { source, backup, pass })
 }
 
-fn run(args: &Args, logging_ready: &std::cell::Cell<bool>) -> Result<u8, Error> {
-    let config = match validate(args) {
-        Ok(config) => config,
-        Err(err) => {
-            // Whatever stopped validation, it is about the input: exit 2 (SPEC section 5).
-            eprintln!("oneway: error: {err}");
-            return Ok(2);
-        }
-    };
-    let verbosity = match (args.quiet, args.verbose) {
-        (true, _) => Verbosity::Quiet,
-        (_, true) => Verbosity::Verbose,
-        _ => Verbosity::Normal,
-    };
-    logging::init("ONEWAY", &args.log, verbosity)?;
-    logging_ready.set(true);
+fn run(args: &Args, config: &Config) -> Result<u8, Error> {
     let shutdown = shutdown::install().map_err(|e| Error::Io {
         op: synccore::error::Op::Create,
         path: "signal handlers".into(),
@@ -92,30 +89,20 @@ fn run(args: &Args, logging_ready: &std::cell::Cell<bool>) -> Result<u8, Error> 
 
     let mut totals = Totals::default();
     let once = args.once || args.dry_run;
-    loop {
-        let status = one_pass(&config, &shutdown, &mut totals);
-        if once {
-            totals.log_summary();
-            return Ok(status);
-        }
-        if shutdown::sleep(&shutdown, Duration::from_secs(args.interval)) {
-            break;
-        }
-    }
-    log::info!("stopping on signal");
-    totals.log_summary();
-    Ok(0)
+    let interval = Duration::from_secs(args.interval);
+    Ok(observe::run_passes(once, interval, &shutdown, &mut totals, |totals| {
+        one_pass(config, &shutdown, totals)
+    }))
 }
 
 /// Runs a pass, logs what it did, and returns its exit status (0, 1 or 3).
 fn one_pass(config: &Config, shutdown: &AtomicBool, totals: &mut Totals) -> u8 {
     let started = Instant::now();
-    let mut progress = Progress::new();
+    let mut progress = Progress::default();
     let result = mirror::run_pass(&config.source, &config.backup, config.pass, shutdown, &mut |event| {
-        log_event(&event);
+        observe::log_event("", &event);
         progress.tick();
     });
-    totals.passes += 1;
     let report = match result {
         Ok(report) => report,
         Err(err) => {
@@ -147,71 +134,13 @@ fn one_pass(config: &Config, shutdown: &AtomicBool, totals: &mut Totals) -> u8 {
     if ops > 0 || report.had_errors() {
         log::info!(
             "pass {}: {ops} operations, {} bytes copied, {} failed, {} left for next pass, {secs:.2} s",
-            totals.passes,
+            totals.passes + 1,
             report.stats.copied_bytes,
             report.stats.failed + report.scan_errors.len() as u64,
             report.stats.skipped
         );
     } else {
-        log::debug!("pass {}: nothing to do ({secs:.2} s)", totals.passes);
+        log::debug!("pass {}: nothing to do ({secs:.2} s)", totals.passes + 1);
     }
     u8::from(report.had_errors())
-}
-
-fn log_event(event: &Event<'_>) {
-    match event {
-        Event::Done(step) => log::info!("{step}"),
-        Event::Failed(step, err) => log::error!("{step} failed: {err}"),
-        Event::Skipped(step, why) => log::warn!("{step} skipped: {why}; left for the next pass"),
-    }
-}
-
-/// Logs a progress line every few seconds during a long pass.
-struct Progress {
-    started: Instant,
-    last: Instant,
-    steps: u64,
-}
-
-impl Progress {
-    fn new() -> Self {
-        Progress { started: Instant::now(), last: Instant::now(), steps: 0 }
-    }
-
-    fn tick(&mut self) {
-        self.steps += 1;
-        if self.last.elapsed() >= Duration::from_secs(5) {
-            self.last = Instant::now();
-            log::info!(
-                "progress: {} operations in {:.0} s",
-                self.steps,
-                self.started.elapsed().as_secs_f64()
-            );
-        }
-    }
-}
-
-/// What all passes of a run did, for the summary at exit.
-#[derive(Default)]
-struct Totals {
-    passes: u64,
-    stats: ApplyStats,
-    errors: u64,
-}
-
-impl Totals {
-    fn log_summary(&self) {
-        let by_kind: Vec<String> = synccore::plan::StepKind::ALL
-            .iter()
-            .map(|k| format!("{} {}", k.word(), self.stats.done.get(k).copied().unwrap_or(0)))
-            .collect();
-        log::info!(
-            "summary: {} passes; {}; {} bytes copied; {} errors",
-            self.passes,
-            by_kind.join(", "),
-            self.stats.copied_bytes,
-            self.errors + self.stats.failed
-        );
-        log::info!("Total number of operations: {}", self.stats.operations());
-    }
 }

@@ -1,9 +1,221 @@
-//! `twoway`: keeps two directories equal in both directions (SPEC section 4). Not built yet:
-//! the merge and the recovery system arrive with their own issues.
+//! `twoway`: keeps two directories equal in both directions (SPEC section 4). A thin shell
+//! around `synccore::bisync`: parse and validate arguments, set up logging, loop, report.
 
+mod cli;
+
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use synccore::bisync::{self, Pair};
+use synccore::error::Quoted;
+use synccore::logging::{self, Verbosity};
+use synccore::merge::Side;
+use synccore::observe::{self, Progress, Totals};
+use synccore::{Error, lock, roots, shutdown};
+
+use crate::cli::Args;
 
 fn main() -> ExitCode {
-    eprintln!("twoway: error: not yet implemented");
-    ExitCode::from(2)
+    let args = Args::parse();
+    let config = match validate(&args) {
+        Ok(config) => config,
+        Err(err) => {
+            // Whatever stopped validation, it is about the input: exit 2 (SPEC section 5).
+            eprintln!("twoway: error: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    let verbosity = match (args.quiet, args.verbose) {
+        (true, _) => Verbosity::Quiet,
+        (_, true) => Verbosity::Verbose,
+        _ => Verbosity::Normal,
+    };
+    if let Err(err) = logging::init("TWOWAY", &args.log, verbosity) {
+        eprintln!("twoway: error: {err}");
+        return ExitCode::from(2);
+    }
+    match run(&args, &config) {
+        Ok(code) => ExitCode::from(code),
+        Err(err) => {
+            log::error!("{err}");
+            ExitCode::from(err.exit_code() as u8)
+        }
+    }
+}
+
+/// Validated, canonical inputs of a run.
+struct Config {
+    pair: Pair,
+    home: PathBuf,
+    options: bisync::Options,
+}
+
+/// The home of SPEC section 4: `--home`, else `$TWOWAY_HOME`, else `$XDG_DATA_HOME/twoway`,
+/// else `~/.local/share/twoway`.
+fn home_of(args: &Args) -> Result<PathBuf, Error> {
+    let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+    args.home
+        .clone()
+        .or_else(|| env("TWOWAY_HOME"))
+        .or_else(|| env("XDG_DATA_HOME").map(|d| d.join("twoway")))
+        .or_else(|| env("HOME").map(|h| h.join(".local/share/twoway")))
+        .ok_or_else(|| Error::Invalid {
+            path: "~/.local/share/twoway".into(),
+            reason: "no home directory: set --home or $TWOWAY_HOME".into(),
+        })
+}
+
+/// Checks every input before anything is created on disk (SPEC section 5).
+fn validate(args: &Args) -> Result<Config, Error> {
+    let a = roots::existing_dir(&args.dir_a)?;
+    let b = roots::existing_dir(&args.dir_b)?;
+    roots::check_disjoint(&a, &b)?;
+    let home = roots::future_dir(&home_of(args)?)?;
+    for dir in [&a, &b] {
+        if home.starts_with(dir) {
+            return Err(Error::Invalid {
+                path: home.clone(),
+                reason: format!("the home may not lie inside {}", Quoted(dir)),
+            });
+        }
+    }
+    let log = roots::absolute(&args.log)?;
+    if log.starts_with(&a) || log.starts_with(&b) {
+        return Err(Error::Invalid {
+            path: args.log.clone(),
+            reason: "the log file may not lie inside a synced directory".into(),
+        });
+    }
+    let options =
+        bisync::Options { dry_run: args.dry_run, max_delete_percent: args.max_delete, force: args.force };
+    Ok(Config { pair: Pair::new(&home, a, b), home, options })
+}
+
+fn run(args: &Args, config: &Config) -> Result<u8, Error> {
+    let shutdown = shutdown::install().map_err(|e| Error::Io {
+        op: synccore::error::Op::Create,
+        path: "signal handlers".into(),
+        source: e,
+    })?;
+    if !config.options.dry_run {
+        std::fs::create_dir_all(&config.home).map_err(|e| Error::Io {
+            op: synccore::error::Op::CreateDir,
+            path: config.home.clone(),
+            source: e,
+        })?;
+    }
+    // A dry run writes nothing, not even a lock file, but still refuses while a sync runs.
+    let lock_path = config.pair.lock_path();
+    let _lock = if config.options.dry_run {
+        match lock::holder(&lock_path) {
+            Some(pid) => return Err(Error::Locked { path: lock_path, pid }),
+            None => None,
+        }
+    } else {
+        Some(lock::acquire(&lock_path)?)
+    };
+    let [a, b] = &config.pair.roots;
+    log::info!(
+        "syncing {} (A) and {} (B), state in {}{}",
+        Quoted(a),
+        Quoted(b),
+        Quoted(&config.home),
+        if config.options.dry_run { " (dry run)" } else { "" }
+    );
+    let mut totals = Totals::default();
+    let once = args.once || args.dry_run;
+    let interval = Duration::from_secs(args.interval);
+    Ok(observe::run_passes(once, interval, &shutdown, &mut totals, |totals| {
+        one_pass(config, &shutdown, totals)
+    }))
+}
+
+/// Runs a pass, logs what it did, and returns its exit status (0, 1 or 3).
+fn one_pass(config: &Config, shutdown: &AtomicBool, totals: &mut Totals) -> u8 {
+    let started = Instant::now();
+    let mut progress = Progress::default();
+    let result = bisync::run_pass(&config.pair, config.options, shutdown, &mut |side, event| {
+        observe::log_event(prefix(side), &event);
+        progress.tick();
+    });
+    let report = match result {
+        Ok(report) => report,
+        Err(err) => {
+            log::error!("pass aborted: {err}");
+            totals.errors += 1;
+            return err.exit_code() as u8;
+        }
+    };
+    if let Some(problem) = &report.base_problem {
+        log::warn!("{problem}; syncing as if for the first time (nothing is deleted)");
+    }
+    for err in &report.scan_errors {
+        log::error!("{err}");
+    }
+    for (side, path) in &report.special {
+        log::warn!("{}skipped special file \"{path}\" (fifo, socket or device)", prefix(*side));
+    }
+    for (path, winner) in &report.merge.conflicts {
+        log::warn!(
+            "conflict at \"{path}\": both sides changed it; {} kept the path, the other version was set aside",
+            winner_name(*winner)
+        );
+    }
+    if config.options.dry_run {
+        print_plan(&report);
+    }
+    totals.errors += report.scan_errors.len() as u64;
+    totals.conflicts += report.merge.conflicts.len() as u64;
+    totals.stats.add(&report.stats);
+    let ops = report.stats.operations();
+    let secs = started.elapsed().as_secs_f64();
+    if ops > 0 || report.had_errors() {
+        log::info!(
+            "pass {}: {ops} operations, {} bytes copied, {} conflicts, {} failed, {} left for next pass, {secs:.2} s",
+            totals.passes + 1,
+            report.stats.copied_bytes,
+            report.merge.conflicts.len(),
+            report.stats.failed + report.scan_errors.len() as u64,
+            report.stats.skipped
+        );
+    } else {
+        log::debug!("pass {}: nothing to do ({secs:.2} s)", totals.passes + 1);
+    }
+    u8::from(report.had_errors())
+}
+
+/// Dry run: every step on stdout, prefixed with the side it would change.
+fn print_plan(report: &bisync::Report) {
+    let m = &report.merge;
+    let mut n = 0;
+    for side in [Side::A, Side::B] {
+        for step in &m.renames[side.index()].steps {
+            println!("{}{step}", prefix(side));
+            n += 1;
+        }
+    }
+    for side in [Side::B, Side::A] {
+        for step in &m.plans[side.index()].steps {
+            println!("{}{step}", prefix(side));
+            n += 1;
+        }
+    }
+    log::info!("dry run: {n} operations; nothing changed");
+}
+
+fn prefix(side: Side) -> &'static str {
+    match side {
+        Side::A => "A: ",
+        Side::B => "B: ",
+    }
+}
+
+fn winner_name(side: Side) -> &'static str {
+    match side {
+        Side::A => "A",
+        Side::B => "B",
+    }
 }

@@ -143,6 +143,12 @@ impl<'p> Run<'p, '_> {
             }
             Action::Rmdir => fsio::remove_dir(&target),
             Action::Cleanup => fsio::remove_tree(&target),
+            Action::Rename { to, was } => {
+                if !still(&target, Some(*was)) {
+                    return self.skip(step, "target changed during the pass", observe);
+                }
+                fsio::commit_new(&target, &join(self.to, to))
+            }
         };
         self.finish(step, &target, result, observe);
     }
@@ -165,8 +171,11 @@ impl<'p> Run<'p, '_> {
                 self.skip(step, "target changed during the pass", observe);
                 continue;
             }
+            // A new file never replaces one that appeared meanwhile; an update replaces only
+            // the file it was planned against (checked just above).
+            let commit = if was.is_none() { fsio::commit_new } else { fsio::commit };
             let result = if batch_durable { Ok(()) } else { fsio::sync_file(&staged.temp) }
-                .and_then(|()| fsio::commit(&staged.temp, &target));
+                .and_then(|()| commit(&staged.temp, &target));
             if result.is_err() {
                 let _ = std::fs::remove_file(&staged.temp);
             } else {

@@ -104,6 +104,28 @@ pub fn commit(temp: &Path, target: &Path) -> Result<()> {
     })
 }
 
+/// Renames `from` to `to` only if `to` does not exist (atomically, where the file system
+/// supports it; else with a check just before the rename).
+pub fn commit_new(from: &Path, to: &Path) -> Result<()> {
+    let err = |source: io::Error| Error::RenameIo { from: from.to_path_buf(), to: to.to_path_buf(), source };
+    match rustix::fs::renameat_with(
+        rustix::fs::CWD,
+        from,
+        rustix::fs::CWD,
+        to,
+        rustix::fs::RenameFlags::NOREPLACE,
+    ) {
+        Ok(()) => Ok(()),
+        Err(e) if e == rustix::io::Errno::INVAL || e == rustix::io::Errno::NOSYS => {
+            if fs::symlink_metadata(to).is_ok() {
+                return Err(err(io::Error::from(io::ErrorKind::AlreadyExists)));
+            }
+            fs::rename(from, to).map_err(err)
+        }
+        Err(e) => Err(err(e.into())),
+    }
+}
+
 /// Fsyncs one file's data and metadata.
 pub fn sync_file(path: &Path) -> Result<()> {
     File::open(path).and_then(|f| f.sync_all()).at(Op::Sync, path)

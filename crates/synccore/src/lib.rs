@@ -3,17 +3,21 @@
 //! The library decides and acts; it never parses arguments, prints or exits (the binaries do).
 
 pub mod apply;
+pub mod bisync;
 pub mod checksum;
 pub mod entry;
 pub mod error;
 pub mod fsio;
 pub mod lock;
 pub mod logging;
+pub mod merge;
 pub mod mirror;
+pub mod observe;
 pub mod plan;
 pub mod relpath;
 pub mod roots;
 pub mod scan;
 pub mod shutdown;
+pub mod state;
 
 pub use error::{Error, Result};

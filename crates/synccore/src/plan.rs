@@ -44,6 +44,9 @@ pub enum Action {
     Rmdir,
     /// Remove a temporary left behind by an interrupted pass.
     Cleanup,
+    /// Move an entry aside to a new name in the same tree (a conflict's loser), never
+    /// replacing anything there.
+    Rename { to: RelPath, was: Stamp },
 }
 
 /// The kinds of step, for counting and for log lines (SPEC section 3 "one line per operation").
@@ -57,11 +60,12 @@ pub enum StepKind {
     Delete,
     Rmdir,
     Cleanup,
+    Rename,
 }
 
 impl StepKind {
     /// Every kind, in summary order.
-    pub const ALL: [StepKind; 8] = [
+    pub const ALL: [StepKind; 9] = [
         StepKind::Copy,
         StepKind::Update,
         StepKind::Delete,
@@ -69,6 +73,7 @@ impl StepKind {
         StepKind::Rmdir,
         StepKind::Link,
         StepKind::Meta,
+        StepKind::Rename,
         StepKind::Cleanup,
     ];
 
@@ -83,6 +88,7 @@ impl StepKind {
             StepKind::Delete => "delete",
             StepKind::Rmdir => "rmdir",
             StepKind::Cleanup => "cleanup",
+            StepKind::Rename => "rename",
         }
     }
 }
@@ -106,6 +112,7 @@ impl Step {
             Action::Delete { .. } => StepKind::Delete,
             Action::Rmdir => StepKind::Rmdir,
             Action::Cleanup => StepKind::Cleanup,
+            Action::Rename { .. } => StepKind::Rename,
         }
     }
 
@@ -124,6 +131,7 @@ impl fmt::Display for Step {
         write!(f, "{} \"{}\"", self.kind().word(), self.path)?;
         match &self.action {
             Action::Copy { size, .. } | Action::Update { size, .. } => write!(f, " ({size} B)"),
+            Action::Rename { to, .. } => write!(f, " -> \"{to}\""),
             Action::Link { target, .. } => {
                 write!(f, " -> \"{}\"", crate::relpath::escape_bytes(target))
             }

@@ -1,0 +1,233 @@
+//! One pass of the two-way sync (SPEC section 4): load the base, scan both sides, check the
+//! safety rails, merge, apply each side's plan with the shared engine, then record the new
+//! base, written atomically and only after the data operations.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::AtomicBool;
+
+use crate::apply::{self, ApplyStats, Event};
+use crate::checksum::{Digest, file_checksum};
+use crate::entry::Entry;
+use crate::error::{Error, Rail, Result};
+use crate::merge::{self, Merge, MergeOptions, Side};
+use crate::mirror::MIN_FILES_FOR_DELETE_RAIL;
+use crate::plan::Stamp;
+use crate::relpath::RelPath;
+use crate::scan::{self, Tree, join};
+use crate::state::{self, State};
+
+/// A pair of directories and where its base lives.
+#[derive(Debug, Clone)]
+pub struct Pair {
+    /// Canonical roots of side A and side B.
+    pub roots: [PathBuf; 2],
+    /// The base file (`<home>/pairs/<id>/state.json`).
+    pub state: PathBuf,
+}
+
+impl Pair {
+    /// The pair of `a` and `b` with its state under `home`.
+    pub fn new(home: &Path, a: PathBuf, b: PathBuf) -> Self {
+        let dir = state::pair_dir(home, &a, &b);
+        Pair { roots: [a, b], state: dir.join("state.json") }
+    }
+
+    /// The pair's lock file.
+    pub fn lock_path(&self) -> PathBuf {
+        self.state.with_file_name("lock")
+    }
+}
+
+/// How a two-way pass runs.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    pub dry_run: bool,
+    pub max_delete_percent: u8,
+    pub force: bool,
+}
+
+/// What a pass found and did.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub merge: Merge,
+    pub stats: ApplyStats,
+    pub scan_errors: Vec<Error>,
+    pub special: Vec<(Side, RelPath)>,
+    /// A base that could not be used (corrupt, newer format); the pass ran without it.
+    pub base_problem: Option<Error>,
+}
+
+impl Report {
+    /// True when some entry failed (exit code 1).
+    pub fn had_errors(&self) -> bool {
+        !self.scan_errors.is_empty() || self.stats.failed > 0
+    }
+}
+
+/// Hashes computed during the pass, keyed by side and path, valid for the stamp they were
+/// taken at (shared by the merge and the new base).
+#[derive(Default)]
+struct HashCache(Mutex<HashMap<(Side, RelPath), (Stamp, Option<Digest>)>>);
+
+impl HashCache {
+    fn get_or_hash(&self, roots: &[PathBuf; 2], side: Side, e: &Entry) -> Option<Digest> {
+        let key = (side, e.path.clone());
+        if let Ok(map) = self.0.lock()
+            && let Some((stamp, digest)) = map.get(&key)
+            && *stamp == Stamp::of(e)
+        {
+            return *digest;
+        }
+        let digest = file_checksum(&join(&roots[side.index()], &e.path)).ok();
+        if let Ok(mut map) = self.0.lock() {
+            map.insert(key, (Stamp::of(e), digest));
+        }
+        digest
+    }
+
+    fn known(&self, side: Side, e: &Entry) -> Option<Digest> {
+        let map = self.0.lock().ok()?;
+        map.get(&(side, e.path.clone())).filter(|(stamp, _)| *stamp == Stamp::of(e)).and_then(|(_, d)| *d)
+    }
+}
+
+/// Runs one two-way pass. Safety rails return [`Error::Aborted`] before anything changes.
+pub fn run_pass(
+    pair: &Pair,
+    options: Options,
+    shutdown: &AtomicBool,
+    observe: &mut dyn FnMut(Side, Event<'_>),
+) -> Result<Report> {
+    let mut report = Report::default();
+    let base = match state::load(&pair.state) {
+        Ok(base) => base,
+        Err(err) => {
+            report.base_problem = Some(err);
+            None
+        }
+    };
+    let mut trees = scan_both(&pair.roots)?;
+    check_empty_sides(&trees, base.as_ref(), &pair.roots, options)?;
+
+    let cache = HashCache::default();
+    let merge_options = MergeOptions { stamp: merge::conflict_stamp() };
+    let mut hash = |side: Side, e: &Entry| cache.get_or_hash(&pair.roots, side, e);
+    let merged = merge::merge([&trees[0], &trees[1]], base.as_ref(), &merge_options, &mut hash);
+    for side in [Side::A, Side::B] {
+        check_deletes(&merged, &trees, side, &pair.roots, options)?;
+    }
+    for (side, tree) in [Side::A, Side::B].into_iter().zip(&mut trees) {
+        report.scan_errors.append(&mut tree.errors);
+        report.special.extend(tree.special.drain(..).map(|p| (side, p)));
+    }
+    if options.dry_run {
+        report.merge = merged;
+        return Ok(report);
+    }
+
+    // Conflict losers are set aside first, so that both plans can read them under their new
+    // names; then B takes A's changes and A takes B's.
+    let [ra, rb] = &pair.roots;
+    for (side, root) in [(Side::A, ra), (Side::B, rb)] {
+        let stats =
+            apply::apply(&merged.renames[side.index()], root, root, shutdown, &mut |e| observe(side, e));
+        report.stats.add(&stats);
+    }
+    for (side, from, to) in [(Side::B, ra, rb), (Side::A, rb, ra)] {
+        let stats = apply::apply(&merged.plans[side.index()], from, to, shutdown, &mut |e| observe(side, e));
+        report.stats.interrupted |= stats.interrupted;
+        report.stats.add(&stats);
+    }
+
+    // Record the new base from what is on disk now (cheap: metadata only).
+    let did_something = report.stats.operations() > 0 || report.stats.failed > 0 || report.stats.skipped > 0;
+    let now = if did_something { scan_both(&pair.roots)? } else { trees };
+    let known = |side: Side, e: &Entry| cache.known(side, e);
+    let next = merge::next_base([&now[0], &now[1]], base.as_ref(), &known);
+    if base.as_ref() != Some(&next) {
+        if report.base_problem.is_some() {
+            set_aside_unusable_base(&pair.state)?;
+        }
+        state::save(&pair.state, ra, rb, &next)?;
+    }
+    report.merge = merged;
+    Ok(report)
+}
+
+/// Scans both sides in parallel. A side that is missing aborts the pass (an unmounted disk
+/// must never look like "everything was deleted").
+fn scan_both(roots: &[PathBuf; 2]) -> Result<[Tree; 2]> {
+    let (a, b) = std::thread::scope(|s| {
+        let b = s.spawn(|| scan::scan(&roots[1]));
+        let a = scan::scan(&roots[0]);
+        (a, b.join().unwrap_or_else(|_| Err(Error::Interrupted)))
+    });
+    let missing = |r: Result<Tree>, i: usize| {
+        r.map_err(|err| match err {
+            Error::Missing { .. } | Error::NotADirectory { .. } => {
+                Error::Aborted(Rail::EmptySide { empty: roots[i].clone(), other: roots[1 - i].clone() })
+            }
+            Error::Io { ref source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+                Error::Aborted(Rail::EmptySide { empty: roots[i].clone(), other: roots[1 - i].clone() })
+            }
+            other => other,
+        })
+    };
+    Ok([missing(a, 0)?, missing(b, 1)?])
+}
+
+/// SPEC section 5: a side that is empty while the base had files aborts the pass.
+fn check_empty_sides(
+    trees: &[Tree; 2],
+    base: Option<&State>,
+    roots: &[PathBuf; 2],
+    options: Options,
+) -> Result<()> {
+    let base_files = base.map_or(0, State::file_count);
+    for i in 0..2 {
+        let empty = trees[i].entries.is_empty() && trees[i].errors.is_empty();
+        if empty && base_files > 0 && !options.force {
+            return Err(Error::Aborted(Rail::EmptySide {
+                empty: roots[i].clone(),
+                other: roots[1 - i].clone(),
+            }));
+        }
+    }
+    Ok(())
+}
+
+fn check_deletes(
+    merged: &Merge,
+    trees: &[Tree; 2],
+    side: Side,
+    roots: &[PathBuf; 2],
+    options: Options,
+) -> Result<()> {
+    let files = trees[side.index()].file_count();
+    let deletes = merged.plans[side.index()].deleted_files();
+    if options.force || files < MIN_FILES_FOR_DELETE_RAIL {
+        return Ok(());
+    }
+    if deletes * 100 > usize::from(options.max_delete_percent) * files {
+        return Err(Error::Aborted(Rail::TooManyDeletes {
+            side: roots[side.index()].clone(),
+            deletes,
+            files,
+            max_percent: options.max_delete_percent,
+        }));
+    }
+    Ok(())
+}
+
+/// Keeps an unusable base beside the new one (`state.json.unusable-<stamp>`) instead of
+/// overwriting it: it may belong to a newer version of the program.
+fn set_aside_unusable_base(path: &Path) -> Result<()> {
+    if !path.exists() {
+        return Ok(());
+    }
+    let mut aside = path.as_os_str().to_owned();
+    aside.push(format!(".unusable-{}", merge::conflict_stamp()));
+    crate::fsio::commit_new(path, Path::new(&aside))
+}

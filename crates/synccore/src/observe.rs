@@ -1,0 +1,103 @@
+//! What both programs tell the user while they work: one log line per operation, a progress
+//! line every few seconds on long passes, and a summary when they stop (SPEC section 3). Also
+//! the loop of periodic passes, which both programs share.
+
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use crate::apply::{ApplyStats, Event};
+use crate::plan::StepKind;
+use crate::shutdown;
+
+/// Logs one operation's outcome; `prefix` tells where it happened (e.g. `"B: "` for twoway).
+pub fn log_event(prefix: &str, event: &Event<'_>) {
+    match event {
+        Event::Done(step) => log::info!("{prefix}{step}"),
+        Event::Failed(step, err) => log::error!("{prefix}{step} failed: {err}"),
+        Event::Skipped(step, why) => log::warn!("{prefix}{step} skipped: {why}; left for the next pass"),
+    }
+}
+
+/// Logs a progress line every few seconds during a long pass.
+#[derive(Debug)]
+pub struct Progress {
+    started: Instant,
+    last: Instant,
+    steps: u64,
+}
+
+impl Default for Progress {
+    fn default() -> Self {
+        Progress { started: Instant::now(), last: Instant::now(), steps: 0 }
+    }
+}
+
+impl Progress {
+    /// Counts one finished step, logging progress when 5 seconds have passed since the last line.
+    pub fn tick(&mut self) {
+        self.steps += 1;
+        if self.last.elapsed() >= Duration::from_secs(5) {
+            self.last = Instant::now();
+            log::info!(
+                "progress: {} operations in {:.0} s",
+                self.steps,
+                self.started.elapsed().as_secs_f64()
+            );
+        }
+    }
+}
+
+/// What all passes of a run did, for the summary at exit.
+#[derive(Debug, Default)]
+pub struct Totals {
+    pub passes: u64,
+    pub stats: ApplyStats,
+    /// Errors outside the steps: scan errors, aborted passes.
+    pub errors: u64,
+    /// Conflicts resolved (twoway).
+    pub conflicts: u64,
+}
+
+impl Totals {
+    /// Logs the summary, ending with the original's `Total number of operations: N` line.
+    pub fn log_summary(&self) {
+        let by_kind: Vec<String> = StepKind::ALL
+            .iter()
+            .map(|k| format!("{} {}", k.word(), self.stats.done.get(k).copied().unwrap_or(0)))
+            .collect();
+        log::info!(
+            "summary: {} passes; {}; {} bytes copied; {} conflicts; {} errors",
+            self.passes,
+            by_kind.join(", "),
+            self.stats.copied_bytes,
+            self.conflicts,
+            self.errors + self.stats.failed
+        );
+        log::info!("Total number of operations: {}", self.stats.operations());
+    }
+}
+
+/// Runs `pass` now and then every `interval` until a shutdown signal; with `once`, runs it
+/// once and returns its exit status. A stopped loop logs the summary and returns 0.
+pub fn run_passes(
+    once: bool,
+    interval: Duration,
+    shutdown: &AtomicBool,
+    totals: &mut Totals,
+    mut pass: impl FnMut(&mut Totals) -> u8,
+) -> u8 {
+    loop {
+        let status = pass(totals);
+        totals.passes += 1;
+        if once {
+            totals.log_summary();
+            return status;
+        }
+        if shutdown::sleep(shutdown, interval) {
+            break;
+        }
+    }
+    log::info!("stopping on signal");
+    totals.log_summary();
+    0
+}

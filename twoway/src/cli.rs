@@ -1,0 +1,58 @@
+//! Command-line arguments of `twoway` (SPEC section 4).
+
+use std::path::PathBuf;
+
+use clap::Parser;
+
+/// Keep two directories equal in both directions, with a three-way merge against the state
+/// of the last pass; changes on either side propagate, conflicts keep both versions.
+#[derive(Debug, Parser)]
+#[command(name = "twoway", about, long_about = None)]
+pub struct Args {
+    /// The first directory (side A).
+    pub dir_a: PathBuf,
+
+    /// The second directory (side B).
+    pub dir_b: PathBuf,
+
+    /// Seconds between passes.
+    #[arg(short, long, value_name = "SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    pub interval: u64,
+
+    /// Log file (appended to; recreated if deleted while running).
+    #[arg(short, long, value_name = "FILE", default_value = "twoway.log")]
+    pub log: PathBuf,
+
+    /// Where the merge state and locks live [default: $TWOWAY_HOME, else
+    /// $XDG_DATA_HOME/twoway, else ~/.local/share/twoway].
+    #[arg(long, value_name = "DIR")]
+    pub home: Option<PathBuf>,
+
+    /// Run one pass and exit with its status.
+    #[arg(long)]
+    pub once: bool,
+
+    /// Print the plan a real pass would carry out and change nothing (implies --once).
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Abort a pass that would delete more than this percentage of a side's files.
+    #[arg(long, value_name = "PERCENT", default_value_t = 50, value_parser = clap::value_parser!(u8).range(0..=100))]
+    pub max_delete: u8,
+
+    /// Carry out a pass that a safety rail (max-delete, empty side) would abort.
+    #[arg(long)]
+    pub force: bool,
+
+    /// Do not run the recovery system (it is not built yet, so this is the default for now).
+    #[arg(long)]
+    pub no_recovery: bool,
+
+    /// Show only warnings and errors on the console.
+    #[arg(short, long, conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    /// Show debug detail on the console and in the log.
+    #[arg(long)]
+    pub verbose: bool,
+}
