@@ -122,16 +122,36 @@ fn walk(root: &Path, dir: &Path, out: &mut Snapshot) {
 
 /// Asserts two trees are equal in every entry, naming the first differences.
 pub fn assert_same_tree(a: &Path, b: &Path) {
-    let (sa, sb) = (snapshot(a), snapshot(b));
+    compare(&snapshot(a), &snapshot(b), a, b);
+}
+
+/// A snapshot without directory mtimes: what `twoway` keeps equal (directory mtimes move
+/// with their contents on each side).
+pub fn snapshot_synced(root: &Path) -> Snapshot {
+    let mut s = snapshot(root);
+    for node in s.values_mut() {
+        if let Node::Dir { mtime, .. } = node {
+            *mtime = (0, 0);
+        }
+    }
+    s
+}
+
+/// Asserts two trees hold the same entries, content, modes and file mtimes.
+pub fn assert_same_synced(a: &Path, b: &Path) {
+    compare(&snapshot_synced(a), &snapshot_synced(b), a, b);
+}
+
+fn compare(sa: &Snapshot, sb: &Snapshot, a: &Path, b: &Path) {
     if sa == sb {
         return;
     }
     let mut diffs = Vec::new();
-    for (k, v) in &sa {
+    for (k, v) in sa {
         match sb.get(k) {
             None => diffs.push(format!("only in {}: {}", a.display(), String::from_utf8_lossy(k))),
             Some(w) if w != v => {
-                diffs.push(format!("differs: {} ({})", String::from_utf8_lossy(k), describe(v, w)))
+                diffs.push(format!("differs: {} ({})", String::from_utf8_lossy(k), describe(v, w)));
             }
             _ => {}
         }
@@ -181,7 +201,7 @@ impl Rng {
         Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
     }
 
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
@@ -189,11 +209,11 @@ impl Rng {
     }
 
     pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
+        self.next_u64() % n
     }
 
     pub fn bytes(&mut self, len: usize) -> Vec<u8> {
-        (0..len).map(|_| self.next() as u8).collect()
+        (0..len).map(|_| self.next_u64() as u8).collect()
     }
 }
 

@@ -4,6 +4,9 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
+const HOME_HELP: &str = "Where the merge state and locks live [default: $TWOWAY_HOME, \
+                         else $XDG_DATA_HOME/twoway, else ~/.local/share/twoway]";
+
 /// Keep two directories equal in both directions, with a three-way merge against the state
 /// of the last pass; changes on either side propagate, conflicts keep both versions.
 #[derive(Debug, Parser)]
@@ -23,9 +26,8 @@ pub struct Args {
     #[arg(short, long, value_name = "FILE", default_value = "twoway.log")]
     pub log: PathBuf,
 
-    /// Where the merge state and locks live [default: $TWOWAY_HOME, else
-    /// $XDG_DATA_HOME/twoway, else ~/.local/share/twoway].
-    #[arg(long, value_name = "DIR")]
+    /// Where the merge state and locks live.
+    #[arg(long, value_name = "DIR", long_help = HOME_HELP)]
     pub home: Option<PathBuf>,
 
     /// Run one pass and exit with its status.

@@ -23,9 +23,10 @@ fn main() -> ExitCode {
     let config = match validate(&args) {
         Ok(config) => config,
         Err(err) => {
-            // Whatever stopped validation, it is about the input: exit 2 (SPEC section 5).
+            // Whatever stopped validation is about the input (exit 2), except a directory
+            // that was synced before and has vanished: that is the empty-side rail (exit 3).
             eprintln!("twoway: error: {err}");
-            return ExitCode::from(2);
+            return ExitCode::from(if matches!(err, Error::Aborted(_)) { 3 } else { 2 });
         }
     };
     let verbosity = match (args.quiet, args.verbose) {
@@ -70,10 +71,12 @@ fn home_of(args: &Args) -> Result<PathBuf, Error> {
 
 /// Checks every input before anything is created on disk (SPEC section 5).
 fn validate(args: &Args) -> Result<Config, Error> {
-    let a = roots::existing_dir(&args.dir_a)?;
-    let b = roots::existing_dir(&args.dir_b)?;
-    roots::check_disjoint(&a, &b)?;
     let home = roots::future_dir(&home_of(args)?)?;
+    let (a, b) = match (roots::existing_dir(&args.dir_a), roots::existing_dir(&args.dir_b)) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(err), _) | (_, Err(err)) => return Err(vanished_or(err, args, &home)),
+    };
+    roots::check_disjoint(&a, &b)?;
     for dir in [&a, &b] {
         if home.starts_with(dir) {
             return Err(Error::Invalid {
@@ -92,6 +95,19 @@ fn validate(args: &Args) -> Result<Config, Error> {
     let options =
         bisync::Options { dry_run: args.dry_run, max_delete_percent: args.max_delete, force: args.force };
     Ok(Config { pair: Pair::new(&home, a, b), home, options })
+}
+
+/// A missing directory of a pair that has a base was synced before: it vanished (an
+/// unmounted disk, an `rm -rf`), and the pass must not touch its partner. Anything else
+/// stays the input error it is.
+fn vanished_or(err: Error, args: &Args, home: &std::path::Path) -> Error {
+    let (Ok(a), Ok(b)) = (roots::absolute(&args.dir_a), roots::absolute(&args.dir_b)) else { return err };
+    let pair = Pair::new(home, a.clone(), b.clone());
+    if !matches!(err, Error::Missing { .. }) || !pair.state.exists() {
+        return err;
+    }
+    let (empty, other) = if a.exists() { (b, a) } else { (a, b) };
+    Error::Aborted(synccore::error::Rail::EmptySide { empty, other })
 }
 
 fn run(args: &Args, config: &Config) -> Result<u8, Error> {

@@ -69,7 +69,10 @@ impl Report {
 /// Hashes computed during the pass, keyed by side and path, valid for the stamp they were
 /// taken at (shared by the merge and the new base).
 #[derive(Default)]
-struct HashCache(Mutex<HashMap<(Side, RelPath), (Stamp, Option<Digest>)>>);
+struct HashCache(Mutex<HashMap<(Side, RelPath), Hashed>>);
+
+/// A digest (or `None`: unreadable) and the stamp of the file when it was taken.
+type Hashed = (Stamp, Option<Digest>);
 
 impl HashCache {
     fn get_or_hash(&self, roots: &[PathBuf; 2], side: Side, e: &Entry) -> Option<Digest> {
@@ -162,7 +165,7 @@ fn scan_both(roots: &[PathBuf; 2]) -> Result<[Tree; 2]> {
     let (a, b) = std::thread::scope(|s| {
         let b = s.spawn(|| scan::scan(&roots[1]));
         let a = scan::scan(&roots[0]);
-        (a, b.join().unwrap_or_else(|_| Err(Error::Interrupted)))
+        (a, b.join().unwrap_or(Err(Error::Interrupted)))
     });
     let missing = |r: Result<Tree>, i: usize| {
         r.map_err(|err| match err {

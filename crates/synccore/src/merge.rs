@@ -29,6 +29,7 @@ impl Side {
     }
 
     /// The other side.
+    #[must_use]
     pub fn other(self) -> Side {
         match self {
             Side::A => Side::B,
@@ -77,6 +78,7 @@ pub enum Decision {
 
 /// Pure decision for one path from each side's change and whether the two sides now hold
 /// equal content (asked only when both sides have the path). One arm per row of the table.
+#[allow(clippy::match_same_arms)] // arms mirror the rows of SPEC's table, kept apart on purpose
 pub fn decide(a: Change, b: Change, equal: impl FnOnce() -> bool, winner: impl FnOnce() -> Side) -> Decision {
     use Change::{Absent, Created, Deleted, Modified, Unchanged};
     match (a, b) {
@@ -89,7 +91,7 @@ pub fn decide(a: Change, b: Change, equal: impl FnOnce() -> bool, winner: impl F
         // Modify beats delete: the changed entry is restored on the deleting side.
         (Modified | Created, Deleted | Absent) => Decision::Copy { to: Side::B },
         (Deleted | Absent, Modified | Created) => Decision::Copy { to: Side::A },
-        (Deleted, Deleted) | (Deleted, Absent) | (Absent, Deleted) => Decision::Forget,
+        (Deleted, Deleted | Absent) | (Absent, Deleted) => Decision::Forget,
         // Both changed (or both created with no base): equal content is no conflict.
         (Modified | Created, Modified | Created) => {
             if equal() {
@@ -150,6 +152,10 @@ pub fn merge(
     keep_needed_dirs(&rows, &mut decisions);
 
     let mut merge = Merge::default();
+    // Temporaries a killed pass left behind are removed on the side that has them.
+    for (plan, tree) in merge.plans.iter_mut().zip(trees) {
+        plan.steps.extend(tree.leftovers.iter().map(|p| Step { path: p.clone(), action: Action::Cleanup }));
+    }
     let mut taken: HashSet<Vec<u8>> = HashSet::new();
     for (row, d) in rows.iter().zip(decisions) {
         let Some(d) = d else { continue };
@@ -197,20 +203,26 @@ struct Row<'t> {
 
 /// A sorted three-way merge-join of both trees and the base.
 fn join<'t>(trees: [&'t Tree; 2], base: &'t State) -> Vec<Row<'t>> {
-    let (a, b, s) = (&trees[0].entries, &trees[1].entries, &base.entries);
-    let (mut i, mut j, mut k) = (0, 0, 0);
-    let mut rows = Vec::with_capacity(a.len().max(b.len()));
+    let (sides, based) = ([&trees[0].entries, &trees[1].entries], &base.entries);
+    // Cursors into side A, side B and the base.
+    let mut at = [0usize; 3];
+    let mut rows = Vec::with_capacity(sides[0].len().max(sides[1].len()));
     loop {
-        let next = [a.get(i).map(|e| &e.path), b.get(j).map(|e| &e.path), s.get(k).map(|e| &e.0)];
+        let next = [
+            sides[0].get(at[0]).map(|e| &e.path),
+            sides[1].get(at[1]).map(|e| &e.path),
+            based.get(at[2]).map(|e| &e.0),
+        ];
         let Some(path) = next.iter().flatten().min().copied() else { break };
+        let on = |i: usize| sides[i].get(at[i]).filter(|e| &e.path == path);
         let row = Row {
             path,
-            sides: [a.get(i).filter(|e| &e.path == path), b.get(j).filter(|e| &e.path == path)],
-            base: s.get(k).filter(|e| &e.0 == path).map(|e| &e.1),
+            sides: [on(0), on(1)],
+            base: based.get(at[2]).filter(|e| &e.0 == path).map(|e| &e.1),
         };
-        i += usize::from(row.sides[0].is_some());
-        j += usize::from(row.sides[1].is_some());
-        k += usize::from(row.base.is_some());
+        at[0] += usize::from(row.sides[0].is_some());
+        at[1] += usize::from(row.sides[1].is_some());
+        at[2] += usize::from(row.base.is_some());
         rows.push(row);
     }
     rows
@@ -405,8 +417,9 @@ fn keep_needed_dirs(rows: &[Row<'_>], decisions: &mut [Option<Decision>]) {
 /// first, then directory modes deepest first.
 fn order(plan: &mut Plan) {
     let steps = std::mem::take(&mut plan.steps);
-    let (mut removals, rest): (Vec<Step>, Vec<Step>) =
-        steps.into_iter().partition(|s| matches!(s.action, Action::Delete { .. } | Action::Rmdir));
+    let (mut removals, rest): (Vec<Step>, Vec<Step>) = steps
+        .into_iter()
+        .partition(|s| matches!(s.action, Action::Delete { .. } | Action::Rmdir | Action::Cleanup));
     removals.sort_by(|a, b| b.path.cmp(&a.path));
     let (mut dir_meta, mut creations): (Vec<Step>, Vec<Step>) =
         rest.into_iter().partition(|s| matches!(s.action, Action::Meta { dir: true, .. }));

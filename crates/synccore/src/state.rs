@@ -4,6 +4,7 @@
 //! A corrupt or newer-format file is reported and treated as "no base" (union semantics,
 //! which never delete).
 
+use std::fmt::Write as _;
 use std::fs;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
@@ -74,7 +75,12 @@ impl Bytes {
     fn of(bytes: &[u8]) -> Self {
         match std::str::from_utf8(bytes) {
             Ok(s) => Bytes::Utf8(s.to_owned()),
-            Err(_) => Bytes::Raw { hex: bytes.iter().map(|b| format!("{b:02x}")).collect() },
+            Err(_) => Bytes::Raw {
+                hex: bytes.iter().fold(String::new(), |mut s, b| {
+                    let _ = write!(s, "{b:02x}");
+                    s
+                }),
+            },
         }
     }
 

@@ -5,3 +5,5 @@
 mod oneway_crash;
 mod oneway_inputs;
 mod oneway_mirror;
+mod twoway_merge;
+mod twoway_safety;
