@@ -6,4 +6,5 @@ mod oneway_crash;
 mod oneway_inputs;
 mod oneway_mirror;
 mod twoway_merge;
+mod twoway_model;
 mod twoway_safety;
