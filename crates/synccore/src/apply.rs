@@ -215,3 +215,98 @@ fn still(path: &Path, was: Option<Stamp>) -> bool {
         Some(s) => fsio::unchanged_since_scan(path, s.size, s.mtime, s.ino),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::entry::{Entry, Mtime};
+    use crate::relpath::RelPath;
+    use std::fs;
+
+    fn scan_stamp(path: &Path) -> Stamp {
+        let e = crate::scan::entry_of(path, RelPath::from_bytes(b"x")).unwrap().unwrap();
+        Stamp::of(&e)
+    }
+
+    #[test]
+    fn a_target_changed_after_planning_is_left_for_the_next_pass() {
+        let (from, to) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        fs::write(from.path().join("x"), b"new").unwrap();
+        fs::write(to.path().join("x"), b"old").unwrap();
+        fs::write(to.path().join("gone"), b"old").unwrap();
+        let src = crate::scan::entry_of(&from.path().join("x"), RelPath::from_bytes(b"x")).unwrap().unwrap();
+        let plan = Plan {
+            steps: vec![
+                Step {
+                    path: RelPath::from_bytes(b"gone"),
+                    action: Action::Delete { was: scan_stamp(&to.path().join("gone")) },
+                },
+                Step {
+                    path: RelPath::from_bytes(b"x"),
+                    action: Action::Update {
+                        size: 3,
+                        mode: 0o644,
+                        mtime: src.mtime,
+                        was: Some(scan_stamp(&to.path().join("x"))),
+                    },
+                },
+            ],
+        };
+        // The user edits both targets after the plan was made.
+        fs::write(to.path().join("x"), b"user's edit").unwrap();
+        fs::write(to.path().join("gone"), b"user's edit too").unwrap();
+        let mut skipped = Vec::new();
+        let stats = apply(&plan, from.path(), to.path(), &AtomicBool::new(false), &mut |e| {
+            if let Event::Skipped(s, _) = e {
+                skipped.push(s.path.to_string());
+            }
+        });
+        assert_eq!(skipped, vec!["gone", "x"]);
+        assert_eq!(stats.skipped, 2);
+        assert_eq!(fs::read(to.path().join("x")).unwrap(), b"user's edit");
+        assert_eq!(fs::read(to.path().join("gone")).unwrap(), b"user's edit too");
+        assert_eq!(fs::read_dir(to.path()).unwrap().count(), 2, "no temporary left");
+    }
+
+    #[test]
+    fn a_new_file_never_replaces_one_that_appeared_meanwhile() {
+        let (from, to) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        fs::write(from.path().join("x"), b"ours").unwrap();
+        let src = crate::scan::entry_of(&from.path().join("x"), RelPath::from_bytes(b"x")).unwrap().unwrap();
+        let plan = Plan {
+            steps: vec![Step {
+                path: RelPath::from_bytes(b"x"),
+                action: Action::Copy { size: 4, mode: 0o644, mtime: src.mtime },
+            }],
+        };
+        fs::write(to.path().join("x"), b"theirs").unwrap();
+        let stats = apply(&plan, from.path(), to.path(), &AtomicBool::new(false), &mut |_| {});
+        assert_eq!(stats.operations(), 0);
+        assert_eq!(fs::read(to.path().join("x")).unwrap(), b"theirs");
+    }
+
+    #[test]
+    fn one_failure_does_not_stop_the_pass_and_shutdown_stops_it() {
+        let (from, to) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        fs::write(from.path().join("b"), b"b").unwrap();
+        let b = crate::scan::entry_of(&from.path().join("b"), RelPath::from_bytes(b"b")).unwrap().unwrap();
+        let copy = |name: &[u8], e: &Entry| Step {
+            path: RelPath::from_bytes(name),
+            action: Action::Copy { size: e.size, mode: 0o644, mtime: e.mtime },
+        };
+        let missing = Entry { size: 1, mtime: Mtime { secs: 1, nanos: 0 }, ..b.clone() };
+        let plan = Plan { steps: vec![copy(b"a-missing", &missing), copy(b"b", &b)] };
+        let stats = apply(&plan, from.path(), to.path(), &AtomicBool::new(false), &mut |_| {});
+        assert_eq!((stats.failed, stats.operations()), (1, 1));
+        assert!(to.path().join("b").exists());
+        let stopped = apply(
+            &plan,
+            from.path(),
+            tempfile::tempdir().unwrap().path(),
+            &AtomicBool::new(true),
+            &mut |_| {},
+        );
+        assert!(stopped.interrupted);
+        assert_eq!(stopped.operations(), 0);
+    }
+}

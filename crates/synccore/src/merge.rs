@@ -605,6 +605,15 @@ mod tests {
     }
 
     #[test]
+    fn a_pass_with_nothing_changed_reads_no_content() {
+        let now = vec![d("d"), f("d/x", 3, 1, 1), f("y", 4, 2, 2)];
+        let (ta, tb) = (tree(now.clone()), tree(now.clone()));
+        let opts = MergeOptions { stamp: "s".into() };
+        let m = merge([&ta, &tb], Some(&base(&now)), &opts, &mut |_, e| panic!("hashed {:?}", e.path));
+        assert!(m.plans.iter().chain(&m.renames).all(Plan::is_empty));
+    }
+
+    #[test]
     fn first_pass_is_a_union_and_equal_files_are_not_rewritten() {
         let out = run(
             vec![f("same", 3, 1, 1), f("only-a", 1, 1, 2)],

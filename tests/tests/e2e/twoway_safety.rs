@@ -166,3 +166,21 @@ fn kill_9_mid_pass_then_a_pass_converges_without_conflicts() {
     assert_eq!(snapshot(&p.a).len(), 3030);
     assert_same_synced(&p.a, &p.b);
 }
+
+#[test]
+fn sigterm_in_periodic_mode_stops_cleanly_with_a_summary() {
+    let p = Pair::new();
+    file(&p.a, b"x", b"1", 0o644, T);
+    let mut child = cmd("twoway", p.root())
+        .args(["a", "b", "--home", "home", "--interval", "1", "--log", "periodic.log"])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(wait_for(Duration::from_secs(20), || p.b.join("x").exists()));
+    file(&p.b, b"y", b"2", 0o644, T);
+    assert!(wait_for(Duration::from_secs(20), || p.a.join("y").exists()), "later passes pick up B's changes");
+    e2e::signal(&child, rustix::process::Signal::TERM);
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    let log = fs::read_to_string(p.root().join("periodic.log")).unwrap();
+    assert!(log.contains("Total number of operations: 2"), "{log}");
+}
