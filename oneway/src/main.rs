@@ -79,6 +79,7 @@ fn run(args: &Args, config: &Config) -> Result<u8, Error> {
         path: "signal handlers".into(),
         source: e,
     })?;
+    shutdown::watch_parent_from_env(&shutdown);
     let _lock = lock::acquire(&lock::mirror_lock_path(&config.backup))?;
     log::info!(
         "mirroring {} into {}{}",

@@ -51,6 +51,23 @@ pub fn acquire(path: &Path) -> Result<LockGuard> {
     Ok(LockGuard { _file: file, path: path.to_path_buf() })
 }
 
+/// Takes the lock at `path`, waiting for another holder to release it (for short critical
+/// sections such as a read-modify-write of a shared file).
+pub fn acquire_blocking(path: &Path) -> Result<LockGuard> {
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir).at(Op::CreateDir, dir)?;
+    }
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .at(Op::Lock, path)?;
+    file.lock().at(Op::Lock, path)?;
+    Ok(LockGuard { _file: file, path: path.to_path_buf() })
+}
+
 /// The pid of the live process holding the lock at `path`, if any (without taking it).
 pub fn holder(path: &Path) -> Option<Option<u32>> {
     let mut file = OpenOptions::new().read(true).write(true).open(path).ok()?;

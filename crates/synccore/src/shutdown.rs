@@ -34,3 +34,25 @@ pub fn sleep(flag: &AtomicBool, duration: Duration) -> bool {
         std::thread::sleep((end - now).min(Duration::from_millis(50)));
     }
 }
+
+/// The environment variable through which a supervising parent (`twoway`) tells a child
+/// (`oneway --versioned`) its pid, so the child stops when the parent is gone: no orphan
+/// outlives a crashed or killed parent (SPEC section 7).
+pub const WATCH_PID_ENV: &str = "SYNCCORE_WATCH_PID";
+
+/// When [`WATCH_PID_ENV`] names a pid, watches that process and sets `flag` once it is gone.
+pub fn watch_parent_from_env(flag: &Arc<AtomicBool>) {
+    let Some(pid) = std::env::var(WATCH_PID_ENV).ok().and_then(|v| v.parse::<i32>().ok()) else { return };
+    let Some(pid) = rustix::process::Pid::from_raw(pid) else { return };
+    let flag = Arc::clone(flag);
+    std::thread::spawn(move || {
+        while !flag.load(Ordering::Relaxed) {
+            if rustix::process::test_kill_process(pid) == Err(rustix::io::Errno::SRCH) {
+                log::warn!("the supervising process {} is gone; stopping", pid.as_raw_nonzero());
+                flag.store(true, Ordering::Relaxed);
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    });
+}

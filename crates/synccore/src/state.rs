@@ -4,7 +4,6 @@
 //! A corrupt or newer-format file is reported and treated as "no base" (union semantics,
 //! which never delete).
 
-use std::fmt::Write as _;
 use std::fs;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
@@ -16,6 +15,7 @@ use crate::checksum::Digest;
 use crate::entry::{Entry, Kind, Mtime};
 use crate::error::{Error, Result};
 use crate::fsio;
+use crate::jsonbytes::Bytes;
 use crate::relpath::RelPath;
 
 /// The format written by this version; newer files are refused (treated as no base).
@@ -60,38 +60,6 @@ impl State {
     /// Number of non-directory entries.
     pub fn file_count(&self) -> usize {
         self.entries.iter().filter(|(_, e)| e.kind != Kind::Dir).count()
-    }
-}
-
-/// A path or other byte string in JSON: a plain string when it is UTF-8, else `{"hex": ".."}`.
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(untagged)]
-enum Bytes {
-    Utf8(String),
-    Raw { hex: String },
-}
-
-impl Bytes {
-    fn of(bytes: &[u8]) -> Self {
-        match std::str::from_utf8(bytes) {
-            Ok(s) => Bytes::Utf8(s.to_owned()),
-            Err(_) => Bytes::Raw {
-                hex: bytes.iter().fold(String::new(), |mut s, b| {
-                    let _ = write!(s, "{b:02x}");
-                    s
-                }),
-            },
-        }
-    }
-
-    fn into_bytes(self) -> Option<Vec<u8>> {
-        match self {
-            Bytes::Utf8(s) => Some(s.into_bytes()),
-            Bytes::Raw { hex } => (0..hex.len())
-                .step_by(2)
-                .map(|i| hex.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
-                .collect(),
-        }
     }
 }
 

@@ -1,0 +1,69 @@
+//! Byte strings in JSON files: paths are raw bytes, JSON strings are UTF-8. A byte string is
+//! written as a plain string when it is valid UTF-8, else as `{"hex": "<bytes as hex>"}`, so
+//! every name round-trips byte-exactly while ordinary names stay readable.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// A byte string as stored in JSON.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Bytes {
+    Utf8(String),
+    Raw { hex: String },
+}
+
+impl Bytes {
+    /// Wraps raw bytes.
+    pub fn of(bytes: &[u8]) -> Self {
+        match std::str::from_utf8(bytes) {
+            Ok(s) => Bytes::Utf8(s.to_owned()),
+            Err(_) => Bytes::Raw {
+                hex: bytes.iter().fold(String::new(), |mut s, b| {
+                    let _ = write!(s, "{b:02x}");
+                    s
+                }),
+            },
+        }
+    }
+
+    /// Wraps a path.
+    pub fn of_path(path: &Path) -> Self {
+        use std::os::unix::ffi::OsStrExt;
+        Self::of(path.as_os_str().as_bytes())
+    }
+
+    /// The raw bytes, or `None` for malformed hex.
+    pub fn into_bytes(self) -> Option<Vec<u8>> {
+        match self {
+            Bytes::Utf8(s) => Some(s.into_bytes()),
+            Bytes::Raw { hex } => (0..hex.len())
+                .step_by(2)
+                .map(|i| hex.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
+                .collect(),
+        }
+    }
+
+    /// The bytes as a path, or `None` for malformed hex.
+    pub fn into_path(self) -> Option<PathBuf> {
+        use std::os::unix::ffi::OsStringExt;
+        self.into_bytes().map(|b| PathBuf::from(std::ffi::OsString::from_vec(b)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utf8_stays_readable_and_raw_bytes_round_trip() {
+        assert_eq!(serde_json::to_string(&Bytes::of(b"plain")).unwrap(), r#""plain""#);
+        let raw = Bytes::of(b"a\xff\n");
+        assert_eq!(serde_json::to_string(&raw).unwrap(), r#"{"hex":"61ff0a"}"#);
+        let back: Bytes = serde_json::from_str(r#"{"hex":"61ff0a"}"#).unwrap();
+        assert_eq!(back.into_bytes().unwrap(), b"a\xff\n");
+        assert_eq!(Bytes::Raw { hex: "zz".into() }.into_bytes(), None);
+    }
+}
