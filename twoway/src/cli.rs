@@ -2,7 +2,18 @@
 
 use std::path::PathBuf;
 
-use clap::Parser;
+use clap::{Parser, ValueEnum};
+
+/// The versions `--restore` can bring back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum VersionArg {
+    /// The latest kept version (`_1`).
+    Latest,
+    /// The version before it (`_0`).
+    Previous,
+    /// What the directory held before the last restore.
+    Undo,
+}
 
 const HOME_HELP: &str = "Where the merge state and locks live [default: $TWOWAY_HOME, \
                          else $XDG_DATA_HOME/twoway, else ~/.local/share/twoway]";
@@ -15,8 +26,21 @@ pub struct Args {
     /// The first directory (side A).
     pub dir_a: PathBuf,
 
-    /// The second directory (side B).
-    pub dir_b: PathBuf,
+    /// The second directory (side B); not given with --restore.
+    #[arg(required_unless_present = "restore", conflicts_with = "restore")]
+    pub dir_b: Option<PathBuf>,
+
+    /// Restore DIR_A from its kept versions instead of syncing (DIR_A may no longer exist).
+    #[arg(long)]
+    pub restore: bool,
+
+    /// With --restore: which version to bring back.
+    #[arg(long, value_enum, default_value_t = VersionArg::Latest, requires = "restore")]
+    pub version: VersionArg,
+
+    /// The recovery configuration [default: <home>/config.json, created when missing].
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
 
     /// Seconds between passes.
     #[arg(short, long, value_name = "SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
@@ -46,7 +70,7 @@ pub struct Args {
     #[arg(long)]
     pub force: bool,
 
-    /// Do not run the recovery system (it is not built yet, so this is the default for now).
+    /// Do not run the recovery system (no versioning children, no config.json).
     #[arg(long)]
     pub no_recovery: bool,
 

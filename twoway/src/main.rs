@@ -1,16 +1,20 @@
-//! `twoway`: keeps two directories equal in both directions (SPEC section 4). A thin shell
-//! around `synccore::bisync`: parse and validate arguments, set up logging, loop, report.
+//! `twoway`: keeps two directories equal in both directions and runs the recovery system that
+//! keeps their earlier versions (SPEC section 4). A thin shell around `synccore`: parse and
+//! validate arguments, set up logging, start the versioning children, loop over passes, report.
 
 mod cli;
+mod recovery;
+mod supervise;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
 use synccore::bisync::{self, Pair};
-use synccore::error::Quoted;
+use synccore::error::{Quoted, Rail};
 use synccore::logging::{self, Verbosity};
 use synccore::merge::Side;
 use synccore::observe::{self, Progress, Totals};
@@ -20,29 +24,78 @@ use crate::cli::Args;
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let config = match validate(&args) {
-        Ok(config) => config,
-        Err(err) => {
-            // Whatever stopped validation is about the input (exit 2), except a directory
-            // that was synced before and has vanished: that is the empty-side rail (exit 3).
-            eprintln!("twoway: error: {err}");
-            return ExitCode::from(if matches!(err, Error::Aborted(_)) { 3 } else { 2 });
-        }
-    };
     let verbosity = match (args.quiet, args.verbose) {
         (true, _) => Verbosity::Quiet,
         (_, true) => Verbosity::Verbose,
         _ => Verbosity::Normal,
     };
+    let code = if args.restore { restore(&args, verbosity) } else { sync(&args, verbosity) };
+    ExitCode::from(code)
+}
+
+/// `twoway DIR_A DIR_B`: the sync loop, with the recovery system unless `--no-recovery`.
+fn sync(args: &Args, verbosity: Verbosity) -> u8 {
+    let config = match validate(args) {
+        Ok(config) => config,
+        Err(err) => {
+            // Whatever stopped validation is about the input (exit 2), except a directory
+            // that was synced before and has vanished: that is the empty-side rail (exit 3).
+            eprintln!("twoway: error: {err}");
+            return if matches!(err, Error::Aborted(_)) { 3 } else { 2 };
+        }
+    };
     if let Err(err) = logging::init("TWOWAY", &args.log, verbosity) {
         eprintln!("twoway: error: {err}");
-        return ExitCode::from(2);
+        return 2;
     }
-    match run(&args, &config) {
-        Ok(code) => ExitCode::from(code),
+    match run(args, &config) {
+        Ok(code) => code,
         Err(err) => {
             log::error!("{err}");
-            ExitCode::from(err.exit_code() as u8)
+            err.exit_code() as u8
+        }
+    }
+}
+
+/// `twoway DIR --restore [--version …]`.
+fn restore(args: &Args, verbosity: Verbosity) -> u8 {
+    let home = match home_of(args).and_then(|h| roots::future_dir(&h)) {
+        Ok(home) => home,
+        Err(err) => {
+            eprintln!("twoway: error: {err}");
+            return 2;
+        }
+    };
+    if let Err(err) = logging::init("TWOWAY", &args.log, verbosity) {
+        eprintln!("twoway: error: {err}");
+        return 2;
+    }
+    let Ok(shutdown) = shutdown::install() else {
+        log::error!("cannot install signal handlers");
+        return 1;
+    };
+    let version = recovery::version_of(args.version);
+    match synccore::restore::restore(&home, &args.dir_a, version, &shutdown) {
+        Ok(done) => {
+            log::info!(
+                "restored {} from {} ({} entries, {} bytes)",
+                Quoted(&done.dir),
+                Quoted(&done.from),
+                done.stats.operations(),
+                done.stats.copied_bytes
+            );
+            if let Some(undo) = &done.undo {
+                log::info!("what it held before is kept in {}; `--version undo` brings it back", Quoted(undo));
+            }
+            0
+        }
+        Err(err) => {
+            log::error!("restore failed: {err}");
+            match err {
+                Error::Locked { .. } => 3,
+                Error::Io { .. } | Error::RenameIo { .. } | Error::Interrupted => 1,
+                _ => 2,
+            }
         }
     }
 }
@@ -72,9 +125,10 @@ fn home_of(args: &Args) -> Result<PathBuf, Error> {
 /// Checks every input before anything is created on disk (SPEC section 5).
 fn validate(args: &Args) -> Result<Config, Error> {
     let home = roots::future_dir(&home_of(args)?)?;
-    let (a, b) = match (roots::existing_dir(&args.dir_a), roots::existing_dir(&args.dir_b)) {
+    let dir_b = args.dir_b.as_deref().unwrap_or(Path::new(""));
+    let (a, b) = match (roots::existing_dir(&args.dir_a), roots::existing_dir(dir_b)) {
         (Ok(a), Ok(b)) => (a, b),
-        (Err(err), _) | (_, Err(err)) => return Err(vanished_or(err, args, &home)),
+        (Err(err), _) | (_, Err(err)) => return Err(vanished_or(err, &args.dir_a, dir_b, &home)),
     };
     roots::check_disjoint(&a, &b)?;
     for dir in [&a, &b] {
@@ -92,36 +146,29 @@ fn validate(args: &Args) -> Result<Config, Error> {
             reason: "the log file may not lie inside a synced directory".into(),
         });
     }
-    let options =
-        bisync::Options { dry_run: args.dry_run, max_delete_percent: args.max_delete, force: args.force };
+    let options = bisync::Options { dry_run: args.dry_run, max_delete_percent: args.max_delete, force: args.force };
     Ok(Config { pair: Pair::new(&home, a, b), home, options })
 }
 
 /// A missing directory of a pair that has a base was synced before: it vanished (an
 /// unmounted disk, an `rm -rf`), and the pass must not touch its partner. Anything else
 /// stays the input error it is.
-fn vanished_or(err: Error, args: &Args, home: &std::path::Path) -> Error {
-    let (Ok(a), Ok(b)) = (roots::absolute(&args.dir_a), roots::absolute(&args.dir_b)) else { return err };
+fn vanished_or(err: Error, dir_a: &Path, dir_b: &Path, home: &Path) -> Error {
+    let (Ok(a), Ok(b)) = (roots::absolute(dir_a), roots::absolute(dir_b)) else { return err };
     let pair = Pair::new(home, a.clone(), b.clone());
     if !matches!(err, Error::Missing { .. }) || !pair.state.exists() {
         return err;
     }
     let (empty, other) = if a.exists() { (b, a) } else { (a, b) };
-    Error::Aborted(synccore::error::Rail::EmptySide { empty, other })
+    Error::Aborted(Rail::EmptySide { empty, other })
 }
 
 fn run(args: &Args, config: &Config) -> Result<u8, Error> {
-    let shutdown = shutdown::install().map_err(|e| Error::Io {
-        op: synccore::error::Op::Create,
-        path: "signal handlers".into(),
-        source: e,
-    })?;
+    let shutdown = shutdown::install()
+        .map_err(|e| Error::Io { op: synccore::error::Op::Create, path: "signal handlers".into(), source: e })?;
     if !config.options.dry_run {
-        std::fs::create_dir_all(&config.home).map_err(|e| Error::Io {
-            op: synccore::error::Op::CreateDir,
-            path: config.home.clone(),
-            source: e,
-        })?;
+        std::fs::create_dir_all(&config.home)
+            .map_err(|e| Error::Io { op: synccore::error::Op::CreateDir, path: config.home.clone(), source: e })?;
     }
     // A dry run writes nothing, not even a lock file, but still refuses while a sync runs.
     let lock_path = config.pair.lock_path();
@@ -133,6 +180,12 @@ fn run(args: &Args, config: &Config) -> Result<u8, Error> {
     } else {
         Some(lock::acquire(&lock_path)?)
     };
+    let once = args.once || args.dry_run;
+    let children = if args.no_recovery || config.options.dry_run {
+        None
+    } else {
+        Some(recovery::start(args, &config.home, &config.pair.roots, once, Arc::clone(&shutdown))?)
+    };
     let [a, b] = &config.pair.roots;
     log::info!(
         "syncing {} (A) and {} (B), state in {}{}",
@@ -142,11 +195,15 @@ fn run(args: &Args, config: &Config) -> Result<u8, Error> {
         if config.options.dry_run { " (dry run)" } else { "" }
     );
     let mut totals = Totals::default();
-    let once = args.once || args.dry_run;
     let interval = Duration::from_secs(args.interval);
-    Ok(observe::run_passes(once, interval, &shutdown, &mut totals, |totals| {
-        one_pass(config, &shutdown, totals)
-    }))
+    let status =
+        observe::run_passes(once, interval, &shutdown, &mut totals, |totals| one_pass(config, &shutdown, totals));
+    let Some(children) = children else { return Ok(status) };
+    let verdict = children.finish(&shutdown);
+    if verdict.fatal.is_some() {
+        return Ok(2);
+    }
+    Ok(status)
 }
 
 /// Runs a pass, logs what it did, and returns its exit status (0, 1 or 3).
@@ -177,7 +234,7 @@ fn one_pass(config: &Config, shutdown: &AtomicBool, totals: &mut Totals) -> u8 {
     for (path, winner) in &report.merge.conflicts {
         log::warn!(
             "conflict at \"{path}\": both sides changed it; {} kept the path, the other version was set aside",
-            winner_name(*winner)
+            side_name(*winner)
         );
     }
     if config.options.dry_run {
@@ -199,6 +256,9 @@ fn one_pass(config: &Config, shutdown: &AtomicBool, totals: &mut Totals) -> u8 {
         );
     } else {
         log::debug!("pass {}: nothing to do ({secs:.2} s)", totals.passes + 1);
+    }
+    if shutdown.load(Ordering::Relaxed) {
+        log::debug!("stop requested");
     }
     u8::from(report.had_errors())
 }
@@ -229,7 +289,7 @@ fn prefix(side: Side) -> &'static str {
     }
 }
 
-fn winner_name(side: Side) -> &'static str {
+fn side_name(side: Side) -> &'static str {
     match side {
         Side::A => "A",
         Side::B => "B",

@@ -47,10 +47,30 @@ pub struct Verdict {
     pub fatal: Option<String>,
 }
 
-/// Starts every child now, then supervises them on a thread until `shutdown` is set; the
-/// thread then stops and reaps them all. A child exiting 2 sets `shutdown` and is reported
-/// in the verdict.
-pub fn start(specs: Vec<ChildSpec>, shutdown: Arc<AtomicBool>) -> std::io::Result<JoinHandle<Verdict>> {
+/// Running children and their supervising thread.
+pub struct Children {
+    done: Arc<AtomicBool>,
+    thread: JoinHandle<Verdict>,
+}
+
+impl Children {
+    /// Called when twoway's passes are over. In periodic mode the children are stopped
+    /// (SIGTERM, then SIGKILL after a grace period) and reaped; with `--once` they finish
+    /// their own single pass first. Returns how supervision ended.
+    pub fn finish(self, shutdown: &AtomicBool) -> Verdict {
+        self.done.store(true, Ordering::Relaxed);
+        if let Ok(verdict) = self.thread.join() {
+            return verdict;
+        }
+        shutdown.store(true, Ordering::Relaxed);
+        Verdict { fatal: Some("the supervising thread failed".into()) }
+    }
+}
+
+/// Starts every child now, then supervises them on a thread. A child that exits is restarted
+/// with backoff, except with `once` (each child runs one pass); a child exiting 2 sets
+/// `shutdown` and is reported in the verdict. `shutdown` (a signal) stops them all.
+pub fn start(specs: Vec<ChildSpec>, shutdown: Arc<AtomicBool>, once: bool) -> std::io::Result<Children> {
     let mut children = Vec::new();
     for spec in specs {
         let process = spawn(&spec)?;
@@ -63,7 +83,10 @@ pub fn start(specs: Vec<ChildSpec>, shutdown: Arc<AtomicBool>) -> std::io::Resul
             restart_at: Instant::now(),
         });
     }
-    Ok(std::thread::spawn(move || supervise(children, &shutdown)))
+    let done = Arc::new(AtomicBool::new(false));
+    let parent_done = Arc::clone(&done);
+    let thread = std::thread::spawn(move || supervise(children, &shutdown, &parent_done, once));
+    Ok(Children { done, thread })
 }
 
 fn spawn(spec: &ChildSpec) -> std::io::Result<Child> {
@@ -75,11 +98,15 @@ fn spawn(spec: &ChildSpec) -> std::io::Result<Child> {
         .spawn()
 }
 
-fn supervise(mut children: Vec<Supervised>, shutdown: &AtomicBool) -> Verdict {
+fn supervise(mut children: Vec<Supervised>, shutdown: &AtomicBool, done: &AtomicBool, once: bool) -> Verdict {
     let mut verdict = Verdict::default();
     while !shutdown.load(Ordering::Relaxed) {
         for child in &mut children {
-            check(child, shutdown, &mut verdict);
+            check(child, shutdown, &mut verdict, once);
+        }
+        let all_exited = children.iter().all(|c| c.process.is_none());
+        if done.load(Ordering::Relaxed) && (!once || all_exited) {
+            break;
         }
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -90,7 +117,7 @@ fn supervise(mut children: Vec<Supervised>, shutdown: &AtomicBool) -> Verdict {
 }
 
 /// Reaps a child that exited and restarts it when its backoff has passed.
-fn check(child: &mut Supervised, shutdown: &AtomicBool, verdict: &mut Verdict) {
+fn check(child: &mut Supervised, shutdown: &AtomicBool, verdict: &mut Verdict, once: bool) {
     let dir = Quoted(&child.spec.dir);
     match child.process.as_mut().map(Child::try_wait) {
         Some(Ok(None)) => {
@@ -100,6 +127,13 @@ fn check(child: &mut Supervised, shutdown: &AtomicBool, verdict: &mut Verdict) {
         }
         Some(Ok(Some(status))) => {
             child.process = None;
+            if once && status.code() != Some(2) {
+                if !status.success() {
+                    log::warn!("versioning of {dir} ended with {status}; see its log");
+                }
+                child.restart_at = Instant::now() + Duration::from_secs(u64::from(u32::MAX));
+                return;
+            }
             if status.code() == Some(2) {
                 let message = format!("versioning of {dir} refused its input (exit 2; see its log); stopping");
                 log::error!("{message}");

@@ -126,6 +126,14 @@ pub fn commit_new(from: &Path, to: &Path) -> Result<()> {
     }
 }
 
+/// Swaps two paths atomically (`renameat2` with `RENAME_EXCHANGE`): each ends up holding
+/// what the other held, with no moment where either is missing.
+pub fn exchange(a: &Path, b: &Path) -> Result<()> {
+    rustix::fs::renameat_with(rustix::fs::CWD, a, rustix::fs::CWD, b, rustix::fs::RenameFlags::EXCHANGE).map_err(
+        |e| Error::RenameIo { from: a.to_path_buf(), to: b.to_path_buf(), source: e.into() },
+    )
+}
+
 /// Fsyncs one file's data and metadata.
 pub fn sync_file(path: &Path) -> Result<()> {
     File::open(path).and_then(|f| f.sync_all()).at(Op::Sync, path)

@@ -17,6 +17,7 @@ pub mod observe;
 pub mod plan;
 pub mod recovery;
 pub mod relpath;
+pub mod restore;
 pub mod roots;
 pub mod scan;
 pub mod shutdown;
