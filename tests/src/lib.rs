@@ -239,3 +239,26 @@ pub fn signal(child: &std::process::Child, sig: rustix::process::Signal) {
 pub fn now_secs() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64
 }
+
+/// Pids of the live children of `pid` (from /proc; Linux only).
+pub fn children_of(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for dent in fs::read_dir("/proc").unwrap().flatten() {
+        let Some(child) = dent.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        let Ok(stat) = fs::read_to_string(dent.path().join("stat")) else { continue };
+        // Fields after the command name (which may hold spaces): state, ppid, ...
+        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else { continue };
+        let mut fields = rest.split_whitespace();
+        let state = fields.next().unwrap_or("");
+        if fields.next().and_then(|p| p.parse::<u32>().ok()) == Some(pid) && state != "Z" {
+            out.push(child);
+        }
+    }
+    out
+}
+
+/// True while a process with this pid exists and is not a zombie.
+pub fn alive(pid: u32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|stat| stat.rfind(')').is_some_and(|i| !stat[i + 1..].trim_start().starts_with('Z')))
+}

@@ -7,4 +7,5 @@ mod oneway_inputs;
 mod oneway_mirror;
 mod twoway_merge;
 mod twoway_model;
+mod twoway_recovery;
 mod twoway_safety;

@@ -1,0 +1,196 @@
+//! The recovery system end to end (SPEC section 4 "Recovery"): config.json, supervised
+//! versioning children with no orphans, .info.json, and restore with undo.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+use e2e::{alive, assert_same_tree, children_of, cmd, file, run, snapshot, wait_for};
+use rustix::process::Signal;
+
+use crate::twoway_merge::Pair;
+
+const T: (i64, u32) = (1_700_000_000, 0);
+const WAIT: Duration = Duration::from_secs(30);
+
+/// Writes a config whose children pass every second.
+fn fast_config(home: &Path) {
+    fs::create_dir_all(home).unwrap();
+    let script = e2e::bin("oneway");
+    let json = format!(r#"{{"script": "{}", "interval": ["--interval", "1"]}}"#, script.display());
+    fs::write(home.join("config.json"), json).unwrap();
+}
+
+fn start(p: &Pair, extra: &[&str]) -> Child {
+    cmd("twoway", p.root())
+        .args(["a", "b", "--home", "home", "--interval", "1", "--log", "bg.log"])
+        .args(extra)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// `home/__versions__/<name>` for a directory whose base name is `base`.
+fn versions_of(home: &Path, base: &str) -> Option<PathBuf> {
+    fs::read_dir(home.join("__versions__"))
+        .ok()?
+        .flatten()
+        .map(|d| d.path())
+        .find(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(&format!("{base}-"))))
+}
+
+fn restore(p: &Pair, dir: &str, version: &str) -> std::process::Output {
+    let mut c = cmd("twoway", p.root());
+    c.args([dir, "--restore", "--version", version, "--home", "home", "--log", "restore.log"]);
+    run(c)
+}
+
+#[test]
+fn children_version_both_directories_and_stop_with_twoway() {
+    let p = Pair::new();
+    let home = p.root().join("home");
+    file(&p.a, b"doc", b"v1", 0o644, T);
+    file(&p.b, b"other", b"o", 0o644, T);
+    let mut twoway = start(&p, &[]);
+    assert!(wait_for(WAIT, || home.join("config.json").exists()), "config.json created");
+    let config = fs::read_to_string(home.join("config.json")).unwrap();
+    assert!(config.contains("oneway") && config.contains("--interval"), "{config}");
+    assert!(wait_for(WAIT, || children_of(twoway.id()).len() == 2), "two children whose parent is twoway");
+    let kids = children_of(twoway.id());
+    assert!(wait_for(WAIT, || versions_of(&home, "a").is_some_and(|v| v.join("_1").is_dir())
+        && versions_of(&home, "b").is_some_and(|v| v.join("_1").is_dir())), "both directories are versioned");
+    let info = fs::read_to_string(home.join(".info.json")).unwrap();
+    assert!(info.contains(&p.a.canonicalize().unwrap().display().to_string()) && info.contains("partner"), "{info}");
+    // A change in A rotates A's versions.
+    assert!(wait_for(WAIT, || versions_of(&home, "a").unwrap().join("_1/other").exists()));
+    file(&p.a, b"doc", b"v2", 0o644, (T.0 + 10, 0));
+    let va = versions_of(&home, "a").unwrap();
+    assert!(wait_for(WAIT, || va.join("_0").is_dir() && fs::read(va.join("_1/doc")).is_ok_and(|c| c == b"v2")));
+    e2e::signal(&twoway, Signal::INT);
+    assert_eq!(twoway.wait().unwrap().code(), Some(0));
+    assert!(wait_for(Duration::from_secs(15), || kids.iter().all(|k| !alive(*k))), "no surviving child");
+}
+
+#[test]
+fn a_killed_child_is_restarted_and_kill_9_of_twoway_leaves_no_orphan() {
+    let p = Pair::new();
+    file(&p.a, b"x", b"1", 0o644, T);
+    fast_config(&p.root().join("home"));
+    let mut twoway = start(&p, &[]);
+    assert!(wait_for(WAIT, || children_of(twoway.id()).len() == 2));
+    let first = children_of(twoway.id());
+    rustix::process::kill_process(rustix::process::Pid::from_raw(first[0] as i32).unwrap(), Signal::KILL).unwrap();
+    assert!(
+        wait_for(WAIT, || {
+            let now = children_of(twoway.id());
+            now.len() == 2 && !now.contains(&first[0])
+        }),
+        "the killed child is replaced"
+    );
+    let kids = children_of(twoway.id());
+    twoway.kill().unwrap();
+    twoway.wait().unwrap();
+    assert!(wait_for(Duration::from_secs(15), || kids.iter().all(|k| !alive(*k))), "children exit with their parent");
+    let log = fs::read_to_string(p.root().join("bg.log")).unwrap();
+    assert!(log.contains("exited unexpectedly") && log.contains("restarted versioning"), "{log}");
+}
+
+#[test]
+fn delete_then_restore_is_lossless_and_undo_brings_back_the_state_before() {
+    let p = Pair::new();
+    let home = p.root().join("home");
+    fast_config(&home);
+    file(&p.a, b"report.txt", b"first draft", 0o644, T);
+    file(&p.a, b"sub/notes", b"n1", 0o600, T);
+    // Two --once runs: the first keeps version 1, the second (after an edit) rotates.
+    let once = |p: &Pair| {
+        let (code, _, log) = p.pass(&[]);
+        assert_eq!(code, 0, "{log}");
+    };
+    once(&p);
+    once(&p);
+    let va = versions_of(&home, "a").unwrap();
+    let version1 = snapshot(&va.join("_1"));
+    file(&p.a, b"report.txt", b"second draft", 0o644, (T.0 + 5, 0));
+    once(&p);
+    once(&p);
+    assert!(va.join("_0").is_dir(), "rotated");
+    let latest = snapshot(&va.join("_1"));
+    assert_eq!(snapshot(&va.join("_0")), version1);
+
+    // The disaster: A is deleted. The next pass must not touch B.
+    fs::remove_dir_all(&p.a).unwrap();
+    let b_before = snapshot(&p.b);
+    let (code, _, log) = p.pass(&["--no-recovery"]);
+    assert_eq!(code, 3, "{log}");
+    assert_eq!(snapshot(&p.b), b_before);
+
+    // Restore latest: A comes back equal to _1 (modes, mtimes too).
+    let out = restore(&p, "./a/", "latest");
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(snapshot(&p.a), latest);
+    assert_same_tree(&p.a, &va.join("_1"));
+    // Restore previous: A equals _0; what A held before is kept as _undo.
+    assert_eq!(restore(&p, "a", "previous").status.code(), Some(0));
+    assert_eq!(snapshot(&p.a), version1);
+    assert_eq!(snapshot(&va.join("_undo")), latest);
+    // Undo: back to what A held before that restore.
+    assert_eq!(restore(&p, "a", "undo").status.code(), Some(0));
+    assert_eq!(snapshot(&p.a), latest);
+    // The next pass treats the restored files as A's and propagates them, deleting nothing.
+    let (code, _, log) = p.pass(&["--no-recovery"]);
+    assert_eq!(code, 0, "{log}");
+    assert_eq!(fs::read(p.b.join("report.txt")).unwrap(), b"second draft");
+    assert!(p.a.join("report.txt").exists() && p.a.join("sub/notes").exists());
+}
+
+#[test]
+fn restore_refuses_unknown_directories_missing_slots_and_a_running_sync() {
+    let p = Pair::new();
+    let home = p.root().join("home");
+    fast_config(&home);
+    file(&p.a, b"x", b"1", 0o644, T);
+    let (code, _, log) = p.pass(&[]);
+    assert_eq!(code, 0, "{log}");
+    let out = restore(&p, "elsewhere", "latest");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr.contains("not a protected directory") && stderr.contains("/a\""), "lists the protected: {stderr}");
+    let out = restore(&p, "a", "previous");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("_0"), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut twoway = start(&p, &["--no-recovery"]);
+    assert!(wait_for(WAIT, || fs::read_to_string(p.root().join("bg.log")).is_ok_and(|l| l.contains("syncing"))));
+    let out = restore(&p, "a", "latest");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains(&format!("pid {}", twoway.id())), "{stderr}");
+    twoway.kill().unwrap();
+    twoway.wait().unwrap();
+}
+
+#[test]
+fn bad_configs_start_nothing_and_exit_2() {
+    let p = Pair::new();
+    let home = p.root().join("home");
+    fs::create_dir_all(&home).unwrap();
+    let not_exec = p.root().join("not-exec");
+    fs::write(&not_exec, "#!/bin/sh\n").unwrap();
+    for (text, needle) in [
+        ("{not json".to_string(), "invalid JSON"),
+        (r#"{"script": 7, "interval": []}"#.to_string(), "\"script\" must be"),
+        (r#"{"script": "oneway", "interval": "60"}"#.to_string(), "\"interval\" must be"),
+        (r#"{"script": "/no/such/oneway", "interval": []}"#.to_string(), "does not exist"),
+        (format!(r#"{{"script": "{}", "interval": []}}"#, not_exec.display()), "is not executable"),
+    ] {
+        fs::write(home.join("config.json"), &text).unwrap();
+        let (code, _, log) = p.pass(&[]);
+        assert_eq!(code, 2, "{text}: {log}");
+        assert!(log.contains(needle) && log.contains("config.json"), "{text}: {log}");
+        assert!(!home.join("__versions__").exists() && fs::read_dir(&p.b).unwrap().next().is_none(), "nothing started");
+    }
+    // --config points elsewhere; --no-recovery ignores the config entirely.
+    let (code, _, log) = p.pass(&["--config", "missing-dir/config.json", "--no-recovery"]);
+    assert_eq!(code, 0, "{log}");
+}
