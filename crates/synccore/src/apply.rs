@@ -143,6 +143,7 @@ impl<'p> Run<'p, '_> {
             }
             Action::Rmdir => fsio::remove_dir(&target),
             Action::Cleanup => fsio::remove_tree(&target),
+            Action::HardLink { existing } => fsio::hard_link(existing, &target),
         };
         self.finish(step, &target, result, observe);
     }

@@ -141,6 +141,12 @@ pub fn place_symlink(target: &[u8], path: &Path) -> Result<()> {
     })
 }
 
+/// Makes `path` a new hard link to `existing` (both on one file system). The two names share
+/// content, mode and mtime, so neither may be modified in place afterwards.
+pub fn hard_link(existing: &Path, path: &Path) -> Result<()> {
+    fs::hard_link(existing, path).at(Op::HardLink, path)
+}
+
 /// Creates a directory that the pass can fill: owner-writable whatever its final mode, which
 /// the pass sets once the directory's contents are in place.
 pub fn create_dir(path: &Path, final_mode: u32) -> Result<()> {

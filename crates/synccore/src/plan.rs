@@ -44,6 +44,9 @@ pub enum Action {
     Rmdir,
     /// Remove a temporary left behind by an interrupted pass.
     Cleanup,
+    /// Hard-link an existing file (outside the target, e.g. in the previous version slot) at
+    /// this path: same content, mode and mtime, no data written (SPEC section 3 "Versioned").
+    HardLink { existing: std::path::PathBuf },
 }
 
 /// The kinds of step, for counting and for log lines (SPEC section 3 "one line per operation").
@@ -57,11 +60,12 @@ pub enum StepKind {
     Delete,
     Rmdir,
     Cleanup,
+    HardLink,
 }
 
 impl StepKind {
     /// Every kind, in summary order.
-    pub const ALL: [StepKind; 8] = [
+    pub const ALL: [StepKind; 9] = [
         StepKind::Copy,
         StepKind::Update,
         StepKind::Delete,
@@ -70,6 +74,7 @@ impl StepKind {
         StepKind::Link,
         StepKind::Meta,
         StepKind::Cleanup,
+        StepKind::HardLink,
     ];
 
     /// The word used in logs and summaries.
@@ -83,6 +88,7 @@ impl StepKind {
             StepKind::Delete => "delete",
             StepKind::Rmdir => "rmdir",
             StepKind::Cleanup => "cleanup",
+            StepKind::HardLink => "hardlink",
         }
     }
 }
@@ -106,6 +112,7 @@ impl Step {
             Action::Delete { .. } => StepKind::Delete,
             Action::Rmdir => StepKind::Rmdir,
             Action::Cleanup => StepKind::Cleanup,
+            Action::HardLink { .. } => StepKind::HardLink,
         }
     }
 
