@@ -15,5 +15,7 @@ pub mod relpath;
 pub mod roots;
 pub mod scan;
 pub mod shutdown;
+pub mod versioned;
+pub mod versions;
 
 pub use error::{Error, Result};
