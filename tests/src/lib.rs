@@ -131,7 +131,7 @@ pub fn assert_same_tree(a: &Path, b: &Path) {
         match sb.get(k) {
             None => diffs.push(format!("only in {}: {}", a.display(), String::from_utf8_lossy(k))),
             Some(w) if w != v => {
-                diffs.push(format!("differs: {} ({})", String::from_utf8_lossy(k), describe(v, w)))
+                diffs.push(format!("differs: {} ({})", String::from_utf8_lossy(k), describe(v, w)));
             }
             _ => {}
         }
@@ -181,6 +181,7 @@ impl Rng {
         Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
     }
 
+    #[allow(clippy::should_implement_trait)] // an endless generator, not an iterator
     pub fn next(&mut self) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
