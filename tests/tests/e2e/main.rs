@@ -5,3 +5,4 @@
 mod oneway_crash;
 mod oneway_inputs;
 mod oneway_mirror;
+mod oneway_versioned;
