@@ -112,11 +112,11 @@ pub fn run_pass(
     observe: &mut dyn FnMut(Event<'_>),
 ) -> Result<VersionedReport> {
     let started = Instant::now();
-    let taken = chrono::Utc::now();
+    let taken = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
     let repair = if options.dry_run { Repair::default() } else { rotation::repair(layout)? };
     let mut report = VersionedReport::new(repair);
     let latest_dir = layout.slot(Slot::Latest);
-    let manifest = load_manifest(source, layout)?;
+    let (manifest, rebuilt) = load_manifest(source, layout)?;
     let versions_exist = manifest.latest.is_some() || latest_dir.exists();
 
     // A vanished or empty SOURCE (an unmounted disk) never rotates.
@@ -164,6 +164,17 @@ pub fn run_pass(
     let old = manifest.latest.as_ref().map(|r| r.checksum);
     if old == Some(checksum) && latest_dir.exists() {
         report.outcome = Outcome::Unchanged { checksum };
+        if rebuilt && !options.dry_run {
+            // The manifest was lost: write the rebuilt one, with this pass's hashes as cache.
+            let mut fixed = manifest;
+            if let Some(latest) = fixed.latest.as_mut() {
+                latest.taken = taken;
+            }
+            fixed.files = rows;
+            let bytes = fixed.to_bytes();
+            fsio::write_atomic(&layout.manifest(), &bytes)?;
+            report.manifest_bytes = bytes.len() as u64;
+        }
         return Ok(report);
     }
 
@@ -177,26 +188,12 @@ pub fn run_pass(
     }
 
     // Build the new version aside, then swap it in (see `versions::rotation`).
-    let next = layout.next();
-    std::fs::create_dir_all(layout.dir()).at(Op::CreateDir, layout.dir())?;
-    fsio::remove_tree(&next)?;
-    fsio::create_dir(&next, 0o700)?;
-    report.stats = apply::apply(&report.plan, source, &next, shutdown, observe);
-    if report.stats.interrupted || report.stats.failed > 0 || report.stats.skipped > 0 {
-        fsio::remove_tree(&next)?;
-        report.outcome = if report.stats.interrupted {
-            Outcome::Interrupted
-        } else {
-            Outcome::Abandoned { reason: "the new version could not be built completely" }
-        };
+    if !build(&mut report, source, layout, root_meta, shutdown, observe)? {
         return Ok(report);
     }
-    fsio::set_meta(&next, Some(root_meta.0), Some(root_meta.1))?;
-    fsio::make_durable(&next)?;
-
     let record = SlotRecord {
         checksum,
-        taken: taken.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+        taken,
         duration_ms: started.elapsed().as_millis() as u64,
         files: rows.len() as u64,
         bytes: rows.iter().map(|r| r.size).sum(),
@@ -212,6 +209,36 @@ pub fn run_pass(
     report.manifest_bytes = bytes.len() as u64;
     report.outcome = Outcome::Rotated { old, new: checksum };
     Ok(report)
+}
+
+/// Carries out `report.plan` into [`Layout::next`] with the one copy engine and makes the tree
+/// durable. False (with the outcome set, the build discarded) unless every step succeeded.
+fn build(
+    report: &mut VersionedReport,
+    source: &Path,
+    layout: &Layout,
+    (root_mode, root_mtime): (u32, Mtime),
+    shutdown: &AtomicBool,
+    observe: &mut dyn FnMut(Event<'_>),
+) -> Result<bool> {
+    let next = layout.next();
+    std::fs::create_dir_all(layout.dir()).at(Op::CreateDir, layout.dir())?;
+    fsio::remove_tree(&next)?;
+    fsio::create_dir(&next, 0o700)?;
+    report.stats = apply::apply(&report.plan, source, &next, shutdown, observe);
+    if report.stats.interrupted || report.stats.failed > 0 || report.stats.skipped > 0 {
+        fsio::remove_tree(&next)?;
+        report.outcome = if report.stats.interrupted {
+            Outcome::Interrupted
+        } else {
+            Outcome::Abandoned { reason: "the new version could not be built completely" }
+        };
+        return Ok(false);
+    }
+    // The slot's root takes SOURCE root's mode and mtime, after its contents are in place.
+    fsio::set_meta(&next, Some(root_mode), Some(root_mtime))?;
+    fsio::make_durable(&next)?;
+    Ok(true)
 }
 
 /// Turns each copy of a file that `_1` already holds with equal content hash, mode and mtime
@@ -243,8 +270,9 @@ pub fn link_unchanged(
 }
 
 /// The manifest of `layout`, or one rebuilt from the slots when it is missing or unreadable
-/// (the slots are the truth; the manifest only describes them).
-fn load_manifest(source: &Path, layout: &Layout) -> Result<Manifest> {
+/// (the slots are the truth; the manifest only describes them). True when rebuilt from slots
+/// that exist.
+fn load_manifest(source: &Path, layout: &Layout) -> Result<(Manifest, bool)> {
     let path = layout.manifest();
     let loaded = match Manifest::load(&path) {
         Ok(m) => m,
@@ -261,12 +289,13 @@ fn load_manifest(source: &Path, layout: &Layout) -> Result<Manifest> {
                 reason: format!("belongs to {}, not to this SOURCE", crate::error::Quoted(&m.source)),
             });
         }
-        return Ok(m);
+        return Ok((m, false));
     }
     let mut m = Manifest::new(source);
     m.latest = slot_record(&layout.slot(Slot::Latest))?;
     m.previous = slot_record(&layout.slot(Slot::Previous))?;
-    Ok(m)
+    let rebuilt = m.latest.is_some();
+    Ok((m, rebuilt))
 }
 
 /// A slot's record computed from its tree (hashing every file), `None` when it does not exist.

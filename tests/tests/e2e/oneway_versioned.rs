@@ -114,6 +114,21 @@ fn first_pass_no_change_and_rotations_with_hard_links() {
     let names: Vec<String> =
         fs::read_dir(&v).unwrap().map(|d| d.unwrap().file_name().to_string_lossy().into_owned()).collect();
     assert_eq!(names.len(), 4, "only _0, _1, manifest.json and lock: {names:?}");
+
+    // A lost manifest is rebuilt from the slots, without a rotation.
+    let manifest = fs::read(v.join("manifest.json")).unwrap();
+    fs::remove_file(v.join("manifest.json")).unwrap();
+    let slots = (snapshot(&v.join("_0")), snapshot(&v.join("_1")));
+    let log = ok(&versioned(p, &[]));
+    assert!(!log.contains("rotate \""), "{log}");
+    assert_eq!((snapshot(&v.join("_0")), snapshot(&v.join("_1"))), slots);
+    let rebuilt = String::from_utf8(fs::read(v.join("manifest.json")).unwrap()).unwrap();
+    let checksum = |m: &str, slot: &str| {
+        m.split(&format!("\"{slot}\":{{\"checksum\":\"")).nth(1).unwrap()[..64].to_owned()
+    };
+    let old = String::from_utf8(manifest).unwrap();
+    assert_eq!(checksum(&rebuilt, "_1"), checksum(&old, "_1"));
+    assert_eq!(checksum(&rebuilt, "_0"), checksum(&old, "_0"));
 }
 
 #[test]

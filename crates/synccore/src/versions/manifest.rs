@@ -139,6 +139,8 @@ impl Manifest {
 
     /// The compact JSON form.
     pub fn to_bytes(&self) -> Vec<u8> {
+        // Cannot fail: no maps, and every field serializes infallibly. Were it ever to, an
+        // empty manifest is read as invalid and rebuilt from the slots, never trusted.
         let mut out = serde_json::to_vec(self).unwrap_or_default();
         out.push(b'\n');
         out

@@ -102,7 +102,23 @@ impl Repair {
 /// is dropped) and installs `manifest` (steps 2–7). The built tree must already be durable.
 pub fn swap_in(layout: &Layout, manifest: &[u8]) -> Result<()> {
     fsio::write_atomic(&layout.pending_manifest(), manifest)?;
-    drive(layout, usize::MAX).map(|_| ())
+    settle(layout)
+}
+
+/// At most this many moves settle any state (the longest path through the table is six).
+const MAX_MOVES: usize = 16;
+
+/// Drives the state machine to `Done`, or fails when something keeps it from settling (say,
+/// another process recreating paths behind our back despite the lock).
+fn settle(layout: &Layout) -> Result<()> {
+    drive(layout, MAX_MOVES)?;
+    match next_move(found(layout)) {
+        Move::Done => Ok(()),
+        stuck => Err(crate::error::Error::Invalid {
+            path: layout.dir().to_path_buf(),
+            reason: format!("the versions do not settle (next move {stuck:?}); please inspect them"),
+        }),
+    }
 }
 
 /// Brings the versions directory to a settled state after whatever a killed pass left: finishes
@@ -124,7 +140,7 @@ pub fn repair(layout: &Layout) -> Result<Repair> {
         }
     }
     let start = found(layout);
-    drive(layout, usize::MAX)?;
+    settle(layout)?;
     report.finished_rotation = start.pending;
     report.discarded_build = !start.pending && start.next;
     if start.drop && !start.pending {
