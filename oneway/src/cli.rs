@@ -11,8 +11,14 @@ pub struct Args {
     /// The directory to back up (never written).
     pub source: PathBuf,
 
-    /// The mirror to keep equal to SOURCE (created if missing).
+    /// The mirror to keep equal to SOURCE (created if missing); with --versioned, the versions
+    /// root that holds `__versions__/<name>/_1` (latest) and `_0` (previous).
     pub backup: PathBuf,
+
+    /// Keep the latest and the previous version of SOURCE under BACKUP/__versions__ instead of
+    /// mirroring; unchanged files are shared between versions as hard links.
+    #[arg(long, visible_alias = "versioned-backup")]
+    pub versioned: bool,
 
     /// Seconds between passes.
     #[arg(short, long, value_name = "SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
@@ -30,11 +36,13 @@ pub struct Args {
     #[arg(long)]
     pub dry_run: bool,
 
-    /// Compare equal-size files by content even when their mtimes agree.
+    /// Compare equal-size files by content even when their mtimes agree (with --versioned:
+    /// hash every file instead of trusting the manifest's hash cache).
     #[arg(long)]
     pub checksum: bool,
 
-    /// Abort a pass that would delete more than this percentage of BACKUP's files.
+    /// Abort a pass that would delete more than this percentage of BACKUP's files (mirror only:
+    /// a versioned pass deletes nothing but the oldest version).
     #[arg(long, value_name = "PERCENT", default_value_t = 50, value_parser = clap::value_parser!(u8).range(0..=100))]
     pub max_delete: u8,
 

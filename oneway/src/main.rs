@@ -2,6 +2,7 @@
 //! around `synccore`: parse and validate arguments, set up logging, loop over passes, report.
 
 mod cli;
+mod versioned;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -13,6 +14,8 @@ use synccore::error::Quoted;
 use synccore::logging::{self, Verbosity};
 use synccore::mirror::{self, PassOptions};
 use synccore::observe::{self, Progress, Totals};
+use synccore::versioned::VersionedOptions;
+use synccore::versions::Layout;
 use synccore::{Error, lock, roots, shutdown};
 
 use crate::cli::Args;
@@ -50,15 +53,32 @@ struct Config {
     source: PathBuf,
     backup: PathBuf,
     pass: PassOptions,
+    /// Set in versioned mode: where SOURCE's versions live, and how a pass runs.
+    versioned: Option<(Layout, VersionedOptions)>,
 }
 
 /// Checks every input before anything is created on disk (SPEC section 5).
 fn validate(args: &Args) -> Result<Config, Error> {
-    let source = roots::existing_dir(&args.source)?;
+    let source = if args.versioned {
+        versioned::source_dir(&args.source, &args.backup)?
+    } else {
+        roots::existing_dir(&args.source)?
+    };
     let backup = roots::future_dir(&args.backup)?;
     roots::check_disjoint(&source, &backup)?;
     let log = roots::absolute(&args.log)?;
-    if log.starts_with(&backup) {
+    let versioned = args.versioned.then(|| {
+        (Layout::new(&backup, &source), VersionedOptions { dry_run: args.dry_run, rehash: args.checksum })
+    });
+    if let Some((layout, _)) = &versioned {
+        // The log may sit in ROOT (twoway keeps its children's logs in its home), not in the slots.
+        if log.starts_with(layout.dir()) {
+            return Err(Error::Invalid {
+                path: args.log.clone(),
+                reason: "the log file may not lie inside the versions directory".into(),
+            });
+        }
+    } else if log.starts_with(&backup) {
         return Err(Error::Invalid {
             path: args.log.clone(),
             reason: "the log file may not lie inside BACKUP (the mirror would delete it)".into(),
@@ -70,7 +90,7 @@ fn validate(args: &Args) -> Result<Config, Error> {
         max_delete_percent: args.max_delete,
         force: args.force,
     };
-    Ok(Config { source, backup, pass })
+    Ok(Config { source, backup, pass, versioned })
 }
 
 fn run(args: &Args, config: &Config) -> Result<u8, Error> {
@@ -80,13 +100,14 @@ fn run(args: &Args, config: &Config) -> Result<u8, Error> {
         source: e,
     })?;
     shutdown::watch_parent_from_env(&shutdown);
-    let _lock = lock::acquire(&lock::mirror_lock_path(&config.backup))?;
-    log::info!(
-        "mirroring {} into {}{}",
-        Quoted(&config.source),
-        Quoted(&config.backup),
-        if config.pass.dry_run { " (dry run)" } else { "" }
-    );
+    let dry = if config.pass.dry_run { " (dry run)" } else { "" };
+    let _lock = if let Some((layout, _)) = &config.versioned {
+        log::info!("versioning {} into {}{dry}", Quoted(&config.source), Quoted(layout.dir()));
+        versioned::lock(layout, config.pass.dry_run)?
+    } else {
+        log::info!("mirroring {} into {}{dry}", Quoted(&config.source), Quoted(&config.backup));
+        Some(lock::acquire(&lock::mirror_lock_path(&config.backup))?)
+    };
 
     let mut totals = Totals::default();
     let once = args.once || args.dry_run;
@@ -98,6 +119,9 @@ fn run(args: &Args, config: &Config) -> Result<u8, Error> {
 
 /// Runs a pass, logs what it did, and returns its exit status (0, 1 or 3).
 fn one_pass(config: &Config, shutdown: &AtomicBool, totals: &mut Totals) -> u8 {
+    if let Some((layout, options)) = &config.versioned {
+        return versioned::one_pass(&config.source, layout, *options, shutdown, totals);
+    }
     let started = Instant::now();
     let mut progress = Progress::default();
     let result = mirror::run_pass(&config.source, &config.backup, config.pass, shutdown, &mut |event| {

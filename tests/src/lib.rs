@@ -229,9 +229,9 @@ pub fn wait_for(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     cond()
 }
 
-/// Sends a signal to a child process.
-pub fn signal(child: &std::process::Child, sig: rustix::process::Signal) {
-    let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+/// Sends a signal to a process.
+pub fn signal(pid: u32, sig: rustix::process::Signal) {
+    let pid = rustix::process::Pid::from_raw(pid as i32).unwrap();
     rustix::process::kill_process(pid, sig).unwrap();
 }
 
@@ -261,4 +261,53 @@ pub fn children_of(pid: u32) -> Vec<u32> {
 pub fn alive(pid: u32) -> bool {
     fs::read_to_string(format!("/proc/{pid}/stat"))
         .is_ok_and(|stat| stat.rfind(')').is_some_and(|i| !stat[i + 1..].trim_start().starts_with('Z')))
+}
+
+/// A background child process that is killed (and reaped) when dropped, so that a failing
+/// test never leaves a running binary behind.
+pub struct Background(pub std::process::Child);
+
+impl Background {
+    /// Spawns `c` with stdout and stderr discarded.
+    pub fn spawn(mut c: Command) -> Self {
+        c.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+        Background(c.spawn().expect("cannot spawn"))
+    }
+
+    pub fn id(&self) -> u32 {
+        self.0.id()
+    }
+
+    pub fn kill(&mut self) -> std::io::Result<()> {
+        self.0.kill()
+    }
+
+    pub fn wait(&mut self) -> std::io::Result<std::process::ExitStatus> {
+        self.0.wait()
+    }
+
+    pub fn try_wait(&mut self) -> std::io::Result<Option<std::process::ExitStatus>> {
+        self.0.try_wait()
+    }
+}
+
+/// `Command::spawn` that returns a [`Background`] (killed on drop, output discarded).
+pub trait SpawnGuarded {
+    fn spawn_guarded(&mut self) -> Background;
+}
+
+impl SpawnGuarded for Command {
+    fn spawn_guarded(&mut self) -> Background {
+        self.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+        Background(self.spawn().expect("cannot spawn"))
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+        }
+        let _ = self.0.wait();
+    }
 }

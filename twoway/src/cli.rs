@@ -30,7 +30,8 @@ pub struct Args {
     #[arg(required_unless_present = "restore", conflicts_with = "restore")]
     pub dir_b: Option<PathBuf>,
 
-    /// Restore DIR_A from its kept versions instead of syncing (DIR_A may no longer exist).
+    /// Restore the first directory from its kept versions instead of syncing (it may no
+    /// longer exist).
     #[arg(long)]
     pub restore: bool,
 

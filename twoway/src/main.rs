@@ -85,7 +85,10 @@ fn restore(args: &Args, verbosity: Verbosity) -> u8 {
                 done.stats.copied_bytes
             );
             if let Some(undo) = &done.undo {
-                log::info!("what it held before is kept in {}; `--version undo` brings it back", Quoted(undo));
+                log::info!(
+                    "what it held before is kept in {}; `--version undo` brings it back",
+                    Quoted(undo)
+                );
             }
             0
         }
@@ -146,7 +149,8 @@ fn validate(args: &Args) -> Result<Config, Error> {
             reason: "the log file may not lie inside a synced directory".into(),
         });
     }
-    let options = bisync::Options { dry_run: args.dry_run, max_delete_percent: args.max_delete, force: args.force };
+    let options =
+        bisync::Options { dry_run: args.dry_run, max_delete_percent: args.max_delete, force: args.force };
     Ok(Config { pair: Pair::new(&home, a, b), home, options })
 }
 
@@ -164,11 +168,17 @@ fn vanished_or(err: Error, dir_a: &Path, dir_b: &Path, home: &Path) -> Error {
 }
 
 fn run(args: &Args, config: &Config) -> Result<u8, Error> {
-    let shutdown = shutdown::install()
-        .map_err(|e| Error::Io { op: synccore::error::Op::Create, path: "signal handlers".into(), source: e })?;
+    let shutdown = shutdown::install().map_err(|e| Error::Io {
+        op: synccore::error::Op::Create,
+        path: "signal handlers".into(),
+        source: e,
+    })?;
     if !config.options.dry_run {
-        std::fs::create_dir_all(&config.home)
-            .map_err(|e| Error::Io { op: synccore::error::Op::CreateDir, path: config.home.clone(), source: e })?;
+        std::fs::create_dir_all(&config.home).map_err(|e| Error::Io {
+            op: synccore::error::Op::CreateDir,
+            path: config.home.clone(),
+            source: e,
+        })?;
     }
     // A dry run writes nothing, not even a lock file, but still refuses while a sync runs.
     let lock_path = config.pair.lock_path();
@@ -196,8 +206,9 @@ fn run(args: &Args, config: &Config) -> Result<u8, Error> {
     );
     let mut totals = Totals::default();
     let interval = Duration::from_secs(args.interval);
-    let status =
-        observe::run_passes(once, interval, &shutdown, &mut totals, |totals| one_pass(config, &shutdown, totals));
+    let status = observe::run_passes(once, interval, &shutdown, &mut totals, |totals| {
+        one_pass(config, &shutdown, totals)
+    });
     let Some(children) = children else { return Ok(status) };
     let verdict = children.finish(&shutdown);
     if verdict.fatal.is_some() {

@@ -36,7 +36,8 @@ pub fn start(
         Some(path) => synccore::roots::absolute(path)?,
         None => home.join("config.json"),
     };
-    let exe = std::env::current_exe().map_err(|e| Error::Io { op: Op::Stat, path: "twoway".into(), source: e })?;
+    let exe =
+        std::env::current_exe().map_err(|e| Error::Io { op: Op::Stat, path: "twoway".into(), source: e })?;
     let config = synccore::recovery::load_config(&config_path, &exe.with_file_name("oneway"))?;
     for key in &config.unknown_keys {
         log::warn!("{}: unknown key \"{key}\" ignored", synccore::error::Quoted(&config_path));
@@ -44,11 +45,17 @@ pub fn start(
     let [a, b] = roots;
     let dirs: Vec<(PathBuf, OsString, PathBuf, PathBuf)> = [(a, b), (b, a)]
         .into_iter()
-        .map(|(dir, partner)| (dir.clone(), version_name(dir), Layout::new(home, dir).dir().to_path_buf(), partner.clone()))
+        .map(|(dir, partner)| {
+            (dir.clone(), version_name(dir), Layout::new(home, dir).dir().to_path_buf(), partner.clone())
+        })
         .collect();
     synccore::recovery::record(&synccore::restore::info_path(home), &dirs)?;
     let logs = home.join("logs");
-    std::fs::create_dir_all(&logs).map_err(|e| Error::Io { op: Op::CreateDir, path: logs.clone(), source: e })?;
+    std::fs::create_dir_all(&logs).map_err(|e| Error::Io {
+        op: Op::CreateDir,
+        path: logs.clone(),
+        source: e,
+    })?;
     let specs = dirs
         .iter()
         .map(|(dir, name, _, _)| {
@@ -64,6 +71,9 @@ pub fn start(
             ChildSpec { dir: dir.clone(), program: config.script.clone(), args }
         })
         .collect();
-    supervise::start(specs, shutdown, once)
-        .map_err(|e| Error::Io { op: Op::Create, path: config.script.clone(), source: e })
+    supervise::start(specs, shutdown, once).map_err(|e| Error::Io {
+        op: Op::Create,
+        path: config.script.clone(),
+        source: e,
+    })
 }

@@ -120,11 +120,8 @@ fn supervise(mut children: Vec<Supervised>, shutdown: &AtomicBool, done: &Atomic
 fn check(child: &mut Supervised, shutdown: &AtomicBool, verdict: &mut Verdict, once: bool) {
     let dir = Quoted(&child.spec.dir);
     match child.process.as_mut().map(Child::try_wait) {
-        Some(Ok(None)) => {
-            if child.started.elapsed() >= STABLE {
-                child.backoff = MIN_BACKOFF;
-            }
-        }
+        Some(Ok(None)) if child.started.elapsed() >= STABLE => child.backoff = MIN_BACKOFF,
+        Some(Ok(None)) => {}
         Some(Ok(Some(status))) => {
             child.process = None;
             if once && status.code() != Some(2) {
@@ -135,13 +132,17 @@ fn check(child: &mut Supervised, shutdown: &AtomicBool, verdict: &mut Verdict, o
                 return;
             }
             if status.code() == Some(2) {
-                let message = format!("versioning of {dir} refused its input (exit 2; see its log); stopping");
+                let message =
+                    format!("versioning of {dir} refused its input (exit 2; see its log); stopping");
                 log::error!("{message}");
                 verdict.fatal = Some(message);
                 shutdown.store(true, Ordering::Relaxed);
                 return;
             }
-            log::warn!("versioning of {dir} exited unexpectedly ({status}); restarting in {} s", child.backoff.as_secs());
+            log::warn!(
+                "versioning of {dir} exited unexpectedly ({status}); restarting in {} s",
+                child.backoff.as_secs()
+            );
             child.restart_at = Instant::now() + child.backoff;
             child.backoff = (child.backoff * 2).min(MAX_BACKOFF);
         }
@@ -153,7 +154,10 @@ fn check(child: &mut Supervised, shutdown: &AtomicBool, verdict: &mut Verdict, o
                 child.started = Instant::now();
             }
             Err(e) => {
-                log::error!("cannot restart versioning of {dir}: {e}; retrying in {} s", child.backoff.as_secs());
+                log::error!(
+                    "cannot restart versioning of {dir}: {e}; retrying in {} s",
+                    child.backoff.as_secs()
+                );
                 child.restart_at = Instant::now() + child.backoff;
                 child.backoff = (child.backoff * 2).min(MAX_BACKOFF);
             }
@@ -175,7 +179,11 @@ fn stop(child: &mut Supervised) {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    log::warn!("versioning of {} did not stop within {} s; killing it", Quoted(&child.spec.dir), GRACE.as_secs());
+    log::warn!(
+        "versioning of {} did not stop within {} s; killing it",
+        Quoted(&child.spec.dir),
+        GRACE.as_secs()
+    );
     let _ = process.kill();
     let _ = process.wait();
 }

@@ -149,6 +149,7 @@ impl<'p> Run<'p, '_> {
                 }
                 fsio::commit_new(&target, &join(self.to, to))
             }
+            Action::HardLink { existing } => fsio::hard_link(existing, &target),
         };
         self.finish(step, &target, result, observe);
     }

@@ -24,6 +24,7 @@ pub enum Op {
     SetMeta,
     Lock,
     Canonicalize,
+    HardLink,
 }
 
 impl Op {
@@ -43,6 +44,7 @@ impl Op {
             Op::SetMeta => "cannot set metadata of",
             Op::Lock => "cannot lock",
             Op::Canonicalize => "cannot resolve",
+            Op::HardLink => "cannot hard-link",
         }
     }
 }

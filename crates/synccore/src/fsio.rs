@@ -129,9 +129,8 @@ pub fn commit_new(from: &Path, to: &Path) -> Result<()> {
 /// Swaps two paths atomically (`renameat2` with `RENAME_EXCHANGE`): each ends up holding
 /// what the other held, with no moment where either is missing.
 pub fn exchange(a: &Path, b: &Path) -> Result<()> {
-    rustix::fs::renameat_with(rustix::fs::CWD, a, rustix::fs::CWD, b, rustix::fs::RenameFlags::EXCHANGE).map_err(
-        |e| Error::RenameIo { from: a.to_path_buf(), to: b.to_path_buf(), source: e.into() },
-    )
+    rustix::fs::renameat_with(rustix::fs::CWD, a, rustix::fs::CWD, b, rustix::fs::RenameFlags::EXCHANGE)
+        .map_err(|e| Error::RenameIo { from: a.to_path_buf(), to: b.to_path_buf(), source: e.into() })
 }
 
 /// Fsyncs one file's data and metadata.
@@ -169,6 +168,12 @@ pub fn place_symlink(target: &[u8], path: &Path) -> Result<()> {
     commit(&temp, path).inspect_err(|_| {
         let _ = fs::remove_file(&temp);
     })
+}
+
+/// Makes `path` a new hard link to `existing` (both on one file system). The two names share
+/// content, mode and mtime, so neither may be modified in place afterwards.
+pub fn hard_link(existing: &Path, path: &Path) -> Result<()> {
+    fs::hard_link(existing, path).at(Op::HardLink, path)
 }
 
 /// Creates a directory that the pass can fill: owner-writable whatever its final mode, which

@@ -22,5 +22,7 @@ pub mod roots;
 pub mod scan;
 pub mod shutdown;
 pub mod state;
+pub mod versioned;
+pub mod versions;
 
 pub use error::{Error, Result};

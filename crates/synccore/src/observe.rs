@@ -56,15 +56,18 @@ pub struct Totals {
     pub errors: u64,
     /// Conflicts resolved (twoway).
     pub conflicts: u64,
+    /// Versions rotated (`oneway --versioned`).
+    pub rotations: u64,
 }
 
 impl Totals {
     /// Logs the summary, ending with the original's `Total number of operations: N` line.
     pub fn log_summary(&self) {
-        let by_kind: Vec<String> = StepKind::ALL
+        let mut by_kind: Vec<String> = StepKind::ALL
             .iter()
             .map(|k| format!("{} {}", k.word(), self.stats.done.get(k).copied().unwrap_or(0)))
             .collect();
+        by_kind.push(format!("rotate {}", self.rotations));
         log::info!(
             "summary: {} passes; {}; {} bytes copied; {} conflicts; {} errors",
             self.passes,

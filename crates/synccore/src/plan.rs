@@ -47,6 +47,9 @@ pub enum Action {
     /// Move an entry aside to a new name in the same tree (a conflict's loser), never
     /// replacing anything there.
     Rename { to: RelPath, was: Stamp },
+    /// Hard-link an existing file (outside the target, e.g. in the previous version slot) at
+    /// this path: same content, mode and mtime, no data written (SPEC section 3 "Versioned").
+    HardLink { existing: std::path::PathBuf },
 }
 
 /// The kinds of step, for counting and for log lines (SPEC section 3 "one line per operation").
@@ -61,11 +64,12 @@ pub enum StepKind {
     Rmdir,
     Cleanup,
     Rename,
+    HardLink,
 }
 
 impl StepKind {
     /// Every kind, in summary order.
-    pub const ALL: [StepKind; 9] = [
+    pub const ALL: [StepKind; 10] = [
         StepKind::Copy,
         StepKind::Update,
         StepKind::Delete,
@@ -75,6 +79,7 @@ impl StepKind {
         StepKind::Meta,
         StepKind::Rename,
         StepKind::Cleanup,
+        StepKind::HardLink,
     ];
 
     /// The word used in logs and summaries.
@@ -89,6 +94,7 @@ impl StepKind {
             StepKind::Rmdir => "rmdir",
             StepKind::Cleanup => "cleanup",
             StepKind::Rename => "rename",
+            StepKind::HardLink => "hardlink",
         }
     }
 }
@@ -113,6 +119,7 @@ impl Step {
             Action::Rmdir => StepKind::Rmdir,
             Action::Cleanup => StepKind::Cleanup,
             Action::Rename { .. } => StepKind::Rename,
+            Action::HardLink { .. } => StepKind::HardLink,
         }
     }
 

@@ -4,6 +4,7 @@
 //! first kept as `_undo`, so no restore destroys anything. Restored files are fresh copies,
 //! never hard links into the version slots, which are never modified in place.
 
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
@@ -134,10 +135,13 @@ fn copy_tree(from: &Path, to: &Path, shutdown: &AtomicBool) -> Result<ApplyStats
     if stats.failed > 0 || stats.interrupted {
         return Err(Error::Invalid {
             path: to.into(),
-            reason: format!("copying {} failed for {} entries; nothing was changed", Quoted(from), stats.failed),
+            reason: format!(
+                "copying {} failed for {} entries; nothing was changed",
+                Quoted(from),
+                stats.failed
+            ),
         });
     }
-    use std::os::unix::fs::MetadataExt;
     fsio::set_meta(to, Some(meta.mode() & crate::entry::MODE_MASK), Some(crate::entry::Mtime::of(&meta)))?;
     Ok(stats)
 }

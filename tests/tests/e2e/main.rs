@@ -5,6 +5,7 @@
 mod oneway_crash;
 mod oneway_inputs;
 mod oneway_mirror;
+mod oneway_versioned;
 mod twoway_merge;
 mod twoway_model;
 mod twoway_recovery;

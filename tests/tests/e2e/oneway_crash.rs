@@ -3,10 +3,9 @@
 
 use std::fs;
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
-use e2e::{Node, Rng, assert_same_tree, at, cmd, file, run, snapshot, temporaries, wait_for};
+use e2e::{Node, Rng, SpawnGuarded, assert_same_tree, at, cmd, file, run, snapshot, temporaries, wait_for};
 
 fn large_tree(src: &Path) {
     let mut rng = Rng::new(7);
@@ -47,8 +46,7 @@ fn kill_9_mid_pass_leaves_no_partial_file_and_the_next_pass_converges() {
     // Kill at several points of the pass: early, middle, late.
     let mut interrupted = 0;
     for threshold in [5usize, 300, 900] {
-        let mut child =
-            cmd("oneway", p).args(["src", "dst", "--once"]).stderr(Stdio::null()).spawn().unwrap();
+        let mut child = cmd("oneway", p).args(["src", "dst", "--once"]).spawn_guarded();
         wait_for(Duration::from_secs(60), || {
             snapshot_count(&dst) >= threshold || child.try_wait().ok().flatten().is_some()
         });

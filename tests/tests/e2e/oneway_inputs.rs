@@ -2,10 +2,9 @@
 
 use std::fs;
 use std::path::Path;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use e2e::{cmd, file, run, snapshot, stamps, wait_for};
+use e2e::{SpawnGuarded, cmd, file, run, snapshot, stamps, wait_for};
 use rustix::process::Signal;
 
 const T: (i64, u32) = (1_700_000_000, 0);
@@ -114,8 +113,7 @@ fn sigint_in_periodic_mode_stops_cleanly_with_a_summary() {
     let sb = tempfile::tempdir().unwrap();
     let p = sb.path();
     file(p, b"src/a", b"1", 0o644, T);
-    let mut child =
-        cmd("oneway", p).args(["src", "dst", "--interval", "1"]).stderr(Stdio::null()).spawn().unwrap();
+    let mut child = cmd("oneway", p).args(["src", "dst", "--interval", "1"]).spawn_guarded();
     assert!(wait_for(Duration::from_secs(20), || p.join("dst/a").exists()));
     file(p, b"src/b", b"2", 0o644, T);
     assert!(
@@ -123,7 +121,7 @@ fn sigint_in_periodic_mode_stops_cleanly_with_a_summary() {
         "periodic passes pick up changes"
     );
     let sent = Instant::now();
-    e2e::signal(&child, Signal::INT);
+    e2e::signal(child.id(), Signal::INT);
     let status = child.wait().unwrap();
     assert!(sent.elapsed() < Duration::from_secs(5));
     assert_eq!(status.code(), Some(0));
@@ -137,8 +135,7 @@ fn second_process_on_the_same_backup_is_refused_until_the_first_dies() {
     let sb = tempfile::tempdir().unwrap();
     let p = sb.path();
     file(p, b"src/a", b"1", 0o644, T);
-    let mut first =
-        cmd("oneway", p).args(["src", "dst", "--interval", "60"]).stderr(Stdio::null()).spawn().unwrap();
+    let mut first = cmd("oneway", p).args(["src", "dst", "--interval", "60"]).spawn_guarded();
     assert!(wait_for(Duration::from_secs(20), || p.join("dst/a").exists()));
     let second = run({
         let mut c = cmd("oneway", p);
@@ -163,8 +160,7 @@ fn deleted_log_file_is_recreated_while_running() {
     let sb = tempfile::tempdir().unwrap();
     let p = sb.path();
     file(p, b"src/a", b"1", 0o644, T);
-    let mut child =
-        cmd("oneway", p).args(["src", "dst", "--interval", "1"]).stderr(Stdio::null()).spawn().unwrap();
+    let mut child = cmd("oneway", p).args(["src", "dst", "--interval", "1"]).spawn_guarded();
     assert!(wait_for(Duration::from_secs(20), || p.join("dst/a").exists()));
     fs::remove_file(p.join("oneway.log")).unwrap();
     std::thread::sleep(Duration::from_millis(1100));
@@ -172,7 +168,7 @@ fn deleted_log_file_is_recreated_while_running() {
     let recreated = wait_for(Duration::from_secs(20), || {
         fs::read_to_string(p.join("oneway.log")).is_ok_and(|l| l.contains("copy \"b\""))
     });
-    e2e::signal(&child, Signal::TERM);
+    e2e::signal(child.id(), Signal::TERM);
     assert_eq!(child.wait().unwrap().code(), Some(0));
     assert!(recreated);
 }

@@ -3,10 +3,9 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
 use std::time::Duration;
 
-use e2e::{alive, assert_same_tree, children_of, cmd, file, run, snapshot, wait_for};
+use e2e::{Background, alive, assert_same_tree, children_of, cmd, file, run, snapshot, wait_for};
 use rustix::process::Signal;
 
 use crate::twoway_merge::Pair;
@@ -22,13 +21,10 @@ fn fast_config(home: &Path) {
     fs::write(home.join("config.json"), json).unwrap();
 }
 
-fn start(p: &Pair, extra: &[&str]) -> Child {
-    cmd("twoway", p.root())
-        .args(["a", "b", "--home", "home", "--interval", "1", "--log", "bg.log"])
-        .args(extra)
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
+fn start(p: &Pair, extra: &[&str]) -> Background {
+    let mut c = cmd("twoway", p.root());
+    c.args(["a", "b", "--home", "home", "--interval", "1", "--log", "bg.log"]).args(extra);
+    Background::spawn(c)
 }
 
 /// `home/__versions__/<name>` for a directory whose base name is `base`.
@@ -52,22 +48,35 @@ fn children_version_both_directories_and_stop_with_twoway() {
     let home = p.root().join("home");
     file(&p.a, b"doc", b"v1", 0o644, T);
     file(&p.b, b"other", b"o", 0o644, T);
-    let mut twoway = start(&p, &[]);
-    assert!(wait_for(WAIT, || home.join("config.json").exists()), "config.json created");
+    // A first run creates config.json with the oneway beside twoway and a 60 s interval.
+    assert_eq!(p.pass(&[]).0, 0);
     let config = fs::read_to_string(home.join("config.json")).unwrap();
-    assert!(config.contains("oneway") && config.contains("--interval"), "{config}");
+    assert!(
+        config.contains(&e2e::bin("oneway").display().to_string()) && config.contains("\"60\""),
+        "{config}"
+    );
+    fast_config(&home);
+    let mut twoway = start(&p, &[]);
     assert!(wait_for(WAIT, || children_of(twoway.id()).len() == 2), "two children whose parent is twoway");
     let kids = children_of(twoway.id());
-    assert!(wait_for(WAIT, || versions_of(&home, "a").is_some_and(|v| v.join("_1").is_dir())
-        && versions_of(&home, "b").is_some_and(|v| v.join("_1").is_dir())), "both directories are versioned");
+    assert!(
+        wait_for(WAIT, || versions_of(&home, "a").is_some_and(|v| v.join("_1").is_dir())
+            && versions_of(&home, "b").is_some_and(|v| v.join("_1").is_dir())),
+        "both directories are versioned"
+    );
     let info = fs::read_to_string(home.join(".info.json")).unwrap();
-    assert!(info.contains(&p.a.canonicalize().unwrap().display().to_string()) && info.contains("partner"), "{info}");
+    assert!(
+        info.contains(&p.a.canonicalize().unwrap().display().to_string()) && info.contains("partner"),
+        "{info}"
+    );
     // A change in A rotates A's versions.
     assert!(wait_for(WAIT, || versions_of(&home, "a").unwrap().join("_1/other").exists()));
     file(&p.a, b"doc", b"v2", 0o644, (T.0 + 10, 0));
     let va = versions_of(&home, "a").unwrap();
-    assert!(wait_for(WAIT, || va.join("_0").is_dir() && fs::read(va.join("_1/doc")).is_ok_and(|c| c == b"v2")));
-    e2e::signal(&twoway, Signal::INT);
+    assert!(
+        wait_for(WAIT, || va.join("_0").is_dir() && fs::read(va.join("_1/doc")).is_ok_and(|c| c == b"v2"))
+    );
+    e2e::signal(twoway.id(), Signal::INT);
     assert_eq!(twoway.wait().unwrap().code(), Some(0));
     assert!(wait_for(Duration::from_secs(15), || kids.iter().all(|k| !alive(*k))), "no surviving child");
 }
@@ -80,7 +89,8 @@ fn a_killed_child_is_restarted_and_kill_9_of_twoway_leaves_no_orphan() {
     let mut twoway = start(&p, &[]);
     assert!(wait_for(WAIT, || children_of(twoway.id()).len() == 2));
     let first = children_of(twoway.id());
-    rustix::process::kill_process(rustix::process::Pid::from_raw(first[0] as i32).unwrap(), Signal::KILL).unwrap();
+    rustix::process::kill_process(rustix::process::Pid::from_raw(first[0] as i32).unwrap(), Signal::KILL)
+        .unwrap();
     assert!(
         wait_for(WAIT, || {
             let now = children_of(twoway.id());
@@ -91,7 +101,10 @@ fn a_killed_child_is_restarted_and_kill_9_of_twoway_leaves_no_orphan() {
     let kids = children_of(twoway.id());
     twoway.kill().unwrap();
     twoway.wait().unwrap();
-    assert!(wait_for(Duration::from_secs(15), || kids.iter().all(|k| !alive(*k))), "children exit with their parent");
+    assert!(
+        wait_for(Duration::from_secs(15), || kids.iter().all(|k| !alive(*k))),
+        "children exit with their parent"
+    );
     let log = fs::read_to_string(p.root().join("bg.log")).unwrap();
     assert!(log.contains("exited unexpectedly") && log.contains("restarted versioning"), "{log}");
 }
@@ -156,18 +169,21 @@ fn restore_refuses_unknown_directories_missing_slots_and_a_running_sync() {
     let out = restore(&p, "elsewhere", "latest");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr.contains("not a protected directory") && stderr.contains("/a\""), "lists the protected: {stderr}");
+    assert!(
+        stderr.contains("not a protected directory") && stderr.contains("/a\""),
+        "lists the protected: {stderr}"
+    );
     let out = restore(&p, "a", "previous");
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("_0"), "{}", String::from_utf8_lossy(&out.stderr));
-    let mut twoway = start(&p, &["--no-recovery"]);
-    assert!(wait_for(WAIT, || fs::read_to_string(p.root().join("bg.log")).is_ok_and(|l| l.contains("syncing"))));
+    let twoway = start(&p, &["--no-recovery"]);
+    assert!(
+        wait_for(WAIT, || fs::read_to_string(p.root().join("bg.log")).is_ok_and(|l| l.contains("syncing")))
+    );
     let out = restore(&p, "a", "latest");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{stderr}");
     assert!(stderr.contains(&format!("pid {}", twoway.id())), "{stderr}");
-    twoway.kill().unwrap();
-    twoway.wait().unwrap();
 }
 
 #[test]
@@ -188,7 +204,10 @@ fn bad_configs_start_nothing_and_exit_2() {
         let (code, _, log) = p.pass(&[]);
         assert_eq!(code, 2, "{text}: {log}");
         assert!(log.contains(needle) && log.contains("config.json"), "{text}: {log}");
-        assert!(!home.join("__versions__").exists() && fs::read_dir(&p.b).unwrap().next().is_none(), "nothing started");
+        assert!(
+            !home.join("__versions__").exists() && fs::read_dir(&p.b).unwrap().next().is_none(),
+            "nothing started"
+        );
     }
     // --config points elsewhere; --no-recovery ignores the config entirely.
     let (code, _, log) = p.pass(&["--config", "missing-dir/config.json", "--no-recovery"]);

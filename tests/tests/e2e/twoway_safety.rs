@@ -1,10 +1,11 @@
 //! `twoway` safety: bad input, rails, locking, corrupt state, crashes (SPEC sections 4 and 5).
 
 use std::fs;
-use std::process::Stdio;
 use std::time::Duration;
 
-use e2e::{Node, Rng, assert_same_synced, cmd, file, run, snapshot, stamps, temporaries, wait_for};
+use e2e::{
+    Node, Rng, SpawnGuarded, assert_same_synced, cmd, file, run, snapshot, stamps, temporaries, wait_for,
+};
 
 use crate::twoway_merge::Pair;
 
@@ -87,9 +88,7 @@ fn a_second_twoway_on_the_same_pair_is_refused_until_the_first_is_killed() {
     file(&p.a, b"x", b"1", 0o644, T);
     let mut first = cmd("twoway", p.root())
         .args(["a", "b", "--home", "home", "--interval", "60", "--log", "first.log"])
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+        .spawn_guarded();
     assert!(wait_for(Duration::from_secs(20), || p.b.join("x").exists()));
     let (code, _, log) = p.pass(&[]);
     assert_eq!(code, 3, "{log}");
@@ -136,9 +135,7 @@ fn kill_9_mid_pass_then_a_pass_converges_without_conflicts() {
     for delay_ms in [30u64, 150, 400] {
         let mut child = cmd("twoway", p.root())
             .args(["a", "b", "--home", "home", "--once", "--log", "crash.log"])
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+            .spawn_guarded();
         std::thread::sleep(Duration::from_millis(delay_ms));
         let finished = child.try_wait().unwrap().is_some();
         child.kill().ok();
@@ -173,13 +170,11 @@ fn sigterm_in_periodic_mode_stops_cleanly_with_a_summary() {
     file(&p.a, b"x", b"1", 0o644, T);
     let mut child = cmd("twoway", p.root())
         .args(["a", "b", "--home", "home", "--interval", "1", "--log", "periodic.log"])
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+        .spawn_guarded();
     assert!(wait_for(Duration::from_secs(20), || p.b.join("x").exists()));
     file(&p.b, b"y", b"2", 0o644, T);
     assert!(wait_for(Duration::from_secs(20), || p.a.join("y").exists()), "later passes pick up B's changes");
-    e2e::signal(&child, rustix::process::Signal::TERM);
+    e2e::signal(child.id(), rustix::process::Signal::TERM);
     assert_eq!(child.wait().unwrap().code(), Some(0));
     let log = fs::read_to_string(p.root().join("periodic.log")).unwrap();
     assert!(log.contains("Total number of operations: 2"), "{log}");

@@ -1,0 +1,400 @@
+//! One pass of `oneway --versioned` (SPEC section 3 "Versioned"): repair what a killed pass
+//! left, scan SOURCE, compute its directory checksum reusing the manifest's hash cache, and —
+//! only when the checksum differs from `_1`'s — build a new version and rotate it in.
+//!
+//! The new version is an ordinary mirror plan of SOURCE into an empty tree, carried out by the
+//! one copy engine ([`crate::apply`]) into [`Layout::next`], in which every copy of a file
+//! whose content hash, mode and mtime equal those of the file at the same path in `_1` becomes
+//! a hard link to it (a hard link shares mode and mtime, so anything less must be a copy). A
+//! version therefore costs only the bytes that changed.
+//!
+//! A version is a complete picture of SOURCE or nothing: a pass that cannot read all of SOURCE,
+//! or whose build meets a failure or a file changing under it, discards the build and leaves
+//! the slots as they were. A missing or empty SOURCE never rotates (SPEC section 7: the
+//! original wiped both versions that way); when versions exist it is the empty-source rail.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use crate::apply::{self, ApplyStats, Event};
+use crate::checksum::{Digest, directory_checksum_of, file_checksum};
+use crate::entry::{Entry, MODE_MASK, Mtime};
+use crate::error::{Error, IoResultExt, Op, Rail, Result};
+use crate::fsio;
+use crate::plan::{self, Action, MirrorOptions, Plan};
+use crate::relpath::RelPath;
+use crate::scan::{self, Tree, join};
+use crate::versions::manifest::{FileRecord, Manifest, SlotRecord};
+use crate::versions::rotation::{self, Repair};
+use crate::versions::{Layout, Slot};
+
+/// How a versioned pass runs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct VersionedOptions {
+    /// Decide and report only; change (and create) nothing.
+    pub dry_run: bool,
+    /// Hash every file, ignoring the manifest's hash cache (`--checksum`).
+    pub rehash: bool,
+}
+
+/// What a pass decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// SOURCE's directory checksum equals `_1`'s: nothing was written.
+    Unchanged { checksum: Digest },
+    /// A new `_1` was rotated in (`old` is the checksum of the `_1` it replaced, if any).
+    Rotated { old: Option<Digest>, new: Digest },
+    /// Dry run: a real pass would rotate.
+    WouldRotate { old: Option<Digest>, new: Digest },
+    /// SOURCE is empty and no versions exist yet: nothing to keep.
+    EmptySource,
+    /// The new version could not be made complete; it was discarded, the slots are unchanged.
+    Abandoned { reason: &'static str },
+    /// A shutdown request stopped the pass; the slots are unchanged.
+    Interrupted,
+}
+
+/// What a versioned pass found and did.
+#[derive(Debug)]
+pub struct VersionedReport {
+    pub outcome: Outcome,
+    /// What the start-of-pass repair did.
+    pub repair: Repair,
+    /// The plan that builds the new version (empty when nothing rotates).
+    pub plan: Plan,
+    /// What building it did; `copied_bytes` is the file data written.
+    pub stats: ApplyStats,
+    /// Files whose content was read to hash them (cache misses).
+    pub hashed_files: u64,
+    /// Bytes read to hash them.
+    pub hashed_bytes: u64,
+    /// Size of the manifest written (0 when none was).
+    pub manifest_bytes: u64,
+    /// Per-path problems met while scanning or building.
+    pub scan_errors: Vec<Error>,
+    /// Source entries skipped because they are special files.
+    pub special: Vec<RelPath>,
+}
+
+impl VersionedReport {
+    fn new(repair: Repair) -> Self {
+        VersionedReport {
+            outcome: Outcome::EmptySource,
+            repair,
+            plan: Plan::default(),
+            stats: ApplyStats::default(),
+            hashed_files: 0,
+            hashed_bytes: 0,
+            manifest_bytes: 0,
+            scan_errors: Vec::new(),
+            special: Vec::new(),
+        }
+    }
+
+    /// True when some entry failed or the version was abandoned because of a failure (exit 1).
+    pub fn had_errors(&self) -> bool {
+        !self.scan_errors.is_empty()
+            || self.stats.failed > 0
+            || matches!(self.outcome, Outcome::Abandoned { .. })
+    }
+}
+
+/// Runs one versioned pass of `source` (canonical) into the slots of `layout`. The caller holds
+/// the lock at [`Layout::lock`] (unless dry-running). Safety rails return [`Error::Aborted`]
+/// before anything changes.
+pub fn run_pass(
+    source: &Path,
+    layout: &Layout,
+    options: VersionedOptions,
+    shutdown: &AtomicBool,
+    observe: &mut dyn FnMut(Event<'_>),
+) -> Result<VersionedReport> {
+    let started = Instant::now();
+    let taken = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+    let repair = if options.dry_run { Repair::default() } else { rotation::repair(layout)? };
+    let mut report = VersionedReport::new(repair);
+    let latest_dir = layout.slot(Slot::Latest);
+    let (manifest, rebuilt) = load_manifest(source, layout)?;
+    let versions_exist = manifest.latest.is_some() || latest_dir.exists();
+
+    // A vanished or empty SOURCE (an unmounted disk) never rotates.
+    let rail = || Error::Aborted(Rail::EmptySide { empty: source.into(), other: layout.dir().into() });
+    let (tree, root_meta) = match scan::scan(source).and_then(|t| Ok((t, root_meta(source)?))) {
+        Ok(found) => found,
+        Err(err) if is_missing(&err) && versions_exist => return Err(rail()),
+        Err(err) if is_missing(&err) => return Err(Error::Missing { path: source.into() }),
+        Err(err) => return Err(err),
+    };
+    report.special.clone_from(&tree.special);
+    if !tree.errors.is_empty() {
+        report.scan_errors = tree.errors;
+        report.outcome = Outcome::Abandoned { reason: "SOURCE could not be read completely" };
+        return Ok(report);
+    }
+    if tree.entries.is_empty() {
+        return if versions_exist { Err(rail()) } else { Ok(report) };
+    }
+
+    // The directory checksum, reading only files the cache cannot vouch for.
+    let mut rows = Vec::new();
+    let checksum = directory_checksum_of(&tree.entries, |e| {
+        if shutdown.load(Ordering::Relaxed) {
+            return Err(Error::Interrupted);
+        }
+        let digest = if let Some(d) = manifest.cached_digest(e).filter(|_| !options.rehash) {
+            d
+        } else {
+            report.hashed_files += 1;
+            report.hashed_bytes += e.size;
+            file_checksum(&join(source, &e.path))?
+        };
+        rows.push(FileRecord { path: e.path.clone(), digest, size: e.size, mtime: e.mtime, ino: e.ino });
+        Ok(digest)
+    });
+    let checksum = match checksum {
+        Ok(c) => c,
+        Err(Error::Interrupted) => {
+            report.outcome = Outcome::Interrupted;
+            return Ok(report);
+        }
+        Err(err) => return Err(err),
+    };
+    let old = manifest.latest.as_ref().map(|r| r.checksum);
+    if old == Some(checksum) && latest_dir.exists() {
+        report.outcome = Outcome::Unchanged { checksum };
+        if rebuilt && !options.dry_run {
+            // The manifest was lost: write the rebuilt one, with this pass's hashes as cache.
+            let mut fixed = manifest;
+            if let Some(latest) = fixed.latest.as_mut() {
+                latest.taken = taken;
+            }
+            fixed.files = rows;
+            let bytes = fixed.to_bytes();
+            fsio::write_atomic(&layout.manifest(), &bytes)?;
+            report.manifest_bytes = bytes.len() as u64;
+        }
+        return Ok(report);
+    }
+
+    report.plan = plan::mirror(&tree, &Tree::default(), MirrorOptions::default(), &mut |_, _| true);
+    link_unchanged(&mut report.plan, &rows, &manifest, &latest_dir, &mut |p| {
+        scan::entry_of(p, RelPath::from_bytes(b"-")).ok().flatten()
+    });
+    if options.dry_run {
+        report.outcome = Outcome::WouldRotate { old, new: checksum };
+        return Ok(report);
+    }
+
+    // Build the new version aside, then swap it in (see `versions::rotation`).
+    if !build(&mut report, source, layout, root_meta, shutdown, observe)? {
+        return Ok(report);
+    }
+    let record = SlotRecord {
+        checksum,
+        taken,
+        duration_ms: started.elapsed().as_millis() as u64,
+        files: rows.len() as u64,
+        bytes: rows.iter().map(|r| r.size).sum(),
+    };
+    let new = Manifest {
+        previous: if latest_dir.exists() { manifest.latest } else { manifest.previous },
+        latest: Some(record),
+        files: rows,
+        ..Manifest::new(source)
+    };
+    let bytes = new.to_bytes();
+    rotation::swap_in(layout, &bytes)?;
+    report.manifest_bytes = bytes.len() as u64;
+    report.outcome = Outcome::Rotated { old, new: checksum };
+    Ok(report)
+}
+
+/// Carries out `report.plan` into [`Layout::next`] with the one copy engine and makes the tree
+/// durable. False (with the outcome set, the build discarded) unless every step succeeded.
+fn build(
+    report: &mut VersionedReport,
+    source: &Path,
+    layout: &Layout,
+    (root_mode, root_mtime): (u32, Mtime),
+    shutdown: &AtomicBool,
+    observe: &mut dyn FnMut(Event<'_>),
+) -> Result<bool> {
+    let next = layout.next();
+    std::fs::create_dir_all(layout.dir()).at(Op::CreateDir, layout.dir())?;
+    fsio::remove_tree(&next)?;
+    fsio::create_dir(&next, 0o700)?;
+    report.stats = apply::apply(&report.plan, source, &next, shutdown, observe);
+    if report.stats.interrupted || report.stats.failed > 0 || report.stats.skipped > 0 {
+        fsio::remove_tree(&next)?;
+        report.outcome = if report.stats.interrupted {
+            Outcome::Interrupted
+        } else {
+            Outcome::Abandoned { reason: "the new version could not be built completely" }
+        };
+        return Ok(false);
+    }
+    // The slot's root takes SOURCE root's mode and mtime, after its contents are in place.
+    fsio::set_meta(&next, Some(root_mode), Some(root_mtime))?;
+    fsio::make_durable(&next)?;
+    Ok(true)
+}
+
+/// Turns each copy of a file that `_1` already holds with equal content hash, mode and mtime
+/// into a hard link to it. `new_rows` are SOURCE's files with their digests; `old` describes
+/// `_1`; `stat` reads the entry at a path of `_1` (`None` when absent or unreadable).
+pub fn link_unchanged(
+    plan: &mut Plan,
+    new_rows: &[FileRecord],
+    old: &Manifest,
+    latest_dir: &Path,
+    stat: &mut dyn FnMut(&Path) -> Option<Entry>,
+) {
+    for step in &mut plan.steps {
+        let Action::Copy { size, mode, mtime } = step.action else { continue };
+        let new = new_rows.binary_search_by(|r| r.path.cmp(&step.path)).ok().map(|i| &new_rows[i]);
+        let (Some(new), Some(prev)) = (new, old.file(&step.path)) else { continue };
+        if new.digest != prev.digest || prev.size != size {
+            continue;
+        }
+        let existing = join(latest_dir, &step.path);
+        // The file in `_1` must be the one the manifest describes, and share mode and mtime.
+        let same = stat(&existing).is_some_and(|e| {
+            e.is_file() && e.size == size && e.mode == mode && e.mtime == mtime && e.mtime == prev.mtime
+        });
+        if same {
+            step.action = Action::HardLink { existing };
+        }
+    }
+}
+
+/// The manifest of `layout`, or one rebuilt from the slots when it is missing or unreadable
+/// (the slots are the truth; the manifest only describes them). True when rebuilt from slots
+/// that exist.
+fn load_manifest(source: &Path, layout: &Layout) -> Result<(Manifest, bool)> {
+    let path = layout.manifest();
+    let loaded = match Manifest::load(&path) {
+        Ok(m) => m,
+        Err(err @ Error::Invalid { .. }) => {
+            log::warn!("{err}; rebuilding it from the version slots");
+            None
+        }
+        Err(err) => return Err(err),
+    };
+    if let Some(m) = loaded {
+        if m.source != source {
+            return Err(Error::Invalid {
+                path,
+                reason: format!("belongs to {}, not to this SOURCE", crate::error::Quoted(&m.source)),
+            });
+        }
+        return Ok((m, false));
+    }
+    let mut m = Manifest::new(source);
+    m.latest = slot_record(&layout.slot(Slot::Latest))?;
+    m.previous = slot_record(&layout.slot(Slot::Previous))?;
+    let rebuilt = m.latest.is_some();
+    Ok((m, rebuilt))
+}
+
+/// A slot's record computed from its tree (hashing every file), `None` when it does not exist.
+fn slot_record(dir: &Path) -> Result<Option<SlotRecord>> {
+    if !dir.exists() {
+        return Ok(None);
+    }
+    let tree = scan::scan(dir)?;
+    if let Some(err) = tree.errors.into_iter().next() {
+        return Err(err);
+    }
+    let checksum = directory_checksum_of(&tree.entries, |e| file_checksum(&join(dir, &e.path)))?;
+    let files = tree.entries.iter().filter(|e| e.is_file());
+    Ok(Some(SlotRecord {
+        checksum,
+        // Unknown: the epoch, which also keeps the (empty) hash cache from ever being trusted.
+        taken: "1970-01-01T00:00:00Z".into(),
+        duration_ms: 0,
+        files: files.clone().count() as u64,
+        bytes: files.map(|e| e.size).sum(),
+    }))
+}
+
+/// SOURCE root's mode and mtime, which the new slot's root takes on.
+fn root_meta(source: &Path) -> Result<(u32, Mtime)> {
+    let meta = std::fs::symlink_metadata(source).at(Op::Stat, source)?;
+    Ok((meta.mode() & MODE_MASK, Mtime::of(&meta)))
+}
+
+fn is_missing(err: &Error) -> bool {
+    match err {
+        Error::Missing { .. } | Error::NotADirectory { .. } => true,
+        Error::Io { source, .. } => source.kind() == std::io::ErrorKind::NotFound,
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::entry::Kind;
+
+    const T: Mtime = Mtime { secs: 1_700_000_000, nanos: 5 };
+
+    fn row(path: &str, content: &str) -> FileRecord {
+        FileRecord {
+            path: RelPath::from_bytes(path.as_bytes()),
+            digest: Digest::of_bytes(content.as_bytes()),
+            size: content.len() as u64,
+            mtime: T,
+            ino: 1,
+        }
+    }
+
+    fn copy(path: &str, size: u64, mode: u32, mtime: Mtime) -> plan::Step {
+        plan::Step { path: RelPath::from_bytes(path.as_bytes()), action: Action::Copy { size, mode, mtime } }
+    }
+
+    #[test]
+    fn only_equal_hash_mode_and_mtime_become_hard_links() {
+        let mut old = Manifest::new(Path::new("/s"));
+        old.files =
+            vec![row("changed", "aaa"), row("mode", "bbb"), row("same", "ccc"), row("touched", "ddd")];
+        let new_rows = vec![
+            row("changed", "AAA"),
+            row("mode", "bbb"),
+            row("new", "eee"),
+            row("same", "ccc"),
+            row("touched", "ddd"),
+        ];
+        let later = Mtime { secs: T.secs + 1, nanos: 0 };
+        let mut plan = Plan {
+            steps: vec![
+                copy("changed", 3, 0o644, T),
+                copy("mode", 3, 0o755, T),
+                copy("new", 3, 0o644, T),
+                copy("same", 3, 0o644, T),
+                copy("touched", 3, 0o644, later),
+            ],
+        };
+        // `_1` holds every old file with mode 644 and mtime T.
+        let mut stat = |p: &Path| {
+            Some(Entry {
+                path: RelPath::from_path(p),
+                kind: Kind::File,
+                size: 3,
+                mtime: T,
+                mode: 0o644,
+                ino: 9,
+            })
+        };
+        link_unchanged(&mut plan, &new_rows, &old, Path::new("/v/_1"), &mut stat);
+        let kinds: Vec<String> =
+            plan.steps.iter().map(|s| format!("{} {}", s.kind().word(), s.path)).collect();
+        assert_eq!(kinds, ["copy changed", "copy mode", "copy new", "hardlink same", "copy touched"]);
+        assert_eq!(plan.steps[3].action, Action::HardLink { existing: "/v/_1/same".into() });
+        // A `_1` file that is not what the manifest says (or is gone) is never linked.
+        let mut plan = Plan { steps: vec![copy("same", 3, 0o644, T)] };
+        link_unchanged(&mut plan, &new_rows, &old, Path::new("/v/_1"), &mut |_| None);
+        assert_eq!(plan.count(plan::StepKind::Copy), 1);
+    }
+}

@@ -1,0 +1,144 @@
+//! The versions layout (SPEC section 3 "Versioned"): where `oneway --versioned` keeps the latest
+//! (`_1`) and previous (`_0`) state of a SOURCE, its manifest and its lock. Everything that
+//! names a path below a versions root lives here, so that a later `twoway --restore` reads
+//! exactly what `oneway` writes:
+//!
+//! ```text
+//! ROOT/__versions__/<name>/_1/            latest state of SOURCE
+//! ROOT/__versions__/<name>/_0/            the state before it
+//! ROOT/__versions__/<name>/manifest.json  see [`manifest`]
+//! ROOT/__versions__/<name>/lock           flock held by the process that owns the slots
+//! ```
+//!
+//! `<name>` is SOURCE's base name, a dash and the first 8 hex digits of the SHA-256 of SOURCE's
+//! canonical absolute path bytes, so two sources with one base name never collide. How a new
+//! version is swapped in (and how an interrupted swap is repaired) is [`rotation`].
+
+pub mod manifest;
+pub mod rotation;
+
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Path, PathBuf};
+
+use crate::checksum::Digest;
+use crate::fsio::TEMP_PREFIX;
+
+/// The directory below a versions root that holds one directory per protected SOURCE.
+pub const VERSIONS_DIR: &str = "__versions__";
+
+/// One of the two version slots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Slot {
+    /// `_1`: the latest state.
+    Latest,
+    /// `_0`: the state before the latest.
+    Previous,
+}
+
+impl Slot {
+    /// The slot's directory name.
+    pub fn dir_name(self) -> &'static str {
+        match self {
+            Slot::Latest => "_1",
+            Slot::Previous => "_0",
+        }
+    }
+}
+
+/// The `<name>` of SOURCE's versions: base name, `-`, 8 hex digits of SHA-256 of the canonical
+/// absolute path. Raw bytes throughout, so a non-UTF-8 base name is kept as it is.
+pub fn version_name(source: &Path) -> OsString {
+    let hash = Digest::of_bytes(source.as_os_str().as_bytes()).to_hex();
+    // Only `/` has no base name; it cannot be a SOURCE (every ROOT would lie inside it).
+    let base = source.file_name().unwrap_or(OsStr::new("root"));
+    let mut name = base.as_bytes().to_vec();
+    name.push(b'-');
+    name.extend_from_slice(&hash.as_bytes()[..8]);
+    OsString::from_vec(name)
+}
+
+/// The paths of one SOURCE's versions below a versions root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    dir: PathBuf,
+}
+
+impl Layout {
+    /// The layout for `source` (canonical absolute) below the versions root `root`.
+    pub fn new(root: &Path, source: &Path) -> Self {
+        Layout { dir: root.join(VERSIONS_DIR).join(version_name(source)) }
+    }
+
+    /// `ROOT/__versions__/<name>`: everything of this SOURCE lies below it.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// `ROOT/__versions__/<name>/_1` or `_0`.
+    pub fn slot(&self, slot: Slot) -> PathBuf {
+        self.dir.join(slot.dir_name())
+    }
+
+    /// `ROOT/__versions__/<name>/manifest.json`.
+    pub fn manifest(&self) -> PathBuf {
+        self.dir.join("manifest.json")
+    }
+
+    /// `ROOT/__versions__/<name>/lock`: held while a process owns the slots (rotation or restore).
+    pub fn lock(&self) -> PathBuf {
+        self.dir.join("lock")
+    }
+
+    /// Where the next `_1` is built (a temporary name: scans skip it, repair removes it).
+    pub fn next(&self) -> PathBuf {
+        self.dir.join(format!("{TEMP_PREFIX}next"))
+    }
+
+    /// Where the retired `_0` waits to be removed.
+    pub fn drop_dir(&self) -> PathBuf {
+        self.dir.join(format!("{TEMP_PREFIX}drop"))
+    }
+
+    /// The manifest of a rotation in progress, written before the renames and renamed over
+    /// [`Layout::manifest`] after them.
+    pub fn pending_manifest(&self) -> PathBuf {
+        self.dir.join(format!("{TEMP_PREFIX}manifest"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn name_is_base_name_dash_8_hex_of_the_path() {
+        let name = version_name(Path::new("/home/ann/Documents"));
+        let hex = Digest::of_bytes(b"/home/ann/Documents").to_hex();
+        assert_eq!(name, OsString::from(format!("Documents-{}", &hex[..8])));
+        // One base name, two sources: two names.
+        assert_ne!(version_name(Path::new("/a/docs")), version_name(Path::new("/b/docs")));
+    }
+
+    #[test]
+    fn name_keeps_non_utf8_bytes() {
+        let source = Path::new(OsStr::from_bytes(b"/x/caf\xe9"));
+        let name = version_name(source);
+        assert!(name.as_bytes().starts_with(b"caf\xe9-"));
+        assert_eq!(name.len(), b"caf\xe9-".len() + 8);
+    }
+
+    #[test]
+    fn layout_paths() {
+        let layout = Layout::new(Path::new("/r"), Path::new("/s/docs"));
+        let dir = PathBuf::from("/r/__versions__").join(version_name(Path::new("/s/docs")));
+        assert_eq!(layout.dir(), dir);
+        assert_eq!(layout.slot(Slot::Latest), dir.join("_1"));
+        assert_eq!(layout.slot(Slot::Previous), dir.join("_0"));
+        assert_eq!(layout.manifest(), dir.join("manifest.json"));
+        assert_eq!(layout.lock(), dir.join("lock"));
+        for temp in [layout.next(), layout.drop_dir(), layout.pending_manifest()] {
+            assert!(crate::fsio::is_temp_name(temp.file_name().unwrap()));
+        }
+    }
+}

@@ -1,0 +1,362 @@
+//! `oneway --versioned` (SPEC section 3 "Versioned", section 7's versioned faults): slots,
+//! rotation, hard-linked unchanged files, crash safety, the empty-source rail, the lock and
+//! the dry run.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::Duration;
+
+use e2e::{
+    Rng, Snapshot, SpawnGuarded, assert_same_tree, at, cmd, dir, file, link, run, set_mtime, snapshot,
+    stamps, temporaries, wait_for,
+};
+
+const T: (i64, u32) = (1_700_000_000, 123_456_789);
+
+/// Runs `oneway src root --versioned --once` plus `extra` in the sandbox.
+fn versioned(sb: &Path, extra: &[&str]) -> Output {
+    let mut c = cmd("oneway", sb);
+    c.args(["src", "root", "--versioned", "--once"]).args(extra);
+    run(c)
+}
+
+fn ok(out: &Output) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    stderr
+}
+
+/// `root/__versions__/<name>`: the one versions directory in the sandbox.
+fn versions_dir(sb: &Path) -> PathBuf {
+    let mut dirs: Vec<PathBuf> =
+        fs::read_dir(sb.join("root/__versions__")).unwrap().map(|d| d.unwrap().path()).collect();
+    assert_eq!(dirs.len(), 1, "{dirs:?}");
+    dirs.pop().unwrap()
+}
+
+/// Stamps (inode, ctime) of everything in the versions directory but the lock file, whose pid
+/// each run rewrites.
+fn version_stamps(v: &Path) -> BTreeMap<Vec<u8>, (u64, i64, i64)> {
+    let mut s = stamps(v);
+    s.remove(&b"lock"[..]);
+    s
+}
+
+fn ino(path: &Path) -> u64 {
+    fs::symlink_metadata(path).unwrap().ino()
+}
+
+/// Everything a version keeps: modes, nanosecond mtimes, empty directories, symlinks, odd names.
+fn rich_tree(src: &Path) {
+    dir(src, b"docs/empty", 0o700);
+    file(src, b"docs/a.txt", b"alpha\n", 0o644, T);
+    file(src, b"docs/b.txt", b"bravo\n", 0o600, (1_600_000_000, 7));
+    file(src, b"run.sh", b"#!/bin/sh\n", 0o755, T);
+    file(src, b"bad-\xff\xfe name", b"bytes", 0o644, T);
+    link(src, b"docs/to-a", b"a.txt");
+    link(src, b"dangling", b"no/such/file");
+    for d in [&b"docs/empty"[..], b"docs"] {
+        set_mtime(&at(src, d), (1_650_000_000, 42));
+    }
+}
+
+#[test]
+fn first_pass_no_change_and_rotations_with_hard_links() {
+    let sb = tempfile::tempdir().unwrap();
+    let p = sb.path();
+    let src = p.join("src");
+    rich_tree(&src);
+
+    // First pass: `_1` equals SOURCE, no `_0`.
+    ok(&versioned(p, &[]));
+    let v = versions_dir(p);
+    assert!(v.file_name().unwrap().to_string_lossy().starts_with("src-"));
+    assert_same_tree(&src, &v.join("_1"));
+    assert!(!v.join("_0").exists());
+    assert!(temporaries(&v).is_empty());
+    let state1 = snapshot(&src);
+
+    // Nothing changed: nothing written, the manifest included.
+    let (before, manifest) = (version_stamps(&v), fs::read(v.join("manifest.json")).unwrap());
+    let log = ok(&versioned(p, &[]));
+    assert_eq!(version_stamps(&v), before, "a no-change pass writes nothing");
+    assert_eq!(fs::read(v.join("manifest.json")).unwrap(), manifest);
+    assert!(!log.contains("rotate \""), "{log}");
+
+    // A change rotates: `_0` is the previous state, `_1` the new one.
+    file(&src, b"docs/a.txt", b"alpha, edited\n", 0o644, (T.0 + 10, 0));
+    set_mtime(&src.join("docs"), (1_650_000_000, 42));
+    let log = ok(&versioned(p, &[]));
+    assert!(log.contains("rotate \""), "{log}");
+    assert_eq!(snapshot(&v.join("_0")), state1);
+    assert_same_tree(&src, &v.join("_1"));
+    // Unchanged files are one inode in both slots; the changed one is not.
+    assert_eq!(ino(&v.join("_0/docs/b.txt")), ino(&v.join("_1/docs/b.txt")));
+    assert_eq!(ino(&at(&v, b"_0/bad-\xff\xfe name")), ino(&at(&v, b"_1/bad-\xff\xfe name")));
+    assert_ne!(ino(&v.join("_0/docs/a.txt")), ino(&v.join("_1/docs/a.txt")));
+    let state2 = snapshot(&src);
+
+    // A third state drops the oldest. A touch without new content is a copy, not a link
+    // (a link would share the new mtime with `_0`).
+    file(&src, b"run.sh", b"#!/bin/sh\necho 3\n", 0o755, T);
+    set_mtime(&src.join("docs/b.txt"), (1_600_000_001, 0));
+    fs::remove_file(src.join("docs/to-a")).unwrap();
+    set_mtime(&src.join("docs"), (1_650_000_000, 42));
+    ok(&versioned(p, &[]));
+    assert_eq!(snapshot(&v.join("_0")), state2);
+    assert_same_tree(&src, &v.join("_1"));
+    assert_ne!(ino(&v.join("_0/docs/b.txt")), ino(&v.join("_1/docs/b.txt")));
+    assert_eq!(ino(&v.join("_0/docs/a.txt")), ino(&v.join("_1/docs/a.txt")));
+    assert!(temporaries(&v).is_empty());
+    let names: Vec<String> =
+        fs::read_dir(&v).unwrap().map(|d| d.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert_eq!(names.len(), 4, "only _0, _1, manifest.json and lock: {names:?}");
+
+    // A lost manifest is rebuilt from the slots, without a rotation.
+    let manifest = fs::read(v.join("manifest.json")).unwrap();
+    fs::remove_file(v.join("manifest.json")).unwrap();
+    let slots = (snapshot(&v.join("_0")), snapshot(&v.join("_1")));
+    let log = ok(&versioned(p, &[]));
+    assert!(!log.contains("rotate \""), "{log}");
+    assert_eq!((snapshot(&v.join("_0")), snapshot(&v.join("_1"))), slots);
+    let rebuilt = String::from_utf8(fs::read(v.join("manifest.json")).unwrap()).unwrap();
+    let checksum = |m: &str, slot: &str| {
+        m.split(&format!("\"{slot}\":{{\"checksum\":\"")).nth(1).unwrap()[..64].to_owned()
+    };
+    let old = String::from_utf8(manifest).unwrap();
+    assert_eq!(checksum(&rebuilt, "_1"), checksum(&old, "_1"));
+    assert_eq!(checksum(&rebuilt, "_0"), checksum(&old, "_0"));
+}
+
+#[test]
+fn the_same_tree_created_in_another_order_never_rotates() {
+    let sb = tempfile::tempdir().unwrap();
+    let p = sb.path();
+    let src = p.join("src");
+    let names: Vec<String> = (0..60).map(|i| format!("d{}/sub{}/f{i:02}", i % 3, i % 2)).collect();
+    let build = |order: &mut dyn Iterator<Item = &String>| {
+        for name in order {
+            file(&src, name.as_bytes(), name.as_bytes(), 0o644, T);
+        }
+    };
+    build(&mut names.iter());
+    dir(&src, b"d1/empty", 0o755);
+    ok(&versioned(p, &[]));
+    let v = versions_dir(p);
+    let before = version_stamps(&v);
+
+    // Recreate everything in reverse order: new inodes, another directory order.
+    fs::remove_dir_all(&src).unwrap();
+    dir(&src, b"d1/empty", 0o755);
+    build(&mut names.iter().rev());
+    let log = ok(&versioned(p, &[]));
+    assert!(!log.contains("rotate \""), "{log}");
+    assert_eq!(version_stamps(&v), before);
+}
+
+/// A large-ish tree: a few thousand small files and two larger ones, a few MB.
+fn large_tree(src: &Path, seed: u64, changed_every: u32) {
+    let mut rng = Rng::new(seed);
+    for i in 0..3000u32 {
+        if i % changed_every != 0 && src.join(format!("d{:02}/f{i:04}", i % 40)).exists() {
+            continue;
+        }
+        let len = (rng.below(2048) + 1) as usize;
+        file(
+            src,
+            format!("d{:02}/f{i:04}", i % 40).as_bytes(),
+            &rng.bytes(len),
+            0o644,
+            (T.0 + seed as i64, i),
+        );
+    }
+    for i in 0..2u32 {
+        file(src, format!("big{i}").as_bytes(), &rng.bytes(1 << 20), 0o644, (T.0 + seed as i64, i));
+    }
+}
+
+fn count_entries(path: &Path) -> usize {
+    fs::read_dir(path).map_or(0, |rd| rd.filter_map(Result::ok).map(|d| 1 + count_entries(&d.path())).sum())
+}
+
+#[test]
+fn kill_9_during_a_rotation_leaves_old_or_new_and_the_next_pass_repairs() {
+    let sb = tempfile::tempdir().unwrap();
+    let p = sb.path();
+    let src = p.join("src");
+    large_tree(&src, 1, 1);
+    ok(&versioned(p, &[]));
+    let v = versions_dir(p);
+    let state1: Snapshot = snapshot(&src);
+    large_tree(&src, 2, 2); // half the files change
+    let state2: Snapshot = snapshot(&src);
+    assert_ne!(state1, state2);
+
+    let mut interrupted = 0;
+    for threshold in [1usize, 800, 2500] {
+        let mut child = cmd("oneway", p).args(["src", "root", "--versioned", "--once"]).spawn_guarded();
+        let next = v.join(".synccore-tmp-next");
+        wait_for(Duration::from_secs(30), || {
+            count_entries(&next) >= threshold || child.0.try_wait().ok().flatten().is_some()
+        });
+        let finished = child.0.try_wait().unwrap().is_some();
+        drop(child); // SIGKILL
+        if finished {
+            break;
+        }
+        interrupted += 1;
+        // Right after the kill, each slot that exists is one complete state.
+        if v.join("_1").exists() {
+            let latest = snapshot(&v.join("_1"));
+            assert!(latest == state1 || latest == state2, "_1 is neither state after a kill");
+        }
+        if v.join("_0").exists() {
+            assert_eq!(snapshot(&v.join("_0")), state1, "_0 after a kill");
+        }
+    }
+    eprintln!("{interrupted} kills landed mid-rotation");
+    assert!(interrupted > 0, "no kill landed mid-rotation; the test proved nothing");
+
+    let log = ok(&versioned(p, &[]));
+    assert!(temporaries(&v).is_empty(), "leftovers: {:?}", temporaries(&v));
+    assert_eq!(snapshot(&v.join("_1")), state2, "{log}");
+    assert_eq!(snapshot(&v.join("_0")), state1);
+    // And the manifest agrees with the slots: the next pass sees nothing to do.
+    let before = version_stamps(&v);
+    let log = ok(&versioned(p, &[]));
+    assert!(!log.contains("rotate \""), "{log}");
+    assert_eq!(version_stamps(&v), before);
+}
+
+#[test]
+fn a_pass_after_1_percent_changed_writes_at_most_1_1_times_the_changed_bytes() {
+    let sb = tempfile::tempdir().unwrap();
+    let p = sb.path();
+    let src = p.join("src");
+    let mut rng = Rng::new(3);
+    for i in 0..1000u32 {
+        let len = (rng.below(8192) + 100) as usize;
+        file(&src, format!("d{:02}/f{i:04}", i % 20).as_bytes(), &rng.bytes(len), 0o644, (T.0, i));
+    }
+    ok(&versioned(p, &[]));
+    let mut changed = 0u64;
+    for i in (0..1000u32).step_by(100) {
+        let len = (rng.below(8192) + 100) as usize;
+        changed += len as u64;
+        file(&src, format!("d{:02}/f{i:04}", i % 20).as_bytes(), &rng.bytes(len), 0o644, (T.0 + 1, i));
+    }
+    let log = ok(&versioned(p, &[]));
+    let summary = log.lines().find(|l| l.contains(": rotated;")).unwrap_or_else(|| panic!("{log}"));
+    let number_before = |word: &str| -> u64 {
+        let head = &summary[..summary.find(word).unwrap_or_else(|| panic!("{word} in {summary}"))];
+        head.split_whitespace().last().unwrap().parse().unwrap()
+    };
+    let written = number_before(" bytes written");
+    eprintln!(
+        "changed {changed} B, written {written} B, manifest {} B",
+        number_before(" bytes, ") // "manifest N bytes, "
+    );
+    assert!(written * 10 <= changed * 11, "wrote {written} B for {changed} B changed: {summary}");
+    assert!(written >= changed, "{summary}");
+    assert!(summary.contains(" 990 hard links"), "{summary}");
+    // Only the changed files were read: the manifest's hash cache vouched for the rest.
+    assert!(summary.contains(" 10 files hashed"), "{summary}");
+    assert_same_tree(&src, &versions_dir(p).join("_1"));
+}
+
+#[test]
+fn a_vanished_or_emptied_source_never_rotates() {
+    let sb = tempfile::tempdir().unwrap();
+    let p = sb.path();
+    let src = p.join("src");
+    // No versions yet: a missing SOURCE is bad input.
+    let out = versioned(p, &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+
+    rich_tree(&src);
+    ok(&versioned(p, &[]));
+    file(&src, b"docs/a.txt", b"second\n", 0o644, (T.0 + 5, 0));
+    ok(&versioned(p, &[]));
+    let v = versions_dir(p);
+    let before = version_stamps(&v);
+
+    // Emptied (as an unmounted mount point looks): exit 3, versions untouched, every pass.
+    fs::remove_dir_all(&src).unwrap();
+    fs::create_dir(&src).unwrap();
+    for _ in 0..2 {
+        let out = versioned(p, &[]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{stderr}");
+        assert!(stderr.contains("is empty or missing"), "{stderr}");
+        assert_eq!(version_stamps(&v), before);
+    }
+    // Deleted: the same, since versions of it exist.
+    fs::remove_dir(&src).unwrap();
+    let out = versioned(p, &[]);
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(version_stamps(&v), before);
+    assert_eq!(fs::read(v.join("_1/docs/a.txt")).unwrap(), b"second\n");
+    assert_eq!(fs::read(v.join("_0/docs/a.txt")).unwrap(), b"alpha\n");
+}
+
+/// Kills (SIGKILL) and reaps a child when dropped, so that a failing test leaves no process.
+
+#[test]
+fn a_second_versioned_process_on_the_same_source_is_refused() {
+    let sb = tempfile::tempdir().unwrap();
+    let p = sb.path();
+    file(p, b"src/a", b"1", 0o644, T);
+    let first = cmd("oneway", p).args(["src", "root", "--versioned", "--interval", "60"]).spawn_guarded();
+    let has_version = || {
+        fs::read_dir(p.join("root/__versions__"))
+            .is_ok_and(|mut rd| rd.any(|d| d.is_ok_and(|d| d.path().join("manifest.json").exists())))
+    };
+    assert!(wait_for(Duration::from_secs(20), has_version));
+    let second = run({
+        let mut c = cmd("oneway", p);
+        c.args(["./src/", "root/", "--versioned-backup", "--once", "--log", "second.log"]);
+        c
+    });
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains(&format!("pid {}", first.0.id())), "names the holder: {stderr}");
+    assert!(stderr.contains("lock"), "{stderr}");
+    drop(first);
+    ok(&versioned(p, &[]));
+}
+
+#[test]
+fn dry_run_says_whether_it_would_rotate_and_changes_nothing() {
+    let sb = tempfile::tempdir().unwrap();
+    let p = sb.path();
+    let src = p.join("src");
+    rich_tree(&src);
+    let stdout = |out: &Output| String::from_utf8_lossy(&out.stdout).into_owned();
+
+    // Before any version: would rotate, and creates nothing (not even ROOT).
+    let out = versioned(p, &["--dry-run"]);
+    ok(&out);
+    assert!(stdout(&out).contains("would rotate: none -> "), "{}", stdout(&out));
+    assert!(!p.join("root").exists());
+
+    ok(&versioned(p, &[]));
+    let v = versions_dir(p);
+    let before = stamps(&v);
+    let out = versioned(p, &["--dry-run"]);
+    ok(&out);
+    assert!(stdout(&out).contains("would not rotate"), "{}", stdout(&out));
+    assert_eq!(stamps(&v), before);
+
+    file(&src, b"run.sh", b"changed", 0o755, T);
+    let out = versioned(p, &["--dry-run"]);
+    ok(&out);
+    let text = stdout(&out);
+    assert!(text.contains("would rotate: ") && !text.contains("would rotate: none"), "{text}");
+    assert!(text.contains("copy \"run.sh\""), "{text}");
+    assert!(text.contains("hardlink \"docs/a.txt\""), "{text}");
+    assert_eq!(stamps(&v), before, "a dry run writes nothing, not even the lock");
+    assert!(temporaries(&v).is_empty());
+}
