@@ -117,11 +117,15 @@ fn supervise(mut children: Vec<Supervised>, shutdown: &AtomicBool, done: &Atomic
 }
 
 /// Reaps a child that exited and restarts it when its backoff has passed.
+#[allow(clippy::collapsible_match)] // one arm per state of the child reads best
 fn check(child: &mut Supervised, shutdown: &AtomicBool, verdict: &mut Verdict, once: bool) {
     let dir = Quoted(&child.spec.dir);
     match child.process.as_mut().map(Child::try_wait) {
-        Some(Ok(None)) if child.started.elapsed() >= STABLE => child.backoff = MIN_BACKOFF,
-        Some(Ok(None)) => {}
+        Some(Ok(None)) => {
+            if child.started.elapsed() >= STABLE {
+                child.backoff = MIN_BACKOFF;
+            }
+        }
         Some(Ok(Some(status))) => {
             child.process = None;
             if once && status.code() != Some(2) {
