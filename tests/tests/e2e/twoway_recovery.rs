@@ -213,3 +213,24 @@ fn bad_configs_start_nothing_and_exit_2() {
     let (code, _, log) = p.pass(&["--config", "missing-dir/config.json", "--no-recovery"]);
     assert_eq!(code, 0, "{log}");
 }
+
+#[test]
+fn a_child_that_refuses_its_input_is_not_restarted_in_a_loop() {
+    use std::os::unix::fs::PermissionsExt;
+    let p = Pair::new();
+    let home = p.root().join("home");
+    fs::create_dir_all(&home).unwrap();
+    let script = p.root().join("refuses.sh");
+    fs::write(&script, "#!/bin/sh\necho started >> \"$0.runs\"\nexit 2\n").unwrap();
+    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+    fs::write(home.join("config.json"), format!(r#"{{"script": "{}", "interval": []}}"#, script.display()))
+        .unwrap();
+    file(&p.a, b"x", b"1", 0o644, T);
+    let mut twoway = start(&p, &[]);
+    assert!(wait_for(WAIT, || matches!(twoway.try_wait(), Ok(Some(_)))), "twoway stops by itself");
+    assert_eq!(twoway.wait().unwrap().code(), Some(2));
+    let runs = fs::read_to_string(p.root().join("refuses.sh.runs")).unwrap();
+    assert!(runs.lines().count() <= 2, "started once per directory, never again: {runs}");
+    let log = fs::read_to_string(p.root().join("bg.log")).unwrap();
+    assert!(log.contains("refused its input"), "{log}");
+}
