@@ -130,11 +130,7 @@ fn one_pass(config: &Config, shutdown: &AtomicBool, totals: &mut Totals) -> u8 {
     });
     let report = match result {
         Ok(report) => report,
-        Err(err) => {
-            log::error!("pass aborted: {err}");
-            totals.errors += 1;
-            return err.exit_code() as u8;
-        }
+        Err(err) => return observe::pass_aborted(totals, &err),
     };
     for err in &report.scan_errors {
         log::error!("{err}");

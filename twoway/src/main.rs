@@ -174,11 +174,7 @@ fn run(args: &Args, config: &Config) -> Result<u8, Error> {
         source: e,
     })?;
     if !config.options.dry_run {
-        std::fs::create_dir_all(&config.home).map_err(|e| Error::Io {
-            op: synccore::error::Op::CreateDir,
-            path: config.home.clone(),
-            source: e,
-        })?;
+        synccore::fsio::create_dirs(&config.home)?;
     }
     // A dry run writes nothing, not even a lock file, but still refuses while a sync runs.
     let lock_path = config.pair.lock_path();
@@ -227,11 +223,7 @@ fn one_pass(config: &Config, shutdown: &AtomicBool, totals: &mut Totals) -> u8 {
     });
     let report = match result {
         Ok(report) => report,
-        Err(err) => {
-            log::error!("pass aborted: {err}");
-            totals.errors += 1;
-            return err.exit_code() as u8;
-        }
+        Err(err) => return observe::pass_aborted(totals, &err),
     };
     if let Some(problem) = &report.base_problem {
         log::warn!("{problem}; syncing as if for the first time (nothing is deleted)");

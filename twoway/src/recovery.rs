@@ -51,11 +51,7 @@ pub fn start(
         .collect();
     synccore::recovery::record(&synccore::restore::info_path(home), &dirs)?;
     let logs = home.join("logs");
-    std::fs::create_dir_all(&logs).map_err(|e| Error::Io {
-        op: Op::CreateDir,
-        path: logs.clone(),
-        source: e,
-    })?;
+    synccore::fsio::create_dirs(&logs)?;
     let specs = dirs
         .iter()
         .map(|(dir, name, _, _)| {

@@ -182,6 +182,11 @@ pub fn create_dir(path: &Path, final_mode: u32) -> Result<()> {
     fs::DirBuilder::new().mode(final_mode | 0o700).create(path).at(Op::CreateDir, path)
 }
 
+/// Creates a directory and its missing parents (for the programs' own files: homes, logs).
+pub fn create_dirs(path: &Path) -> Result<()> {
+    fs::create_dir_all(path).at(Op::CreateDir, path)
+}
+
 /// Sets permission bits and/or the mtime of `path`, never following a symlink.
 pub fn set_meta(path: &Path, mode: Option<u32>, mtime: Option<Mtime>) -> Result<()> {
     if let Some(mode) = mode {

@@ -26,16 +26,7 @@ impl LockGuard {
 /// Takes the lock at `path` (creating the file and its directory), or fails with
 /// [`Error::Locked`] naming the holder's pid.
 pub fn acquire(path: &Path) -> Result<LockGuard> {
-    if let Some(dir) = path.parent() {
-        fs::create_dir_all(dir).at(Op::CreateDir, dir)?;
-    }
-    let mut file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)
-        .at(Op::Lock, path)?;
+    let mut file = open(path)?;
     match file.try_lock() {
         Ok(()) => {}
         Err(TryLockError::WouldBlock) => {
@@ -54,18 +45,17 @@ pub fn acquire(path: &Path) -> Result<LockGuard> {
 /// Takes the lock at `path`, waiting for another holder to release it (for short critical
 /// sections such as a read-modify-write of a shared file).
 pub fn acquire_blocking(path: &Path) -> Result<LockGuard> {
+    let file = open(path)?;
+    file.lock().at(Op::Lock, path)?;
+    Ok(LockGuard { _file: file, path: path.to_path_buf() })
+}
+
+/// Opens (creating it and its directory) a lock file without truncating it.
+fn open(path: &Path) -> Result<File> {
     if let Some(dir) = path.parent() {
         fs::create_dir_all(dir).at(Op::CreateDir, dir)?;
     }
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)
-        .at(Op::Lock, path)?;
-    file.lock().at(Op::Lock, path)?;
-    Ok(LockGuard { _file: file, path: path.to_path_buf() })
+    OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path).at(Op::Lock, path)
 }
 
 /// The pid of the live process holding the lock at `path`, if any (without taking it).

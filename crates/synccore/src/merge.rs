@@ -7,7 +7,7 @@ use std::collections::HashSet;
 
 use crate::checksum::Digest;
 use crate::entry::{Entry, Kind};
-use crate::plan::{Action, Plan, Stamp, Step};
+use crate::plan::{Action, MirrorOptions, Plan, Stamp, Step, create_step, delete_step};
 use crate::relpath::RelPath;
 use crate::scan::Tree;
 use crate::state::{BaseEntry, State};
@@ -306,67 +306,27 @@ fn meta_step(from: &Entry, target: &Entry) -> Option<Step> {
         .then(|| Step { path: from.path.clone(), action: Action::Meta { mode, mtime, dir: from.is_dir() } })
 }
 
-/// Steps that make side `to` hold what the other side has at this row's path.
+/// Steps that make side `to` hold what the other side has at this row's path: the mirror's
+/// own comparison (`plan::compare`), asking for content whenever sizes agree, since the
+/// merge already knows one side changed.
 fn copy_step(plan: &mut Plan, row: &Row<'_>, to: Side, hash: &mut HashFn<'_>) {
     let Some(from) = row.sides[to.other().index()] else { return };
-    match row.sides[to.index()] {
-        None => plan.steps.push(create_step(from)),
-        Some(old) => match (&from.kind, &old.kind) {
-            (Kind::Dir, Kind::Dir) => plan.steps.extend(meta_step(from, old)),
-            (Kind::File, Kind::File) => {
-                let equal = from.size == old.size && {
-                    let (x, y) = if to == Side::A { (old, from) } else { (from, old) };
-                    same_content(x, y, hash)
-                };
-                if equal {
-                    plan.steps.extend(meta_step(from, old));
-                } else {
-                    plan.steps.push(Step {
-                        path: from.path.clone(),
-                        action: Action::Update {
-                            size: from.size,
-                            mode: from.mode,
-                            mtime: from.mtime,
-                            was: Some(Stamp::of(old)),
-                        },
-                    });
-                }
-            }
-            (Kind::Symlink(t), Kind::Symlink(_) | Kind::File) => plan.steps.push(Step {
-                path: from.path.clone(),
-                action: Action::Link { target: t.clone(), was: Some(Stamp::of(old)) },
-            }),
-            (Kind::File, Kind::Symlink(_)) => plan.steps.push(Step {
-                path: from.path.clone(),
-                action: Action::Update {
-                    size: from.size,
-                    mode: from.mode,
-                    mtime: from.mtime,
-                    was: Some(Stamp::of(old)),
-                },
-            }),
-            // To or from a directory: remove the old entry (its contents go by their own
-            // decisions, deepest first), then create.
-            _ => {
-                plan.steps.push(delete_step(old));
-                plan.steps.push(create_step(from));
-            }
-        },
-    }
-}
-
-fn create_step(e: &Entry) -> Step {
-    let action = match &e.kind {
-        Kind::Dir => Action::Mkdir { mode: e.mode },
-        Kind::File => Action::Copy { size: e.size, mode: e.mode, mtime: e.mtime },
-        Kind::Symlink(t) => Action::Link { target: t.clone(), was: None },
+    let Some(old) = row.sides[to.index()] else {
+        plan.steps.push(create_step(from));
+        return;
     };
-    Step { path: e.path.clone(), action }
-}
-
-fn delete_step(e: &Entry) -> Step {
-    let action = if e.is_dir() { Action::Rmdir } else { Action::Delete { was: Stamp::of(e) } };
-    Step { path: e.path.clone(), action }
+    if from.is_dir() && old.is_dir() {
+        plan.steps.extend(meta_step(from, old));
+        return;
+    }
+    let mut same = |source: &Entry, target: &Entry| match to {
+        Side::B => same_content(source, target, hash),
+        Side::A => same_content(target, source, hash),
+    };
+    let mut removals = Vec::new();
+    let step = crate::plan::compare(from, old, MirrorOptions { checksum: true }, &mut same, &mut removals);
+    plan.steps.extend(removals);
+    plan.steps.extend(step);
 }
 
 /// A directory must stay when anything below it survives the pass: changed or new files

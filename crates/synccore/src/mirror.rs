@@ -93,11 +93,7 @@ pub fn run_pass(
     report.scan_errors.extend(dst.errors);
     if !options.dry_run {
         if !target.exists() {
-            std::fs::create_dir_all(target).map_err(|e| Error::Io {
-                op: crate::error::Op::CreateDir,
-                path: target.into(),
-                source: e,
-            })?;
+            crate::fsio::create_dirs(target)?;
         }
         report.stats = apply::apply(&plan, source, target, shutdown, observe);
     }

@@ -18,6 +18,14 @@ pub fn log_event(prefix: &str, event: &Event<'_>) {
     }
 }
 
+/// Logs a pass that stopped before doing anything (a rail, a missing root) and returns its
+/// exit status.
+pub fn pass_aborted(totals: &mut Totals, err: &crate::Error) -> u8 {
+    log::error!("pass aborted: {err}");
+    totals.errors += 1;
+    err.exit_code() as u8
+}
+
 /// Logs a progress line every few seconds during a long pass.
 #[derive(Debug)]
 pub struct Progress {

@@ -285,7 +285,8 @@ pub fn mirror(
     Plan { steps }
 }
 
-fn create_step(s: &Entry) -> Step {
+/// The step that creates `s` where the target has nothing.
+pub(crate) fn create_step(s: &Entry) -> Step {
     let action = match &s.kind {
         Kind::Dir => Action::Mkdir { mode: s.mode },
         Kind::File => Action::Copy { size: s.size, mode: s.mode, mtime: s.mtime },
@@ -294,14 +295,15 @@ fn create_step(s: &Entry) -> Step {
     Step { path: s.path.clone(), action }
 }
 
-fn delete_step(d: &Entry) -> Step {
+/// The step that removes `d` (a directory's contents go by their own steps, deepest first).
+pub(crate) fn delete_step(d: &Entry) -> Step {
     let action = if d.is_dir() { Action::Rmdir } else { Action::Delete { was: Stamp::of(d) } };
     Step { path: d.path.clone(), action }
 }
 
 /// Compares a source and a target entry at the same path. Returns the creation-phase step, if
 /// any; a kind change also pushes the removal of the old entry onto `deletes`.
-fn compare(
+pub(crate) fn compare(
     s: &Entry,
     d: &Entry,
     options: MirrorOptions,

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, IoResultExt, Result};
 use crate::fsio;
 use crate::jsonbytes::Bytes;
 
@@ -49,16 +49,12 @@ pub fn load_config(path: &Path, default_script: &Path) -> Result<Config> {
             let mut json = serde_json::to_vec_pretty(&file).map_err(|e| invalid(e.to_string()))?;
             json.push(b'\n');
             if let Some(dir) = path.parent() {
-                fs::create_dir_all(dir).map_err(|e| Error::Io {
-                    op: crate::error::Op::CreateDir,
-                    path: dir.into(),
-                    source: e,
-                })?;
+                crate::fsio::create_dirs(dir)?;
             }
             fsio::write_atomic(path, &json)?;
             json
         }
-        Err(e) => return Err(Error::Io { op: crate::error::Op::Read, path: path.into(), source: e }),
+        Err(e) => return Err(e).at(crate::error::Op::Read, path),
     };
     let value: serde_json::Value =
         serde_json::from_slice(&text).map_err(|e| invalid(format!("invalid JSON: {e}")))?;
@@ -144,7 +140,7 @@ pub fn load_info(path: &Path) -> Result<Info> {
     let text = match fs::read(path) {
         Ok(t) => t,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Info::default()),
-        Err(e) => return Err(Error::Io { op: crate::error::Op::Read, path: path.into(), source: e }),
+        Err(e) => return Err(e).at(crate::error::Op::Read, path),
     };
     let corrupt = |reason: String| Error::Invalid {
         path: path.to_path_buf(),

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::checksum::Digest;
 use crate::entry::{Entry, Kind, Mtime};
-use crate::error::{Error, Result};
+use crate::error::{Error, IoResultExt, Result};
 use crate::fsio;
 use crate::jsonbytes::Bytes;
 use crate::relpath::RelPath;
@@ -90,7 +90,7 @@ pub fn load(path: &Path) -> Result<Option<State>> {
     let text = match fs::read(path) {
         Ok(t) => t,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(Error::Io { op: crate::error::Op::Read, path: path.into(), source: e }),
+        Err(e) => return Err(e).at(crate::error::Op::Read, path),
     };
     let corrupt = |reason: String| Error::Invalid { path: path.into(), reason };
     let file: File =
@@ -159,11 +159,7 @@ pub fn save(path: &Path, a: &Path, b: &Path, state: &State) -> Result<()> {
         reason: format!("cannot encode merge state: {e}"),
     })?;
     if let Some(dir) = path.parent() {
-        fs::create_dir_all(dir).map_err(|e| Error::Io {
-            op: crate::error::Op::CreateDir,
-            path: dir.into(),
-            source: e,
-        })?;
+        crate::fsio::create_dirs(dir)?;
     }
     fsio::write_atomic(path, &json)
 }
