@@ -26,8 +26,9 @@ pub fn is_temp_name(name: &OsStr) -> bool {
 /// A fresh temporary path in `dir`, unique within this machine for this process.
 pub fn temp_path(dir: &Path) -> PathBuf {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
+    static PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    dir.join(format!("{TEMP_PREFIX}{}-{n}", std::process::id()))
+    dir.join(format!("{TEMP_PREFIX}{}-{n}", PID.get_or_init(std::process::id)))
 }
 
 fn parent_of(path: &Path) -> &Path {

@@ -39,7 +39,12 @@ pub fn init(tag: &'static str, log_file: &Path, verbosity: Verbosity) -> Result<
             out.finish(format_args!("[{tag}] {now} {:<5} {message}", record.level()));
         })
         .level(LevelFilter::Debug)
-        .chain(fern::Dispatch::new().level(console).chain(io::stderr()))
+        // Whole lines per write(2): fern writes a record in fragments.
+        .chain(
+            fern::Dispatch::new()
+                .level(console)
+                .chain(Box::new(io::LineWriter::new(io::stderr())) as Box<dyn Write + Send>),
+        )
         .chain(fern::Dispatch::new().level(file_level).chain(Box::new(file) as Box<dyn Write + Send>))
         .apply()
         .map_err(|e| crate::error::Error::Invalid { path: log_file.to_path_buf(), reason: e.to_string() })
@@ -49,7 +54,7 @@ pub fn init(tag: &'static str, log_file: &Path, verbosity: Verbosity) -> Result<
 /// replaced, and reopens (recreating) it.
 struct ReopeningFile {
     path: PathBuf,
-    file: File,
+    file: io::LineWriter<File>,
     ino: u64,
     checked: Instant,
 }
@@ -58,7 +63,12 @@ impl ReopeningFile {
     fn open(path: &Path) -> Result<Self> {
         let file = OpenOptions::new().create(true).append(true).open(path).at(Op::Create, path)?;
         let ino = file.metadata().at(Op::Stat, path)?.ino();
-        Ok(ReopeningFile { path: path.to_path_buf(), file, ino, checked: Instant::now() })
+        Ok(ReopeningFile {
+            path: path.to_path_buf(),
+            file: io::LineWriter::new(file),
+            ino,
+            checked: Instant::now(),
+        })
     }
 
     fn reopen_if_moved(&mut self) {
@@ -70,6 +80,7 @@ impl ReopeningFile {
         if current != Some(self.ino)
             && let Ok(fresh) = ReopeningFile::open(&self.path)
         {
+            let _ = self.file.flush();
             *self = fresh;
         }
     }

@@ -279,7 +279,8 @@ pub fn mirror(
     }
 
     deletes.sort_by(|a, b| b.path.cmp(&a.path));
-    let mut steps = deletes;
+    let mut steps = Vec::with_capacity(deletes.len() + creates.len() + dir_metas.len());
+    steps.extend(deletes);
     steps.extend(creates);
     steps.extend(dir_metas);
     Plan { steps }

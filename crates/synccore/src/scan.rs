@@ -91,6 +91,8 @@ pub fn scan(root: &Path) -> Result<Tree> {
     }
     // walkdir yields a directory's subtree before its next sibling; the total order is bytes.
     tree.entries.sort_unstable_by(|a, b| a.path.cmp(&b.path));
+    // The tree lives for the whole pass: give back the growth slack (up to half of it).
+    tree.entries.shrink_to_fit();
     // A directory that failed to list was pushed as an entry too: keep it, it exists.
     Ok(tree)
 }
