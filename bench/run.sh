@@ -52,6 +52,7 @@ if ((quick)); then
 fi
 [[ -n $rows ]] || rows="1,2,3,4,5,6,7,8,9"
 [[ $runs =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: --runs must be a positive number" >&2; exit 2; }
+[[ $rows =~ ^[1-9](,[1-9])*$ ]] || { echo "run.sh: --rows takes numbers 1-9 separated by commas" >&2; exit 2; }
 want() { [[ ",$rows," == *",$1,"* ]]; }
 
 say() { printf '[bench] %s\n' "$*" >&2; }
@@ -129,6 +130,7 @@ if [[ -r "$corpus/.last-cleanup" ]]; then
         fi
     fi
 fi
+started=$SECONDS
 seq=0
 # `fresh NAME` sets FRESH to a directory path not used before in this run.
 fresh() { seq=$((seq + 1)); FRESH="$work/$1.$seq"; }
@@ -379,7 +381,7 @@ fi
 # --- report ----------------------------------------------------------------------------------
 echo "oneway: $oneway ($("$oneway" --version 2>/dev/null || echo '?')), twoway: $twoway" >&2
 echo
-echo "runs per tool: $runs (medians), rows: $rows, corpus: $corpus"
+echo "runs per tool: $runs (medians), rows: $rows, corpus: $corpus, benchmark time $((SECONDS - started)) s"
 echo
 echo "| case | ours (median) | anchor (median) | ratio | target | result |"
 echo "| --- | --- | --- | --- | --- | --- |"
