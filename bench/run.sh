@@ -1,0 +1,388 @@
+#!/usr/bin/env bash
+# Benchmark runner for SPEC section 6: runs oneway/twoway and their anchors (rsync, unison,
+# openssl) side by side on generated corpora and prints one table of medians.
+#
+#   bash bench/run.sh [--quick] [--rows 1,2,5] [--runs N] [--corpus DIR] [--no-build]
+#
+#   --quick       3 runs per tool and only the S rows (1 2 4 5 6 9) unless --rows is given
+#   --rows LIST   comma-separated rows to run (default: all, 1-9)
+#   --runs N      timed runs per tool and row (default 5; SPEC asks for at least 5)
+#   --corpus DIR  where corpora live (default bench/corpus/, git-ignored)
+#   --no-build    use the release binaries already in target/release
+#   --no-wait     do not wait for the previous run's clean-up to age (see "Scratch space")
+#   ONEWAY=PATH, TWOWAY=PATH in the environment: benchmark those binaries instead
+#
+# Method: every timed run starts from the same state, prepared outside the timed region
+# (fresh or restored target, `sync` so that no earlier run's write-back lands in this one).
+# Ours and the anchor alternate (ours, anchor, ours, anchor, ...) after one untimed warm-up
+# round each, so machine noise (other builds on this host) hits both alike; medians are
+# reported. The page cache is warm: the corpora are read in the warm-up round.
+set -euo pipefail
+export LC_ALL=C
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(cd "$here/.." && pwd)
+corpus="$here/corpus"
+runs=5
+rows=""
+quick=0
+build=1
+wait_cleanup=1
+
+usage() { sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+while (($#)); do
+    case "$1" in
+        --quick) quick=1 ;;
+        --rows) rows=${2:?--rows needs a list}; shift ;;
+        --rows=*) rows=${1#*=} ;;
+        --runs) runs=${2:?--runs needs a number}; shift ;;
+        --runs=*) runs=${1#*=} ;;
+        --corpus) corpus=${2:?--corpus needs a directory}; shift ;;
+        --corpus=*) corpus=${1#*=} ;;
+        --no-build) build=0 ;;
+        --no-wait) wait_cleanup=0 ;;
+        -h|--help) usage; exit 0 ;;
+        *) echo "run.sh: unknown argument: $1" >&2; usage >&2; exit 2 ;;
+    esac
+    shift
+done
+if ((quick)); then
+    [[ -n $rows ]] || rows="1,2,4,5,6,9"
+    [[ $runs == 5 ]] && runs=3
+fi
+[[ -n $rows ]] || rows="1,2,3,4,5,6,7,8,9"
+[[ $runs =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: --runs must be a positive number" >&2; exit 2; }
+[[ $rows =~ ^[1-9](,[1-9])*$ ]] || { echo "run.sh: --rows takes numbers 1-9 separated by commas" >&2; exit 2; }
+want() { [[ ",$rows," == *",$1,"* ]]; }
+
+say() { printf '[bench] %s\n' "$*" >&2; }
+
+# --- tools -----------------------------------------------------------------------------------
+need_pkgs=()
+command -v rsync >/dev/null || need_pkgs+=(rsync)
+command -v unison >/dev/null || need_pkgs+=(unison)
+command -v hyperfine >/dev/null || need_pkgs+=(hyperfine)
+command -v openssl >/dev/null || need_pkgs+=(openssl)
+[[ -x /usr/bin/time ]] || need_pkgs+=(time)
+if ((${#need_pkgs[@]})); then
+    say "installing ${need_pkgs[*]}"
+    if ! DEBIAN_FRONTEND=noninteractive apt-get install -y "${need_pkgs[@]}" >/dev/null 2>&1; then
+        apt-get update >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y "${need_pkgs[@]}" >/dev/null
+    fi
+fi
+
+# --- binaries --------------------------------------------------------------------------------
+if ((build)); then
+    say "building release binaries"
+    # --bins next to --example: with --example alone cargo builds only the example.
+    (cd "$repo" && cargo build --release -q -p oneway -p twoway -p synccore --bins --example sha256sum)
+fi
+target_dir=$(cd "$repo" && cargo metadata --format-version 1 --no-deps 2>/dev/null |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])') || target_dir="$repo/target"
+# ONEWAY / TWOWAY in the environment override the binaries (e.g. a build of another branch).
+oneway=${ONEWAY:-"$target_dir/release/oneway"}
+twoway=${TWOWAY:-"$target_dir/release/twoway"}
+sha256sum_ex="$target_dir/release/examples/sha256sum"
+for b in "$oneway" "$twoway" "$sha256sum_ex"; do
+    [[ -x $b ]] || { echo "run.sh: missing $b (drop --no-build)" >&2; exit 1; }
+done
+
+# --- corpora ---------------------------------------------------------------------------------
+mkdir -p "$corpus"
+corpus=$(cd "$corpus" && pwd)
+need_corpora=()
+if want 1 || want 2 || want 4 || want 5 || want 6 || want 9; then need_corpora+=(S); fi
+if want 3 || want 8; then need_corpora+=(M); fi
+if want 7; then need_corpora+=(L); fi
+python3 "$here/gen_corpus.py" --dir "$corpus" "${need_corpora[@]}"
+S="$corpus/S"
+M="$corpus/M"
+L="$corpus/L"
+count_files() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["files"])' "$1"; }
+
+# Scratch space on the corpus's file system (same disk as a real backup would use).
+#
+# Nothing is deleted until the table is printed: every timed run writes into a fresh directory.
+# On ext4 without a journal (as on the machine this was written on) the inode allocator skips
+# inodes freed in the last 60 s (360 s while their inode-table block is dirty), checking each one
+# by a buffer lookup, from the start of the group on every create; deleting the previous run's
+# 20,000 files right before the next run made file creation 2-3x slower for both tools and
+# turned the comparison into noise. Likewise the start of a run waits until the previous run's
+# clean-up is 6 minutes old (see .last-cleanup) unless --no-wait.
+work=$(mktemp -d "$corpus/.run.XXXXXX")
+cleanup() {
+    say "removing scratch trees (deferred until after the table)"
+    [[ -n ${BENCH_KEEP:-} ]] || rm -rf "$work"
+    date +%s >"$corpus/.last-cleanup"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+runlog="$work/commands.log"
+if [[ -r "$corpus/.last-cleanup" ]]; then
+    age=$(($(date +%s) - $(cat "$corpus/.last-cleanup")))
+    if ((age < 360)); then
+        if ((wait_cleanup)); then
+            say "previous run's clean-up was ${age} s ago: waiting $((360 - age)) s for freed inodes to age (--no-wait skips)"
+            sleep $((360 - age))
+        else
+            say "warning: previous run's clean-up was ${age} s ago; file creation may be slowed (both tools)"
+        fi
+    fi
+fi
+started=$SECONDS
+seq=0
+# `fresh NAME` sets FRESH to a directory path not used before in this run.
+fresh() { seq=$((seq + 1)); FRESH="$work/$1.$seq"; }
+
+# --- timing ----------------------------------------------------------------------------------
+# `timed CMD...` runs CMD with output to $runlog and sets T (seconds, microsecond resolution).
+timed() {
+    local t0 t1
+    t0=$EPOCHREALTIME
+    if ! "$@" >>"$runlog" 2>&1; then
+        echo "run.sh: command failed: $*" >&2
+        tail -n 20 "$runlog" >&2
+        exit 1
+    fi
+    t1=$EPOCHREALTIME
+    T=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.6f", b - a }')
+}
+
+median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.6f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
+# `alternate PREP_OURS RUN_OURS PREP_ANCHOR RUN_ANCHOR` (function names): one untimed warm-up
+# round, then $runs alternating timed rounds. Sets OURS and ANCHOR (medians, seconds) and
+# OURS_ALL / ANCHOR_ALL (every timed run).
+alternate() {
+    local po=$1 ro=$2 pa=$3 ra=$4 i
+    local -a to=() ta=()
+    for ((i = 0; i <= runs; i++)); do
+        $po; timed $ro
+        ((i == 0)) || to+=("$T")
+        $pa; timed $ra
+        ((i == 0)) || ta+=("$T")
+    done
+    OURS=$(median "${to[@]}")
+    ANCHOR=$(median "${ta[@]}")
+    OURS_ALL="${to[*]}"
+    ANCHOR_ALL="${ta[*]}"
+    say "  ours:   ${OURS_ALL}"
+    say "  anchor: ${ANCHOR_ALL}"
+}
+
+# --- table -----------------------------------------------------------------------------------
+table=()
+# add_row CASE OURS ANCHOR RATIO TARGET VERDICT
+add_row() { table+=("$(printf '| %s | %s | %s | %s | %s | %s |' "$@")"); }
+# time_row CASE TARGET_RATIO: ratio ours/anchor, PASS when <= target.
+time_row() {
+    local name=$1 target=$2 ratio verdict
+    ratio=$(awk -v o="$OURS" -v a="$ANCHOR" 'BEGIN { printf "%.2f", o / a }')
+    verdict=$(awk -v o="$OURS" -v a="$ANCHOR" -v t="$target" 'BEGIN { print (o / a <= t) ? "PASS" : "MISS" }')
+    add_row "$name" "$(printf '%.3f s' "$OURS")" "$(printf '%.3f s' "$ANCHOR")" "${ratio}×" "≤ ${target}×" "$verdict"
+    say "  -> ratio ${ratio} (target <= ${target}): $verdict"
+}
+
+sync_fs() { sync; }
+oneway_q() { "$oneway" "$@" --once -q --log "$work/oneway.log"; }
+twoway_q() { "$twoway" "$@" --once -q --no-recovery --log "$work/twoway.log"; }
+unison_q() {
+    # $1 = home (fresh per independent run so that archives never leak between runs)
+    local home=$1; shift
+    HOME="$home" UNISONLOCALHOSTNAME=bench-host unison "$@" -batch -auto -silent -confirmbigdel=false
+}
+
+# --- rows ------------------------------------------------------------------------------------
+s_files=$(count_files "$corpus/S.done" 2>/dev/null || echo 0)
+S_OURS="" S_RSYNC=""
+
+if want 1; then
+    say "row 1: oneway first mirror of S ($s_files files) vs rsync -a"
+    r1_prep_ours() { fresh s_ours; S_OURS=$FRESH; : >"$work/oneway.log"; sync_fs; }
+    r1_ours() { oneway_q "$S" "$S_OURS"; }
+    r1_prep_rsync() { fresh s_rsync; S_RSYNC=$FRESH; sync_fs; }
+    r1_rsync() { rsync -a "$S/" "$S_RSYNC/"; }
+    alternate r1_prep_ours r1_ours r1_prep_rsync r1_rsync
+    time_row "1. oneway first mirror of S vs \`rsync -a\`" 0.8
+fi
+
+if want 2; then
+    say "row 2: oneway no-change pass over S vs rsync -a --delete"
+    # The mirrors the last runs of row 1 made, else fresh ones.
+    if [[ -z $S_OURS ]]; then
+        fresh s_ours; S_OURS=$FRESH; oneway_q "$S" "$S_OURS" >>"$runlog" 2>&1
+        fresh s_rsync; S_RSYNC=$FRESH; rsync -a "$S/" "$S_RSYNC/"
+    fi
+    r2_prep() { : >"$work/oneway.log"; }
+    r2_ours() { oneway_q "$S" "$S_OURS"; }
+    r2_rsync() { rsync -a --delete "$S/" "$S_RSYNC/"; }
+    alternate r2_prep r2_ours r2_prep r2_rsync
+    time_row "2. oneway no-change pass, S vs \`rsync -a --delete\`" 0.5
+fi
+
+m_files=0
+if want 3 || want 8; then
+    m_files=$(count_files "$corpus/M.done")
+    say "rows 3/8: first mirrors of M ($m_files files), ours under /usr/bin/time -v"
+    sync_fs
+    /usr/bin/time -v -o "$work/m_first.time" "$oneway" "$M" "$work/m_ours" --once -q --log "$work/oneway.log"
+    rsync -a "$M/" "$work/m_rsync/"
+    sync_fs
+fi
+
+if want 3; then
+    say "row 3: oneway no-change pass over M vs rsync -a --delete"
+    r3_prep() { : >"$work/oneway.log"; }
+    r3_ours() { oneway_q "$M" "$work/m_ours"; }
+    r3_rsync() { rsync -a --delete "$M/" "$work/m_rsync/"; }
+    alternate r3_prep r3_ours r3_prep r3_rsync
+    time_row "3. oneway no-change pass, M vs \`rsync -a --delete\`" 0.5
+fi
+
+if want 4; then
+    say "row 4: oneway pass after 1 % of S changed vs rsync -a --delete"
+    cp -a "$S" "$work/s_changed"
+    change=$(python3 "$here/gen_corpus.py" change "$work/s_changed")
+    say "  change: $change"
+    # The pre-change mirror every timed run starts from: each run gets a hard-linked copy of
+    # it (cp -al), so preparing a run neither copies data nor frees inodes; a replaced file
+    # only drops one link.
+    rsync -a "$S/" "$work/s_pristine/"
+    r4_prep_ours() { fresh r4_ours; R4_OURS=$FRESH; cp -al "$work/s_pristine" "$R4_OURS"; : >"$work/oneway.log"; sync_fs; }
+    r4_ours() { oneway_q "$work/s_changed" "$R4_OURS"; }
+    r4_prep_rsync() { fresh r4_rsync; R4_RSYNC=$FRESH; cp -al "$work/s_pristine" "$R4_RSYNC"; sync_fs; }
+    r4_rsync() { rsync -a --delete "$work/s_changed/" "$R4_RSYNC/"; }
+    alternate r4_prep_ours r4_ours r4_prep_rsync r4_rsync
+    time_row "4. oneway pass after 1 % of S changed vs \`rsync -a --delete\`" 0.8
+fi
+
+TW_B="" UN_B=""
+if want 5 || want 6; then
+    # A copy of S as side A, so that neither tool can touch the corpus.
+    cp -a "$S" "$work/a"
+fi
+
+if want 5; then
+    say "row 5: twoway first pass (A = S, B empty) vs unison first sync"
+    r5_prep_ours() {
+        fresh tw_b; TW_B=$FRESH; fresh tw_home; TW_HOME=$FRESH
+        mkdir "$TW_B"; : >"$work/twoway.log"; sync_fs
+    }
+    r5_ours() { twoway_q "$work/a" "$TW_B" --home "$TW_HOME"; }
+    r5_prep_unison() {
+        fresh un_b; UN_B=$FRESH; fresh un_home; UN_HOME=$FRESH
+        mkdir "$UN_B" "$UN_HOME"; sync_fs
+    }
+    r5_unison() { unison_q "$UN_HOME" "$work/a" "$UN_B"; }
+    alternate r5_prep_ours r5_ours r5_prep_unison r5_unison
+    time_row "5. twoway first pass (A = S, B empty) vs \`unison -batch\`" 0.5
+fi
+
+if want 6; then
+    say "row 6: twoway no-change pass vs unison no-change sync"
+    # The pairs the last runs of row 5 synced, else fresh ones.
+    if [[ -z $TW_B ]]; then
+        fresh tw_b; TW_B=$FRESH; fresh tw_home; TW_HOME=$FRESH; mkdir "$TW_B"
+        twoway_q "$work/a" "$TW_B" --home "$TW_HOME" >>"$runlog" 2>&1
+        fresh un_b; UN_B=$FRESH; fresh un_home; UN_HOME=$FRESH; mkdir "$UN_B" "$UN_HOME"
+        unison_q "$UN_HOME" "$work/a" "$UN_B" >>"$runlog" 2>&1
+    fi
+    r6_prep() { : >"$work/twoway.log"; }
+    r6_ours() { twoway_q "$work/a" "$TW_B" --home "$TW_HOME"; }
+    r6_unison() { unison_q "$UN_HOME" "$work/a" "$UN_B"; }
+    alternate r6_prep r6_ours r6_prep r6_unison
+    time_row "6. twoway no-change pass vs \`unison -batch\` no-change" 0.5
+fi
+
+if want 7; then
+    say "row 7: file checksum of L (8 x 64 MiB) vs openssl dgst -sha256"
+    l_files=("$L"/*)
+    l_bytes=$(stat -c %s "${l_files[@]}" | awk '{ s += $1 } END { print s }')
+    r7_prep() { :; }
+    r7_ours() { "$sha256sum_ex" "${l_files[@]}"; }
+    r7_openssl() { openssl dgst -sha256 "${l_files[@]}"; }
+    alternate r7_prep r7_ours r7_prep r7_openssl
+    # Sanity: both tools agree on the digests.
+    ours_sums=$("$sha256sum_ex" "${l_files[@]}" | awk '{ print $1 }')
+    ssl_sums=$(openssl dgst -sha256 -r "${l_files[@]}" | awk '{ print $1 }')
+    [[ $ours_sums == "$ssl_sums" ]] || { echo "run.sh: digests differ from openssl's" >&2; exit 1; }
+    mbps() { awk -v b="$l_bytes" -v t="$1" 'BEGIN { printf "%.0f MB/s", b / t / 1e6 }'; }
+    ratio=$(awk -v o="$OURS" -v a="$ANCHOR" 'BEGIN { printf "%.2f", a / o }')
+    verdict=$(awk -v r="$ratio" 'BEGIN { print (r >= 0.9) ? "PASS" : "MISS" }')
+    add_row "7. file checksum of L, throughput vs \`openssl dgst -sha256\`" \
+        "$(printf '%.3f s (%s)' "$OURS" "$(mbps "$OURS")")" \
+        "$(printf '%.3f s (%s)' "$ANCHOR" "$(mbps "$ANCHOR")")" "${ratio}×" "≥ 0.9×" "$verdict"
+    say "  -> throughput ratio $ratio (target >= 0.9): $verdict"
+fi
+
+if want 8; then
+    say "row 8: peak memory of oneway passes over M"
+    /usr/bin/time -v -o "$work/m_nochange.time" "$oneway" "$M" "$work/m_ours" --once -q --log "$work/oneway.log"
+    /usr/bin/time -v -o "$work/m_rsync.time" rsync -a --delete "$M/" "$work/m_rsync/"
+    maxrss() { awk -F': ' '/Maximum resident set size/ { print $2 * 1024 }' "$1"; }
+    for kind in first nochange; do
+        rss=$(maxrss "$work/m_$kind.time")
+        per=$(awk -v r="$rss" -v n="$m_files" 'BEGIN { printf "%.0f", r / n }')
+        verdict=$(awk -v p="$per" 'BEGIN { print (p <= 300) ? "PASS" : "MISS" }')
+        label=$([[ $kind == first ]] && echo "first mirror" || echo "no-change pass")
+        num=$([[ $kind == first ]] && echo 8 || echo 8b)
+        anchor="—"
+        if [[ $kind == nochange ]]; then
+            anchor=$(awk -v r="$(maxrss "$work/m_rsync.time")" -v n="$m_files" \
+                'BEGIN { printf "%.0f B/file (%.0f MiB, largest rsync process)", r / n, r / 1048576 }')
+        fi
+        add_row "$num. peak memory of a oneway pass over M, $label" \
+            "$(awk -v r="$rss" -v p="$per" 'BEGIN { printf "%d B/file (%.0f MiB)", p, r / 1048576 }')" \
+            "$anchor" "—" "≤ 300 B/file" "$verdict"
+        say "  -> $label: $per bytes per file: $verdict"
+    done
+fi
+
+if want 9; then
+    say "row 9: versioned pass after 1 % changed: bytes written vs bytes changed"
+    if ! "$oneway" --help 2>/dev/null | grep -q versioned; then
+        say "  oneway has no --versioned yet: SKIP"
+        add_row "9. versioned pass after 1 % changed, bytes written" "—" "—" "—" "≤ 1.1× changed" "SKIP"
+    else
+        cp -a "$S" "$work/v_src"
+        "$oneway" "$work/v_src" "$work/v_root" --versioned --once -q --log "$work/v1.log" >>"$runlog" 2>&1
+        change=$(python3 "$here/gen_corpus.py" change "$work/v_src")
+        changed=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["bytes_changed"])' "$change")
+        sync_fs
+        # Independent of what the pass reports: file bytes under the versions root in inodes
+        # that did not exist before the pass (hard links to old inodes cost nothing).
+        inodes() { find "$work/v_root" -type f -printf '%i %s\n' | sort -u; }
+        inodes >"$work/v_before"
+        timed "$oneway" "$work/v_src" "$work/v_root" --versioned --once -q --log "$work/v2.log"
+        inodes >"$work/v_after"
+        new_bytes=$(awk 'NR == FNR { old[$1] = 1; next } !($1 in old) { s += $2 } END { print s + 0 }' \
+            "$work/v_before" "$work/v_after")
+        copied=$(grep -o '[0-9]* bytes copied' "$work/v2.log" | awk '{ s += $1 } END { print s + 0 }')
+        for what in reported all; do
+            if [[ $what == reported ]]; then
+                bytes=$copied
+                label="9. versioned pass after 1 % changed, bytes the pass reports copying"
+                ours=$(printf '%d B copied (%.3f s)' "$copied" "$T")
+            else
+                bytes=$new_bytes
+                label="9b. versioned pass after 1 % changed, all bytes in new inodes (data + manifest)"
+                ours=$(printf '%d B' "$new_bytes")
+            fi
+            ratio=$(awk -v c="$bytes" -v d="$changed" 'BEGIN { printf "%.2f", c / d }')
+            verdict=$(awk -v r="$ratio" 'BEGIN { print (r <= 1.1) ? "PASS" : "MISS" }')
+            grep -q 'bytes copied' "$work/v2.log" || verdict="ERROR (no pass summary in the log)"
+            add_row "$label" "$ours" "$(printf '%d B changed' "$changed")" "${ratio}×" "≤ 1.1×" "$verdict"
+            say "  -> $what: $bytes bytes vs $changed changed, ratio $ratio: $verdict"
+        done
+    fi
+fi
+
+# --- report ----------------------------------------------------------------------------------
+echo "oneway: $oneway ($("$oneway" --version 2>/dev/null || echo '?')), twoway: $twoway" >&2
+echo
+echo "runs per tool: $runs (medians), rows: $rows, corpus: $corpus, benchmark time $((SECONDS - started)) s"
+echo
+echo "| case | ours (median) | anchor (median) | ratio | target | result |"
+echo "| --- | --- | --- | --- | --- | --- |"
+printf '%s\n' "${table[@]}"
