@@ -13,9 +13,9 @@ use crate::plan::{Action, Plan, Stamp, Step, StepKind};
 use crate::scan::join;
 
 /// Staged copies wait for one durability barrier until there are this many...
-const BATCH_FILES: usize = 2048;
+const BATCH_FILES: usize = 8192;
 /// ...or this many bytes.
-const BATCH_BYTES: u64 = 256 << 20;
+const BATCH_BYTES: u64 = 1 << 30;
 
 /// What happened to one step, as told to the observer.
 #[derive(Debug)]

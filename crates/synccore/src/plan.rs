@@ -205,7 +205,10 @@ pub fn mirror(
     same_content: &mut dyn FnMut(&Entry, &Entry) -> bool,
 ) -> Plan {
     let mut deletes = Vec::new();
-    let mut creates = Vec::new();
+    // Every source entry yields at most one creation step and each directory one metadata
+    // step: one exact allocation holds the whole plan (peak memory, SPEC section 6).
+    let dirs = source.entries.iter().filter(|e| e.is_dir()).count();
+    let mut creates = Vec::with_capacity(source.entries.len() + dirs);
     let mut touched: HashSet<RelPath> = HashSet::new();
     let mut touch = |path: &RelPath| {
         if let Some(parent) = path.parent() {
@@ -279,9 +282,8 @@ pub fn mirror(
     }
 
     deletes.sort_by(|a, b| b.path.cmp(&a.path));
-    let mut steps = Vec::with_capacity(deletes.len() + creates.len() + dir_metas.len());
-    steps.extend(deletes);
-    steps.extend(creates);
+    let mut steps = creates;
+    steps.splice(0..0, deletes);
     steps.extend(dir_metas);
     Plan { steps }
 }
