@@ -111,6 +111,9 @@ pub fn apply(
     run.stats
 }
 
+/// Copies per pipeline stage within a batch (see `Run::flush`).
+const PIPELINE_CHUNK: usize = 1024;
+
 /// Above this many changed directories, one `syncfs` replaces their fsyncs.
 const FSYNC_DIRS_MAX: usize = 8;
 
@@ -171,10 +174,34 @@ impl<'p> Run<'p, '_> {
             return;
         }
         let steps = std::mem::take(&mut self.pending);
-        let staged = stage_all(&steps, self.from, self.to, self.shutdown);
-        // One syncfs for the batch; should it fail, fall back to an fsync per file.
-        let batch_durable = fsio::make_durable(self.to).is_ok();
-        for (step, outcome) in steps.into_iter().zip(staged) {
+        let (from, to, shutdown) = (self.from, self.to, self.shutdown);
+        // A pipeline: while one chunk's syncfs waits for the disk, the next chunk is staged.
+        std::thread::scope(|scope| {
+            let mut previous = None;
+            for chunk in steps.chunks(PIPELINE_CHUNK) {
+                let staged = stage_all(chunk, from, to, shutdown);
+                let durable = scope.spawn(move || fsio::make_durable(to).is_ok());
+                if let Some((chunk, staged, durable)) = previous.replace((chunk, staged, durable)) {
+                    self.commit(chunk, staged, durable.join().unwrap_or(false), observe);
+                }
+            }
+            if let Some((chunk, staged, durable)) = previous {
+                self.commit(chunk, staged, durable.join().unwrap_or(false), observe);
+            }
+        });
+        self.pending_bytes = 0;
+    }
+
+    /// Renames a staged chunk into place once a syncfs covered it (when `batch_durable` is
+    /// false, each file is fsynced on its own first).
+    fn commit(
+        &mut self,
+        steps: &[&Step],
+        staged: Vec<Option<Result<StageOutcome>>>,
+        batch_durable: bool,
+        observe: &mut dyn FnMut(Event<'_>),
+    ) {
+        for (step, outcome) in steps.iter().zip(staged) {
             let target = join(self.to, &step.path);
             let staged = match outcome {
                 None => {
@@ -212,7 +239,6 @@ impl<'p> Run<'p, '_> {
             }
             self.finish(step, &target, result, observe);
         }
-        self.pending_bytes = 0;
     }
 
     fn finish(&mut self, step: &Step, target: &Path, result: Result<()>, observe: &mut dyn FnMut(Event<'_>)) {

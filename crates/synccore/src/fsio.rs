@@ -56,17 +56,16 @@ pub enum StageOutcome {
 /// changes during the copy, is not staged. The data is not yet durable: call
 /// [`make_durable`] (or `sync_all` per file) before [`commit`].
 pub fn stage_copy(src: &Path, target: &Path, mode: u32, expected: (u64, Mtime)) -> Result<StageOutcome> {
-    let mut input = File::open(src).at(Op::Read, src)?;
+    let input = File::open(src).at(Op::Read, src)?;
     let before = input.metadata().at(Op::Stat, src)?;
     if (before.len(), Mtime::of(&before)) != expected {
         return Ok(StageOutcome::SourceChanged);
     }
     let temp = temp_path(parent_of(target));
-    let mut output =
+    let output =
         OpenOptions::new().write(true).create_new(true).mode(0o600).open(&temp).at(Op::Create, &temp)?;
     let result = (|| {
-        // io::copy between two files uses copy_file_range, which reflinks where it can.
-        let bytes = io::copy(&mut input, &mut output).at(Op::Write, &temp)?;
+        let bytes = copy_data(&input, &output, before.len()).at(Op::Write, &temp)?;
         let after = input.metadata().at(Op::Stat, src)?;
         if after.len() != before.len() || Mtime::of(&after) != Mtime::of(&before) || bytes != before.len() {
             return Ok(None);
@@ -87,6 +86,26 @@ pub fn stage_copy(src: &Path, target: &Path, mode: u32, expected: (u64, Mtime)) 
             Err(err)
         }
     }
+}
+
+/// Copies `len` bytes (what the source had when opened) with `copy_file_range`, which stays
+/// in the kernel and reflinks where the file system can; a growing source is caught by the
+/// caller's second fstat. Falls back to `io::copy` where the call is not supported.
+fn copy_data(input: &File, output: &File, len: u64) -> io::Result<u64> {
+    use rustix::io::Errno;
+    let mut copied = 0u64;
+    while copied < len {
+        let want = usize::try_from(len - copied).unwrap_or(usize::MAX).min(1 << 30);
+        match rustix::fs::copy_file_range(input, None, output, None, want) {
+            Ok(0) => break,
+            Ok(n) => copied += n as u64,
+            Err(Errno::XDEV | Errno::NOSYS | Errno::INVAL | Errno::OPNOTSUPP) if copied == 0 => {
+                return io::copy(&mut &*input, &mut &*output);
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(copied)
 }
 
 /// Makes everything written so far on the file system holding `anchor` durable: one `syncfs`
