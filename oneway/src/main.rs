@@ -148,20 +148,6 @@ fn one_pass(config: &Config, shutdown: &AtomicBool, totals: &mut Totals) -> u8 {
             report.plan.bytes()
         );
     }
-    totals.errors += report.scan_errors.len() as u64;
-    totals.stats.add(&report.stats);
-    let ops = report.stats.operations();
-    let secs = started.elapsed().as_secs_f64();
-    if ops > 0 || report.had_errors() {
-        log::info!(
-            "pass {}: {ops} operations, {} bytes copied, {} failed, {} left for next pass, {secs:.2} s",
-            totals.passes + 1,
-            report.stats.copied_bytes,
-            report.stats.failed + report.scan_errors.len() as u64,
-            report.stats.skipped
-        );
-    } else {
-        log::debug!("pass {}: nothing to do ({secs:.2} s)", totals.passes + 1);
-    }
+    observe::record_pass(totals, &report.stats, report.scan_errors.len(), 0, started);
     u8::from(report.had_errors())
 }

@@ -243,23 +243,13 @@ fn one_pass(config: &Config, shutdown: &AtomicBool, totals: &mut Totals) -> u8 {
     if config.options.dry_run {
         print_plan(&report);
     }
-    totals.errors += report.scan_errors.len() as u64;
-    totals.conflicts += report.merge.conflicts.len() as u64;
-    totals.stats.add(&report.stats);
-    let ops = report.stats.operations();
-    let secs = started.elapsed().as_secs_f64();
-    if ops > 0 || report.had_errors() {
-        log::info!(
-            "pass {}: {ops} operations, {} bytes copied, {} conflicts, {} failed, {} left for next pass, {secs:.2} s",
-            totals.passes + 1,
-            report.stats.copied_bytes,
-            report.merge.conflicts.len(),
-            report.stats.failed + report.scan_errors.len() as u64,
-            report.stats.skipped
-        );
-    } else {
-        log::debug!("pass {}: nothing to do ({secs:.2} s)", totals.passes + 1);
-    }
+    observe::record_pass(
+        totals,
+        &report.stats,
+        report.scan_errors.len(),
+        report.merge.conflicts.len(),
+        started,
+    );
     if shutdown.load(Ordering::Relaxed) {
         log::debug!("stop requested");
     }

@@ -26,6 +26,32 @@ pub fn pass_aborted(totals: &mut Totals, err: &crate::Error) -> u8 {
     err.exit_code() as u8
 }
 
+/// Adds a finished pass to the totals and logs its one-line summary (at debug level when the
+/// pass had nothing to do, so that an idle periodic run does not fill the log).
+pub fn record_pass(
+    totals: &mut Totals,
+    stats: &ApplyStats,
+    scan_errors: usize,
+    conflicts: usize,
+    started: Instant,
+) {
+    totals.errors += scan_errors as u64;
+    totals.conflicts += conflicts as u64;
+    totals.stats.add(stats);
+    let (pass, ops, secs) = (totals.passes + 1, stats.operations(), started.elapsed().as_secs_f64());
+    if ops == 0 && scan_errors == 0 && stats.failed == 0 {
+        log::debug!("pass {pass}: nothing to do ({secs:.2} s)");
+        return;
+    }
+    let conflicts = if conflicts > 0 { format!("{conflicts} conflicts, ") } else { String::new() };
+    log::info!(
+        "pass {pass}: {ops} operations, {} bytes copied, {conflicts}{} failed, {} left for the next pass, {secs:.2} s",
+        stats.copied_bytes,
+        stats.failed + scan_errors as u64,
+        stats.skipped
+    );
+}
+
 /// Logs a progress line every few seconds during a long pass.
 #[derive(Debug)]
 pub struct Progress {
