@@ -94,11 +94,7 @@ fn validate(args: &Args) -> Result<Config, Error> {
 }
 
 fn run(args: &Args, config: &Config) -> Result<u8, Error> {
-    let shutdown = shutdown::install().map_err(|e| Error::Io {
-        op: synccore::error::Op::Create,
-        path: "signal handlers".into(),
-        source: e,
-    })?;
+    let shutdown = shutdown::install()?;
     shutdown::watch_parent_from_env(&shutdown);
     let dry = if config.pass.dry_run { " (dry run)" } else { "" };
     let _lock = if let Some((layout, _)) = &config.versioned {

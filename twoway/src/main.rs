@@ -168,11 +168,7 @@ fn vanished_or(err: Error, dir_a: &Path, dir_b: &Path, home: &Path) -> Error {
 }
 
 fn run(args: &Args, config: &Config) -> Result<u8, Error> {
-    let shutdown = shutdown::install().map_err(|e| Error::Io {
-        op: synccore::error::Op::Create,
-        path: "signal handlers".into(),
-        source: e,
-    })?;
+    let shutdown = shutdown::install()?;
     if !config.options.dry_run {
         synccore::fsio::create_dirs(&config.home)?;
     }

@@ -10,12 +10,20 @@ use std::time::{Duration, Instant};
 use signal_hook::consts::{SIGINT, SIGTERM};
 
 /// Installs the handlers and returns the flag they set.
-pub fn install() -> io::Result<Arc<AtomicBool>> {
+pub fn install() -> crate::Result<Arc<AtomicBool>> {
     let flag = Arc::new(AtomicBool::new(false));
-    for sig in [SIGINT, SIGTERM] {
+    let register = |sig| -> io::Result<()> {
         // Registered first, so it sees the flag before this signal sets it: exits on the second.
         signal_hook::flag::register_conditional_shutdown(sig, 130, Arc::clone(&flag))?;
         signal_hook::flag::register(sig, Arc::clone(&flag))?;
+        Ok(())
+    };
+    for sig in [SIGINT, SIGTERM] {
+        register(sig).map_err(|source| crate::Error::Io {
+            op: crate::error::Op::Create,
+            path: "signal handlers".into(),
+            source,
+        })?;
     }
     Ok(flag)
 }
