@@ -20,8 +20,9 @@ pub struct Args {
     #[arg(long, visible_alias = "versioned-backup")]
     pub versioned: bool,
 
-    /// Seconds between passes.
-    #[arg(short, long, value_name = "SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    /// Seconds between passes, 1 to 31536000 (one year).
+    // A bound, not just `1..`: `now + interval` must never overflow (hardening issue, part A).
+    #[arg(short, long, value_name = "SECS", default_value_t = 60, value_parser = synccore::interval::parse_secs)]
     pub interval: u64,
 
     /// Log file (appended to; recreated if deleted while running).

@@ -8,6 +8,7 @@ pub mod checksum;
 pub mod entry;
 pub mod error;
 pub mod fsio;
+pub mod interval;
 pub mod jsonbytes;
 pub mod lock;
 pub mod logging;

@@ -81,11 +81,34 @@ pub fn load_config(path: &Path, default_script: &Path) -> Result<Config> {
         }
         None => return Err(invalid("\"interval\" is missing".into())),
     };
+    check_interval(&interval).map_err(invalid)?;
     let script =
         if script.is_relative() { path.parent().unwrap_or(Path::new(".")).join(script) } else { script };
     check_executable(&script)
         .map_err(|reason| invalid(format!("script {}: {reason}", crate::error::Quoted(&script))))?;
     Ok(Config { script, interval, unknown_keys })
+}
+
+/// Checks `"interval"`, the arguments that set each child's period, before any child starts
+/// (SPEC section 4: a bad config is a clear error and nothing is started). Without this, a
+/// value `oneway` refuses made a child exit 2 after the first pass had run, and one past the
+/// deadline's range made it panic (hardening issue, part A). Accepted: `[]` (the child's
+/// default), `["--interval", "SECS"]`, `["-i", "SECS"]` and `["--interval=SECS"]`.
+fn check_interval(args: &[String]) -> std::result::Result<(), String> {
+    let secs = match args {
+        [] => return Ok(()),
+        [flag, secs] if flag == "--interval" || flag == "-i" => secs.as_str(),
+        [one] if one.starts_with("--interval=") => &one["--interval=".len()..],
+        _ => {
+            return Err(format!(
+                "\"interval\" must be [\"--interval\", \"SECS\"] (or []), not {args:?}, with SECS in \
+                 {}..={}",
+                crate::interval::MIN_SECS,
+                crate::interval::MAX_SECS
+            ));
+        }
+    };
+    crate::interval::parse_secs(secs).map(drop).map_err(|e| format!("\"interval\": {e}"))
 }
 
 fn check_executable(script: &Path) -> std::result::Result<(), String> {
@@ -260,6 +283,13 @@ mod tests {
             (r#"{"script": "missing", "interval": []}"#, "does not exist"),
             (r#"{"script": "not-exec", "interval": []}"#, "is not executable"),
             (r#"{"script": ".", "interval": []}"#, "is not a file"),
+            // Hardening issue, part A: the period is checked before any child starts.
+            (r#"{"script": "x", "interval": ["--interval", "18446744073709551615"]}"#, "1..=31536000"),
+            (r#"{"script": "x", "interval": ["--interval", "0"]}"#, "1..=31536000"),
+            (r#"{"script": "x", "interval": ["-i", "soon"]}"#, "1..=31536000"),
+            (r#"{"script": "x", "interval": ["--interval=31536001"]}"#, "1..=31536000"),
+            (r#"{"script": "x", "interval": ["--interval"]}"#, "\"interval\" must be"),
+            (r#"{"script": "x", "interval": ["--interval", "5", "--checksum"]}"#, "\"interval\" must be"),
         ];
         for (text, needle) in cases {
             fs::write(&path, text).unwrap();

@@ -29,17 +29,23 @@ pub fn install() -> crate::Result<Arc<AtomicBool>> {
 }
 
 /// Sleeps for `duration` or until the flag is set; returns true when it was set.
+///
+/// Never panics: a deadline past what an `Instant` can hold (`Instant::now() + duration`
+/// panicked for `--interval 18446744073709551615`, hardening issue part A) means "no deadline",
+/// and the sleep then ends only on the flag. The programs refuse such intervals anyway
+/// ([`crate::interval`]); this keeps the loop safe for any caller.
 pub fn sleep(flag: &AtomicBool, duration: Duration) -> bool {
-    let end = Instant::now() + duration;
+    const TICK: Duration = Duration::from_millis(50);
+    let end = Instant::now().checked_add(duration);
     loop {
         if flag.load(Ordering::Relaxed) {
             return true;
         }
-        let now = Instant::now();
-        if now >= end {
+        let left = end.map_or(TICK, |end| end.saturating_duration_since(Instant::now()));
+        if left.is_zero() {
             return false;
         }
-        std::thread::sleep((end - now).min(Duration::from_millis(50)));
+        std::thread::sleep(left.min(TICK));
     }
 }
 
@@ -63,4 +69,31 @@ pub fn watch_parent_from_env(flag: &Arc<AtomicBool>) {
             std::thread::sleep(Duration::from_millis(200));
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sleep_ends_on_time_or_on_the_flag_and_never_overflows() {
+        let flag = AtomicBool::new(false);
+        let started = Instant::now();
+        assert!(!sleep(&flag, Duration::from_millis(20)));
+        assert!(started.elapsed() >= Duration::from_millis(20));
+        assert!(!sleep(&flag, Duration::ZERO));
+
+        // A duration no deadline can hold: only the flag ends it, and nothing panics.
+        let flag = Arc::new(AtomicBool::new(false));
+        let setter = {
+            let flag = Arc::clone(&flag);
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(100));
+                flag.store(true, Ordering::Relaxed);
+            })
+        };
+        assert!(sleep(&flag, Duration::MAX));
+        assert!(sleep(&flag, Duration::from_secs(u64::MAX)));
+        setter.join().unwrap();
+    }
 }

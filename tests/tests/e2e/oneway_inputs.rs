@@ -54,10 +54,57 @@ fn bad_inputs_exit_2_with_one_line_and_change_nothing() {
     expect_refused(p, &["src", "."], 2, "lies inside");
     expect_refused(p, &["src", "dst", "--interval", "0"], 2, "--interval");
     expect_refused(p, &["src", "dst", "--interval", "soon"], 2, "--interval");
+    // Hardening issue, part A: a period that overflows the loop's deadline is refused when
+    // the arguments are parsed, naming the allowed range (one year at most).
+    expect_refused(p, &["src", "dst", "--interval", "18446744073709551615"], 2, "1..=31536000");
+    expect_refused(p, &["src", "dst", "--interval", "31536001"], 2, "1..=31536000");
+    expect_refused(p, &["src", "dst", "--interval", "99999999999999999999999"], 2, "1..=31536000");
     expect_refused(p, &["src", "dst", "--max-delete", "101"], 2, "--max-delete");
     expect_refused(p, &["src", "dst", "--log=dst/x.log"], 2, "may not lie inside BACKUP");
     expect_refused(p, &["src"], 2, "BACKUP");
     assert_eq!(listing(p), vec!["a-file", "other", "src", "src-alias"]);
+}
+
+/// Waits up to `secs` for a spawned program to exit by itself; kills it (and fails) otherwise.
+pub fn exit_within(mut child: std::process::Child, secs: u64) -> std::process::Output {
+    let ended = wait_for(Duration::from_secs(secs), || matches!(child.try_wait(), Ok(Some(_))));
+    if !ended {
+        child.kill().ok();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(ended, "still running after {secs} s: {}", String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+#[test]
+fn an_interval_that_overflows_a_deadline_is_refused_before_the_first_pass() {
+    // Hardening issue, part A: `--interval 18446744073709551615` used to run one pass and
+    // then panic (exit 101) computing `now + interval`. It is bad input (SPEC section 5):
+    // exit 2, one line naming the allowed range, nothing created.
+    let sb = tempfile::tempdir().unwrap();
+    let p = sb.path();
+    file(p, b"src/a", b"1", 0o644, T);
+    for versioned in [false, true] {
+        let mut c = cmd("oneway", p);
+        c.args(["src", "dst", "--interval", "18446744073709551615", "--log", "periodic.log"]);
+        if versioned {
+            c.arg("--versioned");
+        }
+        let child = c.stderr(std::process::Stdio::piped()).spawn().unwrap();
+        let out = exit_within(child, 20);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "versioned {versioned}: {stderr}");
+        assert!(stderr.contains("--interval") && stderr.contains("1..=31536000"), "{stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        assert!(!p.join("dst").exists() && !p.join("periodic.log").exists(), "nothing may be created");
+    }
+    // The largest allowed period is accepted.
+    let out = run({
+        let mut c = cmd("oneway", p);
+        c.args(["src", "dst", "--interval", "31536000", "--once"]);
+        c
+    });
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 #[test]

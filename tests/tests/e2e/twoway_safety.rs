@@ -26,6 +26,9 @@ fn bad_inputs_exit_2_and_create_nothing() {
         vec!["a", "b", "--home", "a-file"],
         vec!["a", "b", "--log=b/twoway.log"],
         vec!["a", "b", "--interval", "0"],
+        // Hardening issue, part A: a period that would overflow the loop's deadline.
+        vec!["a", "b", "--interval", "18446744073709551615"],
+        vec!["a", "b", "--interval", "31536001"],
     ] {
         let mut c = cmd("twoway", p.root());
         c.args(&args).arg("--once");
@@ -34,6 +37,60 @@ fn bad_inputs_exit_2_and_create_nothing() {
         assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
         assert!(stderr.starts_with("twoway: error:") || stderr.starts_with("error:"), "{args:?}: {stderr}");
         assert_eq!(snapshot(p.root()), before, "{args:?} changed the disk");
+    }
+}
+
+#[test]
+fn an_interval_that_overflows_a_deadline_is_refused_before_the_first_pass() {
+    // Hardening issue, part A: the periodic loop used to run one pass and then panic
+    // (exit 101) computing `now + interval`. Now: exit 2 naming the range, nothing synced.
+    let p = Pair::new();
+    file(&p.a, b"x", b"1", 0o644, T);
+    let child = cmd("twoway", p.root())
+        .args(["a", "b", "--home", "home", "--no-recovery", "--interval", "18446744073709551615"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = crate::oneway_inputs::exit_within(child, 20);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--interval") && stderr.contains("1..=31536000"), "{stderr}");
+    assert!(!p.b.join("x").exists() && !p.root().join("home").exists(), "nothing may be synced");
+}
+
+#[test]
+fn a_config_interval_out_of_range_is_refused_and_starts_nothing() {
+    // Hardening issue, part A, for config.json's "interval" (SPEC section 4 "Recovery": a bad
+    // config is a clear error, nothing started): the children would have taken the value.
+    let p = Pair::new();
+    file(&p.a, b"x", b"1", 0o644, T);
+    let home = p.root().join("home");
+    fs::create_dir_all(&home).unwrap();
+    let oneway = e2e::bin("oneway");
+    for (interval, needle) in [
+        (r#"["--interval", "18446744073709551615"]"#, "1..=31536000"),
+        (r#"["--interval", "31536001"]"#, "1..=31536000"),
+        (r#"["--interval", "0"]"#, "1..=31536000"),
+        (r#"["--interval", "soon"]"#, "1..=31536000"),
+        (r#"["--interval"]"#, "\"interval\" must be"),
+        (r#"["--checksum"]"#, "\"interval\" must be"),
+    ] {
+        let json = format!(r#"{{"script": "{}", "interval": {interval}}}"#, oneway.display());
+        fs::write(home.join("config.json"), json).unwrap();
+        let (code, _, log) = p.pass(&[]);
+        assert_eq!(code, 2, "{interval}: {log}");
+        assert!(log.contains(needle) && log.contains("config.json"), "{interval}: {log}");
+        assert!(
+            !home.join("__versions__").exists() && !p.b.join("x").exists(),
+            "{interval}: nothing may start: {log}"
+        );
+    }
+    // The largest allowed period, and the other accepted spellings, start normally.
+    for interval in [r#"["--interval", "31536000"]"#, r#"["-i", "5"]"#, r#"["--interval=5"]"#, "[]"] {
+        let json = format!(r#"{{"script": "{}", "interval": {interval}}}"#, oneway.display());
+        fs::write(home.join("config.json"), json).unwrap();
+        let (code, _, log) = p.pass(&[]);
+        assert_eq!(code, 0, "{interval}: {log}");
     }
 }
 
