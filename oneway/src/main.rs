@@ -4,13 +4,13 @@
 mod cli;
 mod versioned;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use synccore::error::Quoted;
+use synccore::error::{Quoted, Rail};
 use synccore::logging::{self, Verbosity};
 use synccore::mirror::{self, PassOptions};
 use synccore::observe::{self, Progress, Totals};
@@ -25,9 +25,10 @@ fn main() -> ExitCode {
     let config = match validate(&args) {
         Ok(config) => config,
         Err(err) => {
-            // Whatever stopped validation, it is about the input: exit 2 (SPEC section 5).
+            // Whatever stopped validation is about the input (exit 2, SPEC section 5), except
+            // a missing SOURCE whose BACKUP holds files: the empty-source rail (exit 3).
             eprintln!("oneway: error: {err}");
-            return ExitCode::from(2);
+            return ExitCode::from(if matches!(err, Error::Aborted(_)) { 3 } else { 2 });
         }
     };
     let verbosity = match (args.quiet, args.verbose) {
@@ -62,7 +63,7 @@ fn validate(args: &Args) -> Result<Config, Error> {
     let source = if args.versioned {
         versioned::source_dir(&args.source, &args.backup)?
     } else {
-        roots::existing_dir(&args.source)?
+        mirror_source(&args.source, &args.backup)?
     };
     let backup = roots::future_dir(&args.backup)?;
     roots::check_disjoint(&source, &backup)?;
@@ -91,6 +92,21 @@ fn validate(args: &Args) -> Result<Config, Error> {
         force: args.force,
     };
     Ok(Config { source, backup, pass, versioned })
+}
+
+/// The canonical SOURCE of a mirror. A missing one is a mistyped path (exit 2) unless BACKUP
+/// holds files: then it is an unmounted disk, the empty-source rail of SPEC section 5 (exit 3,
+/// hardening issue part B), exactly as when SOURCE vanishes between passes. `--force` does not
+/// change that: it overrides the rail for a source that was really emptied, and a missing one
+/// was not. A SOURCE that is a file stays a usage error (exit 2).
+fn mirror_source(source: &Path, backup: &Path) -> Result<PathBuf, Error> {
+    match roots::existing_dir(source) {
+        Err(Error::Missing { .. }) if roots::holds_entries(backup) => Err(Error::Aborted(Rail::EmptySide {
+            empty: roots::absolute(source)?,
+            other: roots::future_dir(backup)?,
+        })),
+        other => other,
+    }
 }
 
 fn run(args: &Args, config: &Config) -> Result<u8, Error> {

@@ -73,6 +73,17 @@ pub fn absolute(path: &Path) -> Result<PathBuf> {
     Ok(out)
 }
 
+/// True when `dir` is a directory holding at least one entry other than our own temporaries:
+/// something a missing source must never be allowed to wipe. Used to tell an unmounted disk
+/// (exit 3, SPEC section 5's empty-source rail) from a mistyped path (exit 2). A directory
+/// that cannot be listed counts as holding entries: nothing proves it is empty.
+pub fn holds_entries(dir: &Path) -> bool {
+    match std::fs::read_dir(dir) {
+        Ok(mut listing) => listing.any(|e| e.map_or(true, |e| !crate::fsio::is_temp_name(&e.file_name()))),
+        Err(e) => !matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory),
+    }
+}
+
 /// Refuses two roots that are the same directory or where one lies inside the other.
 pub fn check_disjoint(a: &Path, b: &Path) -> Result<()> {
     if a == b {
@@ -115,5 +126,17 @@ mod tests {
         assert!(matches!(existing_dir(&f), Err(Error::NotADirectory { .. })));
         assert!(matches!(future_dir(&f), Err(Error::NotADirectory { .. })));
         assert!(future_dir(&f.join("below")).is_err());
+    }
+
+    #[test]
+    fn only_user_entries_count_as_something_to_protect() {
+        let d = tempfile::tempdir().unwrap();
+        assert!(!holds_entries(&d.path().join("nope")));
+        assert!(!holds_entries(d.path()));
+        std::fs::write(d.path().join(".synccore-tmp-left"), "x").unwrap();
+        assert!(!holds_entries(d.path()), "our leftovers are not the user's files");
+        assert!(!holds_entries(&d.path().join(".synccore-tmp-left")), "a file is not a directory");
+        std::fs::create_dir(d.path().join("empty-dir")).unwrap();
+        assert!(holds_entries(d.path()));
     }
 }

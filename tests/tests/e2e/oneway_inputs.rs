@@ -125,6 +125,78 @@ fn empty_source_with_a_full_backup_aborts_with_3() {
 }
 
 #[test]
+fn a_missing_source_exits_3_when_the_backup_holds_files_and_2_when_nothing_is_protected() {
+    // Hardening issue, part B (SPEC section 5): a SOURCE that is missing at start-up while
+    // BACKUP holds files is the empty-source rail (an unmounted disk): exit 3, like a SOURCE
+    // that vanishes between passes, and even in periodic mode or with --force (a missing
+    // SOURCE is never "really emptied"). With nothing to protect it is a mistyped path: exit 2.
+    let sb = tempfile::tempdir().unwrap();
+    let p = sb.path();
+    file(p, b"dst/precious", b"only copy", 0o644, T);
+    fs::create_dir(p.join("empty-dst")).unwrap();
+    file(p, b"temp-only/.synccore-tmp-leftover", b"x", 0o644, T);
+    file(p, b"a-file", b"x", 0o644, T);
+    let before = snapshot(p);
+    let oneway = |args: &[&str]| {
+        let mut c = cmd("oneway", p);
+        c.args(args).stderr(std::process::Stdio::piped());
+        exit_within(c.spawn().unwrap(), 20)
+    };
+    for extra in [&["--once"][..], &["--once", "--dry-run"], &["--once", "--force"], &["--interval", "1"]] {
+        let out = oneway(&[&["missing", "dst"][..], extra].concat());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{extra:?}: {stderr}");
+        assert!(
+            stderr.contains("missing\" is empty or missing while") && stderr.contains("dst\""),
+            "{stderr}"
+        );
+        assert_eq!(stderr.lines().count(), 1, "one clear line: {stderr}");
+    }
+    for (backup, needle) in [
+        ("dst", "not a directory"), // SOURCE is a file: a usage error whatever BACKUP holds
+        ("new-dst", "does not exist"),
+        ("empty-dst", "does not exist"),
+        ("temp-only", "does not exist"), // our leftovers are not the user's files
+    ] {
+        let source = if backup == "dst" { "a-file" } else { "missing" };
+        let out = oneway(&[source, backup, "--once"]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{source} {backup}: {stderr}");
+        assert!(stderr.contains(needle), "{source} {backup}: {stderr}");
+    }
+    assert_eq!(snapshot(p), before, "nothing may change on disk");
+}
+
+#[test]
+fn a_source_that_vanishes_between_passes_aborts_that_pass_and_the_loop_goes_on() {
+    // SPEC section 5 and hardening issue, part B, periodic mode: the pass is aborted with the
+    // rail's message (what exit 3 means), BACKUP is untouched, and the next passes resume once
+    // SOURCE is back.
+    let sb = tempfile::tempdir().unwrap();
+    let p = sb.path();
+    file(p, b"src/a", b"1", 0o644, T);
+    let mut child = cmd("oneway", p).args(["src", "dst", "--interval", "1"]).spawn_guarded();
+    assert!(wait_for(Duration::from_secs(20), || p.join("dst/a").exists()));
+    let backup = stamps(&p.join("dst"));
+    fs::rename(p.join("src"), p.join("src.unmounted")).unwrap();
+    let log = || fs::read_to_string(p.join("oneway.log")).unwrap_or_default();
+    assert!(
+        wait_for(Duration::from_secs(20), || log().contains("pass aborted: ")
+            && log().contains("is empty or missing")),
+        "{}",
+        log()
+    );
+    assert_eq!(child.try_wait().unwrap(), None, "the loop goes on");
+    assert_eq!(stamps(&p.join("dst")), backup, "BACKUP untouched while SOURCE is gone");
+    fs::rename(p.join("src.unmounted"), p.join("src")).unwrap();
+    file(p, b"src/b", b"2", 0o644, T);
+    assert!(wait_for(Duration::from_secs(20), || p.join("dst/b").exists()), "{}", log());
+    e2e::signal(child.id(), Signal::TERM);
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    assert_eq!(fs::read(p.join("dst/a")).unwrap(), b"1");
+}
+
+#[test]
 fn deleting_more_than_max_delete_aborts_unless_forced() {
     let sb = tempfile::tempdir().unwrap();
     let p = sb.path();

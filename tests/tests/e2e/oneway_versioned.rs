@@ -302,7 +302,59 @@ fn a_vanished_or_emptied_source_never_rotates() {
     assert_eq!(fs::read(v.join("_0/docs/a.txt")).unwrap(), b"alpha\n");
 }
 
-/// Kills (SIGKILL) and reaps a child when dropped, so that a failing test leaves no process.
+#[test]
+fn a_source_that_is_a_file_is_bad_input_even_when_versions_exist() {
+    // Hardening issue, part B: only a missing or empty SOURCE is the rail (exit 3); a path
+    // that is a file is a usage error (exit 2), and nothing is touched.
+    let sb = tempfile::tempdir().unwrap();
+    let p = sb.path();
+    rich_tree(&p.join("src"));
+    ok(&versioned(p, &[]));
+    let v = versions_dir(p);
+    let before = version_stamps(&v);
+    fs::rename(p.join("src"), p.join("src.moved")).unwrap();
+    fs::write(p.join("src"), "a file now").unwrap();
+    let out = versioned(p, &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("not a directory"), "{stderr}");
+    assert_eq!(version_stamps(&v), before);
+}
+
+#[test]
+fn in_periodic_mode_a_missing_source_skips_passes_and_the_loop_goes_on() {
+    // Hardening issue, part B, periodic mode (user guide "Safety"): a SOURCE missing at
+    // start-up while its versions exist, or vanishing between passes, makes each pass refuse
+    // to rotate (a logged warning: what exit 3 means with --once); the versions are untouched
+    // and the loop goes on, rotating again once SOURCE is back.
+    let sb = tempfile::tempdir().unwrap();
+    let p = sb.path();
+    let src = p.join("src");
+    rich_tree(&src);
+    ok(&versioned(p, &[]));
+    let v = versions_dir(p);
+    let before = version_stamps(&v);
+    fs::rename(&src, p.join("src.unmounted")).unwrap();
+    let mut child = cmd("oneway", p).args(["src", "root", "--versioned", "--interval", "1"]).spawn_guarded();
+    let log = || fs::read_to_string(p.join("oneway.log")).unwrap_or_default();
+    let refusals = || log().matches("not rotating: ").count();
+    assert!(wait_for(Duration::from_secs(20), || refusals() >= 2), "{}", log());
+    assert!(log().contains("is empty or missing"), "{}", log());
+    assert_eq!(child.try_wait().unwrap(), None, "the loop goes on");
+    assert_eq!(version_stamps(&v), before, "versions untouched");
+    // Back, with a change: the next pass rotates.
+    fs::rename(p.join("src.unmounted"), &src).unwrap();
+    file(&src, b"docs/a.txt", b"after the disk came back\n", 0o644, (T.0 + 9, 0));
+    assert!(wait_for(Duration::from_secs(20), || v.join("_0").is_dir()), "{}", log());
+    // Vanishing between passes: refused again, the loop still going.
+    let seen = refusals();
+    fs::rename(&src, p.join("src.unmounted")).unwrap();
+    assert!(wait_for(Duration::from_secs(20), || refusals() > seen), "{}", log());
+    assert_eq!(child.try_wait().unwrap(), None, "the loop goes on");
+    assert_eq!(fs::read(v.join("_1/docs/a.txt")).unwrap(), b"after the disk came back\n");
+    e2e::signal(child.id(), rustix::process::Signal::TERM);
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+}
 
 #[test]
 fn a_second_versioned_process_on_the_same_source_is_refused() {

@@ -122,6 +122,68 @@ fn an_emptied_side_aborts_with_3_and_changes_nothing() {
 }
 
 #[test]
+fn a_side_that_is_a_file_is_bad_input_even_after_a_sync() {
+    // Hardening issue, part B: only a missing or empty directory of a synced pair is the
+    // rail (exit 3); a path that is a file is a usage error (exit 2), and nothing changes.
+    let p = Pair::new();
+    file(&p.a, b"x", b"1", 0o644, T);
+    p.sync();
+    fs::rename(&p.b, p.root().join("b.moved")).unwrap();
+    fs::write(&p.b, "a file now").unwrap();
+    let before = snapshot(p.root());
+    let mut c = cmd("twoway", p.root());
+    c.args(["a", "b", "--home", "home", "--once", "--no-recovery"]);
+    let out = run(c);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("not a directory"), "{stderr}");
+    assert_eq!(snapshot(p.root()), before);
+}
+
+#[test]
+fn a_side_that_vanishes_between_passes_aborts_that_pass_and_the_loop_goes_on() {
+    // SPEC section 5 and hardening issue, part B, periodic mode: the pass is aborted with the
+    // rail's message (what exit 3 means), A is untouched, and syncing resumes once B is back.
+    let p = Pair::new();
+    file(&p.a, b"x", b"1", 0o644, T);
+    let mut child = cmd("twoway", p.root())
+        .args(["a", "b", "--home", "home", "--interval", "1", "--no-recovery", "--log", "periodic.log"])
+        .spawn_guarded();
+    assert!(wait_for(Duration::from_secs(20), || p.b.join("x").exists()));
+    let a_before = stamps(&p.a);
+    fs::rename(&p.b, p.root().join("b.unmounted")).unwrap();
+    let log = || fs::read_to_string(p.root().join("periodic.log")).unwrap_or_default();
+    assert!(
+        wait_for(Duration::from_secs(20), || log().contains("pass aborted: ")
+            && log().contains("is empty or missing")),
+        "{}",
+        log()
+    );
+    assert_eq!(child.try_wait().unwrap(), None, "the loop goes on");
+    assert_eq!(stamps(&p.a), a_before, "A untouched while B is gone");
+    fs::rename(p.root().join("b.unmounted"), &p.b).unwrap();
+    file(&p.b, b"y", b"2", 0o644, T);
+    assert!(wait_for(Duration::from_secs(20), || p.a.join("y").exists()), "{}", log());
+    e2e::signal(child.id(), rustix::process::Signal::TERM);
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    assert!(p.a.join("x").exists() && p.b.join("x").exists());
+    // Already missing at start-up (the pair has a base): refused at once with exit 3, in
+    // periodic mode too, and nothing changes.
+    fs::rename(&p.b, p.root().join("b.unmounted")).unwrap();
+    let before = snapshot(p.root());
+    let child = cmd("twoway", p.root())
+        .args(["a", "b", "--home", "home", "--interval", "1", "--no-recovery", "--log", "periodic.log"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = crate::oneway_inputs::exit_within(child, 20);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("is empty or missing") && stderr.lines().count() == 1, "{stderr}");
+    assert_eq!(snapshot(p.root()), before);
+}
+
+#[test]
 fn deleting_more_than_max_delete_aborts_unless_forced() {
     let p = Pair::new();
     for i in 0..20 {
