@@ -15,25 +15,38 @@ pub struct Pair {
     pub sb: TempDir,
     pub a: PathBuf,
     pub b: PathBuf,
+    /// Whether passes run the recovery system (its versioning children).
+    recovery: bool,
 }
 
 impl Pair {
+    /// A pair whose passes run with `--no-recovery`: a test of the merge gains nothing from two
+    /// versioning children per pass, and they cost most of its time (hardening issue, part C).
     pub fn new() -> Self {
         let sb = tempfile::tempdir().unwrap();
         let (a, b) = (sb.path().join("a"), sb.path().join("b"));
         fs::create_dir(&a).unwrap();
         fs::create_dir(&b).unwrap();
-        Pair { sb, a, b }
+        Pair { sb, a, b, recovery: false }
+    }
+
+    /// A pair whose passes run the recovery system, for the tests of recovery.
+    pub fn with_recovery() -> Self {
+        Pair { recovery: true, ..Pair::new() }
     }
 
     pub fn root(&self) -> &Path {
         self.sb.path()
     }
 
-    /// Runs `twoway a b --home home --once` plus `extra`: (exit code, stdout, log).
+    /// Runs `twoway a b --home home --once` plus `extra` (plus `--no-recovery` unless the pair
+    /// was made [`Pair::with_recovery`]): (exit code, stdout, log).
     pub fn pass(&self, extra: &[&str]) -> (i32, String, String) {
         let mut c = cmd("twoway", self.root());
         c.args(["a", "b", "--home", "home", "--once", "--log", "twoway.log"]).args(extra);
+        if !self.recovery && !extra.contains(&"--no-recovery") {
+            c.arg("--no-recovery");
+        }
         let out = run(c);
         let log = fs::read_to_string(self.root().join("twoway.log")).unwrap_or_default();
         fs::remove_file(self.root().join("twoway.log")).ok();

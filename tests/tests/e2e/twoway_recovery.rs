@@ -44,7 +44,7 @@ fn restore(p: &Pair, dir: &str, version: &str) -> std::process::Output {
 
 #[test]
 fn children_version_both_directories_and_stop_with_twoway() {
-    let p = Pair::new();
+    let p = Pair::with_recovery();
     let home = p.root().join("home");
     file(&p.a, b"doc", b"v1", 0o644, T);
     file(&p.b, b"other", b"o", 0o644, T);
@@ -111,7 +111,7 @@ fn a_killed_child_is_restarted_and_kill_9_of_twoway_leaves_no_orphan() {
 
 #[test]
 fn delete_then_restore_is_lossless_and_undo_brings_back_the_state_before() {
-    let p = Pair::new();
+    let p = Pair::with_recovery();
     let home = p.root().join("home");
     fast_config(&home);
     file(&p.a, b"report.txt", b"first draft", 0o644, T);
@@ -160,7 +160,7 @@ fn delete_then_restore_is_lossless_and_undo_brings_back_the_state_before() {
 
 #[test]
 fn restore_refuses_unknown_directories_missing_slots_and_a_running_sync() {
-    let p = Pair::new();
+    let p = Pair::with_recovery();
     let home = p.root().join("home");
     fast_config(&home);
     file(&p.a, b"x", b"1", 0o644, T);
@@ -188,7 +188,7 @@ fn restore_refuses_unknown_directories_missing_slots_and_a_running_sync() {
 
 #[test]
 fn bad_configs_start_nothing_and_exit_2() {
-    let p = Pair::new();
+    let p = Pair::with_recovery();
     let home = p.root().join("home");
     fs::create_dir_all(&home).unwrap();
     let not_exec = p.root().join("not-exec");

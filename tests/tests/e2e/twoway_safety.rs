@@ -62,7 +62,7 @@ fn an_interval_that_overflows_a_deadline_is_refused_before_the_first_pass() {
 fn a_config_interval_out_of_range_is_refused_and_starts_nothing() {
     // Hardening issue, part A, for config.json's "interval" (SPEC section 4 "Recovery": a bad
     // config is a clear error, nothing started): the children would have taken the value.
-    let p = Pair::new();
+    let p = Pair::with_recovery();
     file(&p.a, b"x", b"1", 0o644, T);
     let home = p.root().join("home");
     fs::create_dir_all(&home).unwrap();
@@ -206,7 +206,7 @@ fn a_second_twoway_on_the_same_pair_is_refused_until_the_first_is_killed() {
     let p = Pair::new();
     file(&p.a, b"x", b"1", 0o644, T);
     let mut first = cmd("twoway", p.root())
-        .args(["a", "b", "--home", "home", "--interval", "60", "--log", "first.log"])
+        .args(["a", "b", "--home", "home", "--interval", "60", "--no-recovery", "--log", "first.log"])
         .spawn_guarded();
     assert!(wait_for(Duration::from_secs(20), || p.b.join("x").exists()));
     let (code, _, log) = p.pass(&[]);
@@ -253,7 +253,7 @@ fn kill_9_mid_pass_then_a_pass_converges_without_conflicts() {
     let mut interrupted = 0;
     for delay_ms in [30u64, 150, 400] {
         let mut child = cmd("twoway", p.root())
-            .args(["a", "b", "--home", "home", "--once", "--log", "crash.log"])
+            .args(["a", "b", "--home", "home", "--once", "--no-recovery", "--log", "crash.log"])
             .spawn_guarded();
         std::thread::sleep(Duration::from_millis(delay_ms));
         let finished = child.try_wait().unwrap().is_some();
@@ -288,7 +288,7 @@ fn sigterm_in_periodic_mode_stops_cleanly_with_a_summary() {
     let p = Pair::new();
     file(&p.a, b"x", b"1", 0o644, T);
     let mut child = cmd("twoway", p.root())
-        .args(["a", "b", "--home", "home", "--interval", "1", "--log", "periodic.log"])
+        .args(["a", "b", "--home", "home", "--interval", "1", "--no-recovery", "--log", "periodic.log"])
         .spawn_guarded();
     assert!(wait_for(Duration::from_secs(20), || p.b.join("x").exists()));
     file(&p.b, b"y", b"2", 0o644, T);
