@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fs::{self, File, FileTimes, Permissions};
+use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -44,6 +45,62 @@ pub fn cmd(name: &str, cwd: &Path) -> Command {
 /// Runs a command to completion, capturing output.
 pub fn run(mut c: Command) -> Output {
     c.output().expect("cannot run binary")
+}
+
+/// The `strace` program, with which crash tests kill a binary at an exact system call. `None`
+/// (the reason printed: the test then skips) when a developer runs the tests without it; in
+/// CI (`CI` set and not empty, as `.ci/run` exports it) its absence fails the test instead,
+/// because a crash test that silently skips proves nothing.
+pub fn strace() -> Option<PathBuf> {
+    let found = std::env::var_os("PATH")
+        .and_then(|paths| std::env::split_paths(&paths).map(|d| d.join("strace")).find(|p| p.is_file()));
+    if found.is_none() {
+        let ci = std::env::var_os("CI").is_some_and(|v| !v.is_empty());
+        assert!(!ci, "strace is missing: CI must install it (.ci/run does); the crash tests need it");
+        // Straight to the file descriptor: the test harness captures `eprintln!` of passing
+        // tests, and a skip nobody sees looks like a pass.
+        let _ = writeln!(
+            std::io::stderr(),
+            "skipped: strace is not installed (apt-get install strace); this crash test kills the \
+             program at an exact system call with it"
+        );
+    }
+    found
+}
+
+/// Runs `c` (a [`cmd`]) under `strace`, which kills it with SIGKILL on entering its `n`-th
+/// call of `syscall`, and returns the output; [`killed`] tells whether the kill landed or the
+/// program finished first. strace counts calls per thread, and our programs commit (rename)
+/// on their main thread only, so the N-th call is the same commit point on every machine,
+/// however fast (hardening issue, part C: a kill after a fixed sleep missed the pass on fast
+/// machines). `-e trace=<syscall> -o /dev/null` rather than `-e trace=none`: strace 6.1 does not
+/// inject into calls it does not trace.
+pub fn run_killed_at(strace: &Path, c: &Command, syscall: &str, n: u32) -> Output {
+    let mut s = Command::new(strace);
+    s.args(["-f", "-o", "/dev/null", "-e"])
+        .arg(format!("trace={syscall}"))
+        .arg("-e")
+        .arg(format!("inject={syscall}:signal=SIGKILL:when={n}"))
+        .arg("--")
+        .arg(c.get_program())
+        .args(c.get_args());
+    if let Some(dir) = c.get_current_dir() {
+        s.current_dir(dir);
+    }
+    for (key, value) in c.get_envs() {
+        match value {
+            Some(value) => s.env(key, value),
+            None => s.env_remove(key),
+        };
+    }
+    run(s)
+}
+
+/// True when a run of [`run_killed_at`] was killed at its system call (strace dies of the
+/// same signal as its tracee); false when the program finished before reaching it.
+pub fn killed(out: &Output) -> bool {
+    use std::os::unix::process::ExitStatusExt;
+    out.status.signal() == Some(9)
 }
 
 /// Joins raw path bytes onto a root.

@@ -10,8 +10,8 @@ use std::process::Output;
 use std::time::Duration;
 
 use e2e::{
-    Rng, Snapshot, SpawnGuarded, assert_same_tree, at, cmd, dir, file, link, run, set_mtime, snapshot,
-    stamps, temporaries, wait_for,
+    Rng, SpawnGuarded, assert_same_tree, at, cmd, dir, file, link, run, set_mtime, snapshot, stamps,
+    temporaries, wait_for,
 };
 
 const T: (i64, u32) = (1_700_000_000, 123_456_789);
@@ -157,78 +157,102 @@ fn the_same_tree_created_in_another_order_never_rotates() {
     assert_eq!(version_stamps(&v), before);
 }
 
-/// A large-ish tree: a few thousand small files and two larger ones, a few MB.
-fn large_tree(src: &Path, seed: u64, changed_every: u32) {
+/// A tree of 200 small files and two larger ones; with `changed_every` > 1, only every
+/// `changed_every`-th small file (and the larger ones) gets new content.
+fn rotating_tree(src: &Path, seed: u64, changed_every: u32) {
     let mut rng = Rng::new(seed);
-    for i in 0..3000u32 {
-        if i % changed_every != 0 && src.join(format!("d{:02}/f{i:04}", i % 40)).exists() {
+    for i in 0..200u32 {
+        if i % changed_every != 0 && src.join(format!("d{:02}/f{i:04}", i % 20)).exists() {
             continue;
         }
         let len = (rng.below(2048) + 1) as usize;
         file(
             src,
-            format!("d{:02}/f{i:04}", i % 40).as_bytes(),
+            format!("d{:02}/f{i:04}", i % 20).as_bytes(),
             &rng.bytes(len),
             0o644,
             (T.0 + seed as i64, i),
         );
     }
     for i in 0..2u32 {
-        file(src, format!("big{i}").as_bytes(), &rng.bytes(1 << 20), 0o644, (T.0 + seed as i64, i));
+        file(src, format!("big{i}").as_bytes(), &rng.bytes(256 << 10), 0o644, (T.0 + seed as i64, i));
     }
-}
-
-fn count_entries(path: &Path) -> usize {
-    fs::read_dir(path).map_or(0, |rd| rd.filter_map(Result::ok).map(|d| 1 + count_entries(&d.path())).sum())
 }
 
 #[test]
-fn kill_9_during_a_rotation_leaves_old_or_new_and_the_next_pass_repairs() {
+fn kill_9_at_each_step_of_a_rotation_leaves_old_or_new_and_the_next_pass_repairs() {
+    // SPEC section 3 "Versioned": rotation is crash-safe, an interrupted one is repaired by the
+    // next pass. Each kill lands at a chosen step, the same on every machine (strace sends
+    // SIGKILL on entering the N-th call; a kill after a fixed wait could miss the rotation,
+    // hardening issue part C): building the new version (renameat2 commits a copied file, linkat
+    // a hard link to `_1`), then each rename of the swap (pending manifest, `_0` dropped, `_1`
+    // to `_0`, the new tree to `_1`, the manifest).
+    let Some(strace) = e2e::strace() else { return };
     let sb = tempfile::tempdir().unwrap();
     let p = sb.path();
     let src = p.join("src");
-    large_tree(&src, 1, 1);
-    ok(&versioned(p, &[]));
-    let v = versions_dir(p);
-    let state1: Snapshot = snapshot(&src);
-    large_tree(&src, 2, 2); // half the files change
-    let state2: Snapshot = snapshot(&src);
-    assert_ne!(state1, state2);
-
-    let mut interrupted = 0;
-    for threshold in [1usize, 800, 2500] {
-        let mut child = cmd("oneway", p).args(["src", "root", "--versioned", "--once"]).spawn_guarded();
-        let next = v.join(".synccore-tmp-next");
-        wait_for(Duration::from_secs(30), || {
-            count_entries(&next) >= threshold || child.0.try_wait().ok().flatten().is_some()
-        });
-        let finished = child.0.try_wait().unwrap().is_some();
-        drop(child); // SIGKILL
-        if finished {
-            break;
+    let steps = [
+        ("renameat2", 1),
+        ("renameat2", 30),
+        ("linkat", 1),
+        ("linkat", 100),
+        ("rename", 1),
+        ("rename", 2),
+        ("rename", 3),
+        ("rename", 4),
+        ("rename", 5),
+        ("rename", 6),
+    ];
+    for (syscall, n) in steps {
+        let context = format!("killed at {syscall} #{n}");
+        // `_1` = state 2 and `_0` = state 1, then SOURCE becomes state 3.
+        for dir in [&src, &p.join("root")] {
+            if dir.exists() {
+                fs::remove_dir_all(dir).unwrap();
+            }
         }
-        interrupted += 1;
+        rotating_tree(&src, 1, 1);
+        let state1 = snapshot(&src);
+        ok(&versioned(p, &[]));
+        rotating_tree(&src, 2, 2);
+        let state2 = snapshot(&src);
+        ok(&versioned(p, &[]));
+        rotating_tree(&src, 3, 3);
+        let state3 = snapshot(&src);
+        assert!(state1 != state2 && state2 != state3);
+        let v = versions_dir(p);
+        let mut c = cmd("oneway", p);
+        c.args(["src", "root", "--versioned", "--once"]);
+        let out = e2e::run_killed_at(&strace, &c, syscall, n);
+        // ("rename", 6) proves that renames 1 to 5 are every step of the swap: it is never reached.
+        let expect_kill = (syscall, n) != ("rename", 6);
+        assert_eq!(
+            e2e::killed(&out),
+            expect_kill,
+            "{context}: killed {} (expected {expect_kill}; did the steps of a rotation change?): {}",
+            e2e::killed(&out),
+            String::from_utf8_lossy(&out.stderr)
+        );
         // Right after the kill, each slot that exists is one complete state.
         if v.join("_1").exists() {
             let latest = snapshot(&v.join("_1"));
-            assert!(latest == state1 || latest == state2, "_1 is neither state after a kill");
+            assert!(latest == state2 || latest == state3, "{context}: _1 is neither state");
         }
         if v.join("_0").exists() {
-            assert_eq!(snapshot(&v.join("_0")), state1, "_0 after a kill");
+            let previous = snapshot(&v.join("_0"));
+            assert!(previous == state1 || previous == state2, "{context}: _0 is neither state");
         }
+        // The next pass repairs and converges: latest and previous, no leftovers.
+        let log = ok(&versioned(p, &[]));
+        assert!(temporaries(&v).is_empty(), "{context}: leftovers {:?}", temporaries(&v));
+        assert_eq!(snapshot(&v.join("_1")), state3, "{context}: {log}");
+        assert_eq!(snapshot(&v.join("_0")), state2, "{context}: {log}");
+        // And the manifest agrees with the slots: the next pass sees nothing to do.
+        let before = version_stamps(&v);
+        let log = ok(&versioned(p, &[]));
+        assert!(!log.contains("rotate \""), "{context}: {log}");
+        assert_eq!(version_stamps(&v), before, "{context}");
     }
-    eprintln!("{interrupted} kills landed mid-rotation");
-    assert!(interrupted > 0, "no kill landed mid-rotation; the test proved nothing");
-
-    let log = ok(&versioned(p, &[]));
-    assert!(temporaries(&v).is_empty(), "leftovers: {:?}", temporaries(&v));
-    assert_eq!(snapshot(&v.join("_1")), state2, "{log}");
-    assert_eq!(snapshot(&v.join("_0")), state1);
-    // And the manifest agrees with the slots: the next pass sees nothing to do.
-    let before = version_stamps(&v);
-    let log = ok(&versioned(p, &[]));
-    assert!(!log.contains("rotate \""), "{log}");
-    assert_eq!(version_stamps(&v), before);
 }
 
 #[test]
