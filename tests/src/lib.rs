@@ -43,6 +43,7 @@ pub fn cmd(name: &str, cwd: &Path) -> Command {
 }
 
 /// Runs a command to completion, capturing output.
+#[must_use = "check the exit status: a setup step that failed unnoticed makes a test fail for the wrong reason"]
 pub fn run(mut c: Command) -> Output {
     c.output().expect("cannot run binary")
 }
@@ -75,6 +76,7 @@ pub fn strace() -> Option<PathBuf> {
 /// however fast (hardening issue, part C: a kill after a fixed sleep missed the pass on fast
 /// machines). `-e trace=<syscall> -o /dev/null` rather than `-e trace=none`: strace 6.1 does not
 /// inject into calls it does not trace.
+#[must_use = "check `killed`: a kill that did not land proves nothing"]
 pub fn run_killed_at(strace: &Path, c: &Command, syscall: &str, n: u32) -> Output {
     let mut s = Command::new(strace);
     s.args(["-f", "-o", "/dev/null", "-e"])

@@ -9,6 +9,7 @@ use tempfile::TempDir;
 const T: (i64, u32) = (1_700_000_000, 123_456_789);
 
 /// Runs `oneway SRC DST --once` plus `extra` in the sandbox; returns (exit code, stdout, log).
+#[must_use = "check the exit status: a setup step that failed unnoticed makes a test fail for the wrong reason"]
 fn once(sb: &Path, extra: &[&str]) -> (i32, String, String) {
     let mut c = cmd("oneway", sb);
     c.args(["src", "dst", "--once", "--log", "oneway.log"]).args(extra);
@@ -16,6 +17,14 @@ fn once(sb: &Path, extra: &[&str]) -> (i32, String, String) {
     let log = fs::read_to_string(sb.join("oneway.log")).unwrap_or_default();
     fs::remove_file(sb.join("oneway.log")).ok();
     (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), log)
+}
+
+/// A pass that must succeed (exit 0); returns its log. For setup passes too: a setup pass
+/// that failed unnoticed would make the test fail later, for the wrong reason.
+fn mirrored(sb: &Path, extra: &[&str]) -> String {
+    let (code, _, log) = once(sb, extra);
+    assert_eq!(code, 0, "{log}");
+    log
 }
 
 fn sandbox() -> (TempDir, std::path::PathBuf) {
@@ -85,7 +94,7 @@ fn setuid_bits_are_never_copied() {
 fn touch_only_change_fixes_mtime_without_copy() {
     let (sb, src) = sandbox();
     file(&src, b"f", b"content", 0o644, T);
-    once(sb.path(), &[]);
+    mirrored(sb.path(), &[]);
     let dst = sb.path().join("dst");
     let ino = stamps(&dst)[&b"f".to_vec()].0;
     set_mtime(&src.join("f"), (1_800_000_000, 5));
@@ -101,9 +110,9 @@ fn touch_only_change_fixes_mtime_without_copy() {
 fn same_size_same_mtime_edit_is_caught_only_with_checksum() {
     let (sb, src) = sandbox();
     file(&src, b"f", b"aaaa", 0o644, T);
-    once(sb.path(), &[]);
+    mirrored(sb.path(), &[]);
     file(&src, b"f", b"bbbb", 0o644, T);
-    let (_, _, log) = once(sb.path(), &[]);
+    let log = mirrored(sb.path(), &[]);
     assert!(log.contains("Total number of operations: 0"), "quick check trusts size+mtime: {log}");
     assert_eq!(fs::read(sb.path().join("dst/f")).unwrap(), b"aaaa");
     let (code, _, log) = once(sb.path(), &["--checksum"]);
@@ -116,9 +125,9 @@ fn same_size_same_mtime_edit_is_caught_only_with_checksum() {
 fn content_change_with_same_size_and_new_mtime_is_copied() {
     let (sb, src) = sandbox();
     file(&src, b"f", b"aaaa", 0o644, T);
-    once(sb.path(), &[]);
+    mirrored(sb.path(), &[]);
     file(&src, b"f", b"bbbb", 0o644, (T.0 + 1, 0));
-    let (_, _, log) = once(sb.path(), &[]);
+    let log = mirrored(sb.path(), &[]);
     assert!(log.contains(r#"update "f""#), "{log}");
     assert_same_tree(&src, &sb.path().join("dst"));
 }
@@ -169,7 +178,7 @@ fn dry_run_prints_the_plan_and_changes_nothing() {
     let (sb, src) = sandbox();
     file(&src, b"a", b"1", 0o644, T);
     file(&src, b"b", b"2", 0o644, T);
-    once(sb.path(), &[]);
+    mirrored(sb.path(), &[]);
     file(&src, b"c", b"3", 0o644, T);
     fs::remove_file(src.join("a")).unwrap();
     let dst = sb.path().join("dst");
@@ -180,7 +189,7 @@ fn dry_run_prints_the_plan_and_changes_nothing() {
     let lines: Vec<&str> = stdout.lines().filter(|l| !l.starts_with("meta")).collect();
     assert_eq!(lines, vec![r#"delete "a""#, r#"copy "c" (1 B)"#]);
     // The real pass carries out exactly that plan.
-    let (_, _, log) = once(sb.path(), &[]);
+    let log = mirrored(sb.path(), &[]);
     assert!(log.contains(r#"delete "a""#) && log.contains(r#"copy "c" (1 B)"#), "{log}");
     assert_same_tree(&src, &dst);
 }
@@ -233,8 +242,8 @@ fn source_is_never_written() {
     let (sb, src) = sandbox();
     rich_tree(&src);
     let before = (snapshot(&src), stamps(&src));
-    once(sb.path(), &[]);
+    mirrored(sb.path(), &[]);
     file(&sb.path().join("dst"), b"extra", b"x", 0o644, T);
-    once(sb.path(), &["--checksum"]);
+    mirrored(sb.path(), &["--checksum"]);
     assert_eq!((snapshot(&src), stamps(&src)), before);
 }

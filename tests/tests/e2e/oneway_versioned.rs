@@ -17,6 +17,7 @@ use e2e::{
 const T: (i64, u32) = (1_700_000_000, 123_456_789);
 
 /// Runs `oneway src root --versioned --once` plus `extra` in the sandbox.
+#[must_use = "check the exit status: a setup step that failed unnoticed makes a test fail for the wrong reason"]
 fn versioned(sb: &Path, extra: &[&str]) -> Output {
     let mut c = cmd("oneway", sb);
     c.args(["src", "root", "--versioned", "--once"]).args(extra);

@@ -41,6 +41,7 @@ impl Pair {
 
     /// Runs `twoway a b --home home --once` plus `extra` (plus `--no-recovery` unless the pair
     /// was made [`Pair::with_recovery`]): (exit code, stdout, log).
+    #[must_use = "check the exit status: a setup step that failed unnoticed makes a test fail for the wrong reason"]
     pub fn pass(&self, extra: &[&str]) -> (i32, String, String) {
         let mut c = cmd("twoway", self.root());
         c.args(["a", "b", "--home", "home", "--once", "--log", "twoway.log"]).args(extra);

@@ -36,6 +36,7 @@ fn versions_of(home: &Path, base: &str) -> Option<PathBuf> {
         .find(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(&format!("{base}-"))))
 }
 
+#[must_use = "check the exit status: a setup step that failed unnoticed makes a test fail for the wrong reason"]
 fn restore(p: &Pair, dir: &str, version: &str) -> std::process::Output {
     let mut c = cmd("twoway", p.root());
     c.args([dir, "--restore", "--version", version, "--home", "home", "--log", "restore.log"]);
