@@ -288,6 +288,18 @@ pub fn wait_for(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     cond()
 }
 
+/// Waits up to `secs` for a spawned program to exit by itself and returns its output; kills
+/// it and fails the test otherwise (a test never hangs on a program that should have stopped).
+pub fn exit_within(mut child: std::process::Child, secs: u64) -> Output {
+    let ended = wait_for(Duration::from_secs(secs), || matches!(child.try_wait(), Ok(Some(_))));
+    if !ended {
+        child.kill().ok();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(ended, "still running after {secs} s: {}", String::from_utf8_lossy(&out.stderr));
+    out
+}
+
 /// Sends a signal to a process.
 pub fn signal(pid: u32, sig: rustix::process::Signal) {
     let pid = rustix::process::Pid::from_raw(pid as i32).unwrap();

@@ -4,7 +4,7 @@ use std::fs;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use e2e::{SpawnGuarded, cmd, file, run, snapshot, stamps, wait_for};
+use e2e::{SpawnGuarded, cmd, exit_within, file, run, snapshot, stamps, wait_for};
 use rustix::process::Signal;
 
 const T: (i64, u32) = (1_700_000_000, 0);
@@ -63,17 +63,6 @@ fn bad_inputs_exit_2_with_one_line_and_change_nothing() {
     expect_refused(p, &["src", "dst", "--log=dst/x.log"], 2, "may not lie inside BACKUP");
     expect_refused(p, &["src"], 2, "BACKUP");
     assert_eq!(listing(p), vec!["a-file", "other", "src", "src-alias"]);
-}
-
-/// Waits up to `secs` for a spawned program to exit by itself; kills it (and fails) otherwise.
-pub fn exit_within(mut child: std::process::Child, secs: u64) -> std::process::Output {
-    let ended = wait_for(Duration::from_secs(secs), || matches!(child.try_wait(), Ok(Some(_))));
-    if !ended {
-        child.kill().ok();
-    }
-    let out = child.wait_with_output().unwrap();
-    assert!(ended, "still running after {secs} s: {}", String::from_utf8_lossy(&out.stderr));
-    out
 }
 
 #[test]

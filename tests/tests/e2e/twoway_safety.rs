@@ -49,7 +49,7 @@ fn an_interval_that_overflows_a_deadline_is_refused_before_the_first_pass() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let out = crate::oneway_inputs::exit_within(child, 20);
+    let out = e2e::exit_within(child, 20);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("--interval") && stderr.contains("1..=31536000"), "{stderr}");
@@ -174,7 +174,7 @@ fn a_side_that_vanishes_between_passes_aborts_that_pass_and_the_loop_goes_on() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let out = crate::oneway_inputs::exit_within(child, 20);
+    let out = e2e::exit_within(child, 20);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{stderr}");
     assert!(stderr.contains("is empty or missing") && stderr.lines().count() == 1, "{stderr}");
