@@ -111,11 +111,9 @@ pub fn restore(home: &Path, dir: &Path, version: Version, shutdown: &AtomicBool)
 /// Refuses while a sync of the pair or the versioning of DIR runs (naming its pid), and holds
 /// the versions lock for the restore so that no versioning child starts meanwhile.
 fn take_locks(home: &Path, dir: &Path, partner: &Path, versions: &Path) -> Result<LockGuard> {
-    for pair in [Pair::new(home, dir.into(), partner.into()), Pair::new(home, partner.into(), dir.into())] {
-        let path = pair.lock_path();
-        if let Some(pid) = lock::holder(&path) {
-            return Err(Error::Locked { path, pid });
-        }
+    let path = Pair::locate(home, dir.into(), partner.into()).lock_path();
+    if let Some(pid) = lock::holder(&path) {
+        return Err(Error::Locked { path, pid });
     }
     lock::acquire(&versions.join("lock"))
 }
@@ -130,7 +128,8 @@ fn copy_tree(from: &Path, to: &Path, shutdown: &AtomicBool) -> Result<ApplyStats
     let tree = Tree { errors: Vec::new(), ..tree };
     let meta = std::fs::symlink_metadata(from).at(Op::Stat, from)?;
     fsio::create_dir(to, 0o700)?;
-    let plan = plan::mirror(&tree, &Tree::default(), MirrorOptions::default(), &mut |_, _| false);
+    let plan =
+        plan::mirror(&tree, &Tree::default(), MirrorOptions::for_this_process(false), &mut |_, _| false);
     let stats = apply::apply(&plan, from, to, shutdown, &mut |_| {});
     if stats.failed > 0 || stats.interrupted {
         return Err(Error::Invalid {
@@ -142,7 +141,13 @@ fn copy_tree(from: &Path, to: &Path, shutdown: &AtomicBool) -> Result<ApplyStats
             ),
         });
     }
-    fsio::set_meta(to, Some(meta.mode() & crate::entry::MODE_MASK), Some(crate::entry::Mtime::of(&meta)))?;
+    let owner = crate::entry::keeps_owners().then(|| crate::entry::Owner::of(&meta));
+    fsio::set_meta(
+        to,
+        Some(meta.mode() & crate::entry::MODE_MASK),
+        Some(crate::entry::Mtime::of(&meta)),
+        owner,
+    )?;
     Ok(stats)
 }
 
