@@ -178,6 +178,11 @@ fn a_side_that_vanishes_between_passes_aborts_that_pass_and_the_loop_goes_on() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{stderr}");
     assert!(stderr.contains("is empty or missing") && stderr.lines().count() == 1, "{stderr}");
+    // Named in the other order it is the same pair (SPEC section 5), with the same base.
+    let mut c = cmd("twoway", p.root());
+    c.args(["b", "a", "--home", "home", "--once", "--no-recovery", "--log", "periodic.log"]);
+    let out = run(c);
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(snapshot(p.root()), before);
 }
 
