@@ -49,6 +49,14 @@ impl ApplyStats {
         self.done.values().sum()
     }
 
+    /// True when every step of the plan was carried out: none failed, none was left for the
+    /// next pass, and nothing stopped the plan early. A copy that feeds a swap (a new version,
+    /// a restore, an undo generation) is used only when this holds (the hardening issue,
+    /// point 2).
+    pub fn is_complete(&self) -> bool {
+        self.failed == 0 && self.skipped == 0 && !self.interrupted
+    }
+
     /// Adds another pass's counts to these.
     pub fn add(&mut self, other: &ApplyStats) {
         for (kind, n) in &other.done {

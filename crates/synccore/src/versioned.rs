@@ -226,7 +226,7 @@ fn build(
     fsio::remove_tree(&next)?;
     fsio::create_dir(&next, 0o700)?;
     report.stats = apply::apply(&report.plan, source, &next, shutdown, observe);
-    if report.stats.interrupted || report.stats.failed > 0 || report.stats.skipped > 0 {
+    if !report.stats.is_complete() {
         fsio::remove_tree(&next)?;
         report.outcome = if report.stats.interrupted {
             Outcome::Interrupted
