@@ -1,18 +1,75 @@
 //! Command-line arguments of `twoway` (SPEC section 4).
 
+use std::ffi::OsStr;
 use std::path::PathBuf;
 
-use clap::{Parser, ValueEnum};
+use clap::builder::{PossibleValue, TypedValueParser};
+use clap::error::{ContextKind, ContextValue, ErrorKind};
+use clap::{Arg, Command, Parser};
+use synccore::versions::undo::Stamp;
 
 /// The versions `--restore` can bring back.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum VersionArg {
     /// The latest kept version (`_1`).
     Latest,
     /// The version before it (`_0`).
     Previous,
-    /// What the directory held before the last restore.
+    /// The newest undo generation: what the directory held before the last restore.
     Undo,
+    /// The undo generation with this stamp.
+    UndoAt(Stamp),
+}
+
+impl VersionArg {
+    /// Parses `latest`, `previous`, `undo` or `undo:<stamp>`.
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "latest" => Some(VersionArg::Latest),
+            "previous" => Some(VersionArg::Previous),
+            "undo" => Some(VersionArg::Undo),
+            _ => value.strip_prefix("undo:").and_then(Stamp::parse).map(VersionArg::UndoAt),
+        }
+    }
+}
+
+/// Clap's parser for `--version`: the four forms, listed as the possible values in `--help`
+/// and in the error for a bad value.
+#[derive(Debug, Clone, Copy)]
+pub struct VersionParser;
+
+impl VersionParser {
+    fn values() -> [PossibleValue; 4] {
+        [
+            PossibleValue::new("latest").help("The latest kept version (_1), the default"),
+            PossibleValue::new("previous").help("The version before it (_0)"),
+            PossibleValue::new("undo").help("What the directory held before the last restore"),
+            PossibleValue::new("undo:<stamp>")
+                .help("An older undo generation, e.g. undo:20261125T143000Z (see __versions__/<name>/_undo)"),
+        ]
+    }
+}
+
+impl TypedValueParser for VersionParser {
+    type Value = VersionArg;
+
+    fn parse_ref(&self, cmd: &Command, arg: Option<&Arg>, value: &OsStr) -> Result<VersionArg, clap::Error> {
+        if let Some(version) = value.to_str().and_then(VersionArg::parse) {
+            return Ok(version);
+        }
+        let mut err = clap::Error::new(ErrorKind::InvalidValue).with_cmd(cmd);
+        if let Some(arg) = arg {
+            err.insert(ContextKind::InvalidArg, ContextValue::String(arg.to_string()));
+        }
+        err.insert(ContextKind::InvalidValue, ContextValue::String(value.to_string_lossy().into_owned()));
+        let valid = Self::values().iter().map(|v| v.get_name().to_owned()).collect();
+        err.insert(ContextKind::ValidValue, ContextValue::Strings(valid));
+        Err(err)
+    }
+
+    fn possible_values(&self) -> Option<Box<dyn Iterator<Item = PossibleValue> + '_>> {
+        Some(Box::new(Self::values().into_iter()))
+    }
 }
 
 const HOME_HELP: &str = "Where the merge state and locks live [default: $TWOWAY_HOME, \
@@ -35,9 +92,9 @@ pub struct Args {
     #[arg(long)]
     pub restore: bool,
 
-    /// With --restore: which version to bring back.
-    #[arg(long, value_enum, default_value_t = VersionArg::Latest, requires = "restore")]
-    pub version: VersionArg,
+    /// With --restore: which version to bring back [default: latest].
+    #[arg(long, value_name = "VERSION", value_parser = VersionParser, requires = "restore")]
+    pub version: Option<VersionArg>,
 
     /// The recovery configuration [default: <home>/config.json, created when missing].
     #[arg(long, value_name = "FILE")]

@@ -77,28 +77,12 @@ fn restore(args: &Args, verbosity: Verbosity) -> u8 {
     let version = recovery::version_of(args.version);
     match synccore::restore::restore(&home, &args.dir_a, version, &shutdown) {
         Ok(done) => {
-            log::info!(
-                "restored {} from {} ({} entries, {} bytes)",
-                Quoted(&done.dir),
-                Quoted(&done.from),
-                done.stats.operations(),
-                done.stats.copied_bytes
-            );
-            if let Some(undo) = &done.undo {
-                log::info!(
-                    "what it held before is kept in {}; `--version undo` brings it back",
-                    Quoted(undo)
-                );
-            }
+            recovery::log_restored(&done);
             0
         }
         Err(err) => {
             log::error!("restore failed: {err}");
-            match err {
-                Error::Locked { .. } => 3,
-                Error::Io { .. } | Error::RenameIo { .. } | Error::Interrupted => 1,
-                _ => 2,
-            }
+            err.exit_code() as u8
         }
     }
 }

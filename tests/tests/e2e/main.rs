@@ -9,4 +9,5 @@ mod oneway_versioned;
 mod twoway_merge;
 mod twoway_model;
 mod twoway_recovery;
+mod twoway_restore;
 mod twoway_safety;
