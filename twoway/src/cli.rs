@@ -1,11 +1,18 @@
 //! Command-line arguments of `twoway` (SPEC section 4).
+//!
+//! `--version` is two things (hardening issue point 14): with `--restore`, the state to bring
+//! back (`latest`, `previous`, `undo`, `undo:<stamp>`); alone, without a value, it prints the
+//! program's version like `oneway -V`. Clap cannot tell those apart before it checks the
+//! required arguments, so [`parse`] first looks at the command line with a lenient copy of the
+//! parser; clap's own errors (bad values, with the valid ones listed) are kept.
 
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::path::PathBuf;
 
 use clap::builder::{PossibleValue, TypedValueParser};
 use clap::error::{ContextKind, ContextValue, ErrorKind};
-use clap::{Arg, Command, Parser};
+use clap::parser::ValueSource;
+use clap::{Arg, ArgAction, Command, CommandFactory, Parser};
 use synccore::versions::undo::Stamp;
 
 /// The versions `--restore` can bring back.
@@ -72,19 +79,55 @@ impl TypedValueParser for VersionParser {
     }
 }
 
+/// Parses the command line (exiting on `--help`, a version request or a usage error, as clap
+/// does): a bare `--version` (no value, no `--restore`) prints the version; `--version VALUE`
+/// without `--restore` is a usage error.
+pub fn parse() -> Args {
+    let command_line: Vec<OsString> = std::env::args_os().collect();
+    // A lenient look first: required arguments and bad values do not stop it, and it sees
+    // `--version`'s raw value (if any).
+    let probe = Args::command()
+        .ignore_errors(true)
+        .disable_help_flag(true)
+        .mut_arg("version", |a| a.num_args(0..=1).value_parser(clap::value_parser!(OsString)));
+    if let Ok(m) = probe.try_get_matches_from(&command_line)
+        && m.value_source("version") == Some(ValueSource::CommandLine)
+        && !m.get_flag("restore")
+    {
+        match m.get_one::<OsString>("version") {
+            None => {
+                print!("{}", Args::command().render_version());
+                std::process::exit(0);
+            }
+            Some(value) => needs_restore(value.as_os_str()),
+        }
+    }
+    let args = Args::parse_from(command_line);
+    if let (Some(_), false) = (args.version, args.restore) {
+        // Unreachable through the look above; kept so that a sync never runs with it.
+        needs_restore(OsStr::new("VALUE"));
+    }
+    args
+}
+
+fn needs_restore(value: &OsStr) -> ! {
+    let message = format!("--version {} needs --restore", value.to_string_lossy());
+    Args::command().error(ErrorKind::ArgumentConflict, message).exit()
+}
+
 const HOME_HELP: &str = "Where the merge state and locks live [default: $TWOWAY_HOME, \
                          else $XDG_DATA_HOME/twoway, else ~/.local/share/twoway]";
 
 /// Keep two directories equal in both directions, with a three-way merge against the state
 /// of the last pass; changes on either side propagate, conflicts keep both versions.
 #[derive(Debug, Parser)]
-#[command(name = "twoway", about, long_about = None)]
+#[command(name = "twoway", version, about, long_about = None, disable_version_flag = true)]
 pub struct Args {
     /// The first directory (side A).
     pub dir_a: PathBuf,
 
     /// The second directory (side B); not given with --restore.
-    #[arg(required_unless_present = "restore", conflicts_with = "restore")]
+    #[arg(required_unless_present_any = ["restore", "version"], conflicts_with = "restore")]
     pub dir_b: Option<PathBuf>,
 
     /// Restore the first directory from its kept versions instead of syncing (it may no
@@ -92,9 +135,14 @@ pub struct Args {
     #[arg(long)]
     pub restore: bool,
 
-    /// With --restore: which version to bring back [default: latest].
-    #[arg(long, value_name = "VERSION", value_parser = VersionParser, requires = "restore")]
+    /// With --restore: which version to bring back [default: latest]. Alone, without a
+    /// value: print the version.
+    #[arg(long, value_name = "VERSION", value_parser = VersionParser)]
     pub version: Option<VersionArg>,
+
+    /// Print the version.
+    #[arg(short = 'V', action = ArgAction::Version)]
+    pub print_version: (),
 
     /// The recovery configuration [default: <home>/config.json, created when missing].
     #[arg(long, value_name = "FILE")]

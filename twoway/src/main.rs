@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use clap::Parser;
 use synccore::bisync::{self, Pair};
 use synccore::error::{Quoted, Rail};
 use synccore::logging::{self, Verbosity};
@@ -23,7 +22,7 @@ use synccore::{Error, lock, roots, shutdown};
 use crate::cli::Args;
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args = cli::parse();
     let verbosity = match (args.quiet, args.verbose) {
         (true, _) => Verbosity::Quiet,
         (_, true) => Verbosity::Verbose,

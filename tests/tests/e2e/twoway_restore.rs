@@ -1,9 +1,10 @@
-//! `twoway DIR --restore` end to end (SPEC section 4 "Restore"; hardening issue points 1
-//! and 2): every restore keeps what DIR held as a new undo generation
+//! `twoway DIR --restore` end to end (SPEC section 4 "Restore"; hardening issue points 1, 2
+//! and 14): every restore keeps what DIR held as a new undo generation
 //! `__versions__/<name>/_undo/<stamp>/`, hard-linked against the versions; `--version undo` and
 //! `undo:<stamp>` bring one back; a copy that is not complete changes nothing (exit 1); a
 //! `kill -9` at any step loses nothing and a retried restore converges; an old single `_undo`
-//! slot is migrated, an interrupted rotation repaired.
+//! slot is migrated, an interrupted rotation repaired; `twoway --version` / `-V` print the
+//! version.
 
 use std::fs;
 use std::os::unix::fs::MetadataExt;
@@ -488,4 +489,43 @@ fn a_restore_killed_at_any_step_loses_nothing_and_a_retry_converges() {
         assert!(finished, "{call}: the restore never ran to its end");
     }
     assert!(crashes > 10, "only {crashes} crash points were reached");
+}
+
+/// Runs a binary with `args` in `root`.
+fn run_with(name: &str, root: &Path, args: &[&str]) -> std::process::Output {
+    let mut c = cmd(name, root);
+    c.args(args);
+    run(c)
+}
+
+#[test]
+fn twoway_version_prints_the_version_and_version_values_need_restore() {
+    let p = Pair::new();
+    let oneway = run_with("oneway", p.root(), &["-V"]);
+    let expected = String::from_utf8_lossy(&oneway.stdout).replacen("oneway", "twoway", 1);
+    assert!(expected.starts_with("twoway "), "{expected}");
+    for flag in ["--version", "-V"] {
+        let out = run_with("twoway", p.root(), &[flag]);
+        assert_eq!(out.status.code(), Some(0), "{flag}: {}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(String::from_utf8_lossy(&out.stdout), expected, "{flag}");
+    }
+    // Anywhere on a sync's command line, like `oneway -V`.
+    let out = run_with("twoway", p.root(), &["a", "b", "--version"]);
+    assert_eq!((out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned()), (Some(0), expected));
+    for args in [&["a", "b", "--version", "latest"][..], &["a", "--version", "previous"][..]] {
+        let out = run_with("twoway", p.root(), args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(&format!("--version {} needs --restore", args[args.len() - 1])), "{stderr}");
+    }
+    // With --restore, a value is required, and a bad one lists the valid values.
+    let out = run_with("twoway", p.root(), &["a", "--restore", "--version"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = run_with("twoway", p.root(), &["a", "--restore", "--version", "newest"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    for needle in ["newest", "latest", "previous", "undo:<stamp>"] {
+        assert!(stderr.contains(needle), "{needle}: {stderr}");
+    }
+    assert!(fs::read_dir(p.root().join("a")).unwrap().next().is_none(), "nothing was done");
 }
