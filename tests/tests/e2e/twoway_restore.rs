@@ -373,7 +373,13 @@ fn restore_changing_while_copied(
         fs::read_to_string(&trace).is_ok_and(|t| t.contains("stopped by"))
     });
     let restoring = e2e::children_of(tracer.id());
-    assert!(stopped && restoring.len() == 1, "the restore never copied {}", hot.display());
+    if !stopped || restoring.len() != 1 {
+        // A stopped tracee would outlive its killed tracer: kill it first.
+        for pid in &restoring {
+            e2e::signal(*pid, rustix::process::Signal::KILL);
+        }
+        panic!("the restore never copied {} with copy_file_range", hot.display());
+    }
     change();
     e2e::signal(restoring[0], rustix::process::Signal::CONT);
     let status = tracer.wait().unwrap();
