@@ -291,6 +291,10 @@ fn an_old_single_undo_slot_is_migrated_not_lost() {
     file(&retired, b"older.txt", b"from an interrupted old restore", 0o644, T);
     set_mtime(&retired, (1_704_000_000, 0)); // 2023-12-31T05:20:00Z
     let (legacy_tree, retired_tree) = (snapshot(&legacy), snapshot(&retired));
+    // A versioning pass (which repairs the versions, removing temporaries) leaves them alone.
+    versioned_pass(&s.p);
+    assert!(retired.is_dir(), "the versioning pass removed the retired slot");
+    assert_eq!(snapshot(&retired), retired_tree);
     let before = snapshot(s.a());
 
     let log = s.restore_ok(&["--version", "previous"]);

@@ -208,6 +208,12 @@ pub fn migrate(layout: &Layout) -> Result<Vec<Migrated>> {
     Ok(migrated)
 }
 
+/// True for the name of the slot the previous program's restore retired: user data under a
+/// temporary name, which [`crate::versions::rotation::repair`] must leave for [`migrate`].
+pub fn is_old_retired(name: &std::ffi::OsStr) -> bool {
+    name == OLD_RETIRED
+}
+
 /// Creates `_undo` (durably) if it is missing; returns its path.
 pub fn ensure(layout: &Layout) -> Result<PathBuf> {
     let undo = layout.undo();
