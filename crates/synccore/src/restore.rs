@@ -150,15 +150,19 @@ pub fn restore(home: &Path, dir: &Path, version: Version, shutdown: &AtomicBool)
         let _ = fsio::remove_tree(&staging);
     })?;
     let special = basis.as_ref().map(|t| t.special.clone()).unwrap_or_default();
+    // Both renames are atomic: when one fails, the staging name still holds the copy.
+    let discard = |_: &Error| {
+        let _ = fsio::remove_tree(&staging);
+    };
     let kept_late = match basis {
         None => {
             // DIR was missing: the copy takes its name, never replacing one that appeared.
-            fsio::commit_new(&staging, &dir)?;
+            fsio::commit_new(&staging, &dir).inspect_err(discard)?;
             fsio::sync_dir(&parent)?;
             None
         }
         Some(basis) => {
-            fsio::exchange(&staging, &dir)?;
+            fsio::exchange(&staging, &dir).inspect_err(discard)?;
             fsio::sync_dir(&parent)?;
             // The staging name now holds DIR's old content. A write that slipped in between
             // the check and the exchange is kept too, before the old content goes.
