@@ -18,6 +18,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 pub fn bin(name: &str) -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     let dir = BUILT.get_or_init(|| {
+        // `E2E_BIN_DIR` runs the suite against other builds (a release build, or an older
+        // commit's binaries to show that a new test fails there).
+        if let Some(dir) = std::env::var_os("E2E_BIN_DIR") {
+            return PathBuf::from(dir);
+        }
         // Tests live in target/<profile>/deps; the binaries in target/<profile>.
         let exe = std::env::current_exe().unwrap();
         let profile_dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
@@ -78,6 +83,32 @@ pub fn link(root: &Path, rel: &[u8], target: &[u8]) {
 pub fn set_mtime(path: &Path, (secs, nanos): (i64, u32)) {
     let t = UNIX_EPOCH + Duration::from_secs(secs as u64) + Duration::from_nanos(u64::from(nanos));
     File::open(path).unwrap().set_times(FileTimes::new().set_modified(t)).unwrap();
+}
+
+/// Sets a symlink's own mtime (never its target's).
+pub fn set_link_mtime(path: &Path, (secs, nanos): (i64, u32)) {
+    let omit = rustix::fs::Timespec { tv_sec: 0, tv_nsec: rustix::fs::UTIME_OMIT };
+    let mtime = rustix::fs::Timespec { tv_sec: secs, tv_nsec: i64::from(nanos) };
+    let times = rustix::fs::Timestamps { last_access: omit, last_modification: mtime };
+    rustix::fs::utimensat(rustix::fs::CWD, path, &times, rustix::fs::AtFlags::SYMLINK_NOFOLLOW).unwrap();
+}
+
+/// Gives an entry (a symlink itself, never its target) an owner and group.
+pub fn set_owner(path: &Path, uid: u32, gid: u32) {
+    let (uid, gid) = (rustix::fs::Uid::from_raw(uid), rustix::fs::Gid::from_raw(gid));
+    rustix::fs::chownat(rustix::fs::CWD, path, Some(uid), Some(gid), rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
+        .unwrap();
+}
+
+/// An entry's (uid, gid) and mtime, not following a symlink.
+pub fn owner_and_mtime(path: &Path) -> ((u32, u32), (i64, i64)) {
+    let m = fs::symlink_metadata(path).unwrap();
+    ((m.uid(), m.gid()), (m.mtime(), m.mtime_nsec()))
+}
+
+/// True when the tests run as root (owners can then be given away and must be kept).
+pub fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
 }
 
 /// One entry of a snapshot.
@@ -255,6 +286,21 @@ pub fn children_of(pid: u32) -> Vec<u32> {
         }
     }
     out
+}
+
+/// Waits until the process is stopped (state `T`, e.g. by the `stop:<point>` fault hook of
+/// `synccore::fault`); false if it exited or the timeout passed first.
+pub fn wait_stopped(pid: u32, timeout: Duration) -> bool {
+    wait_for(timeout, || {
+        fs::read_to_string(format!("/proc/{pid}/stat"))
+            .is_ok_and(|stat| stat.rfind(')').is_some_and(|i| stat[i + 1..].trim_start().starts_with('T')))
+    })
+}
+
+/// True when the binaries under test are debug builds, which carry the fault-injection points
+/// of `synccore::fault` (tests that need them skip, with a printed reason, otherwise).
+pub fn has_fault_points() -> bool {
+    bin("oneway").parent().and_then(Path::file_name) == Some(OsStr::new("debug"))
 }
 
 /// True while a process with this pid exists and is not a zombie.

@@ -134,7 +134,7 @@ fn validate(args: &Args) -> Result<Config, Error> {
     }
     let options =
         bisync::Options { dry_run: args.dry_run, max_delete_percent: args.max_delete, force: args.force };
-    Ok(Config { pair: Pair::new(&home, a, b), home, options })
+    Ok(Config { pair: Pair::locate(&home, a, b), home, options })
 }
 
 /// A missing directory of a pair that has a base was synced before: it vanished (an
@@ -142,8 +142,8 @@ fn validate(args: &Args) -> Result<Config, Error> {
 /// stays the input error it is.
 fn vanished_or(err: Error, dir_a: &Path, dir_b: &Path, home: &Path) -> Error {
     let (Ok(a), Ok(b)) = (roots::absolute(dir_a), roots::absolute(dir_b)) else { return err };
-    let pair = Pair::new(home, a.clone(), b.clone());
-    if !matches!(err, Error::Missing { .. }) || !pair.state.exists() {
+    let pair = Pair::locate(home, a.clone(), b.clone());
+    if !matches!(err, Error::Missing { .. }) || !pair.has_base() {
         return err;
     }
     let (empty, other) = if a.exists() { (b, a) } else { (a, b) };
@@ -165,13 +165,17 @@ fn run(args: &Args, config: &Config) -> Result<u8, Error> {
     } else {
         Some(lock::acquire(&lock_path)?)
     };
+    let mut pair = config.pair.clone();
+    if !config.options.dry_run {
+        pair.adopt_legacy_base()?;
+    }
     let once = args.once || args.dry_run;
     let children = if args.no_recovery || config.options.dry_run {
         None
     } else {
-        Some(recovery::start(args, &config.home, &config.pair.roots, once, Arc::clone(&shutdown))?)
+        Some(recovery::start(args, &config.home, &pair.roots, once, Arc::clone(&shutdown))?)
     };
-    let [a, b] = &config.pair.roots;
+    let [a, b] = &pair.roots;
     log::info!(
         "syncing {} (A) and {} (B), state in {}{}",
         Quoted(a),
@@ -182,7 +186,7 @@ fn run(args: &Args, config: &Config) -> Result<u8, Error> {
     let mut totals = Totals::default();
     let interval = Duration::from_secs(args.interval);
     let status = observe::run_passes(once, interval, &shutdown, &mut totals, |totals| {
-        one_pass(config, &shutdown, totals)
+        one_pass(&pair, config, &shutdown, totals)
     });
     let Some(children) = children else { return Ok(status) };
     let verdict = children.finish(&shutdown);
@@ -193,10 +197,10 @@ fn run(args: &Args, config: &Config) -> Result<u8, Error> {
 }
 
 /// Runs a pass, logs what it did, and returns its exit status (0, 1 or 3).
-fn one_pass(config: &Config, shutdown: &AtomicBool, totals: &mut Totals) -> u8 {
+fn one_pass(pair: &Pair, config: &Config, shutdown: &AtomicBool, totals: &mut Totals) -> u8 {
     let started = Instant::now();
     let mut progress = Progress::default();
-    let result = bisync::run_pass(&config.pair, config.options, shutdown, &mut |side, event| {
+    let result = bisync::run_pass(pair, config.options, shutdown, &mut |side, event| {
         observe::log_event(prefix(side), &event);
         progress.tick();
     });

@@ -41,6 +41,9 @@ pub struct ApplyStats {
     pub skipped: u64,
     /// True when a shutdown request stopped the pass before the plan's end.
     pub interrupted: bool,
+    /// True when a copy thread panicked (a bug): the rest of the plan was not carried out and
+    /// the caller must end the pass with an error that says so.
+    pub panicked: bool,
 }
 
 impl ApplyStats {
@@ -54,7 +57,7 @@ impl ApplyStats {
     /// a restore, an undo generation) is used only when this holds (the hardening issue,
     /// point 2).
     pub fn is_complete(&self) -> bool {
-        self.failed == 0 && self.skipped == 0 && !self.interrupted
+        self.failed == 0 && self.skipped == 0 && !self.interrupted && !self.panicked
     }
 
     /// Adds another pass's counts to these.
@@ -65,6 +68,7 @@ impl ApplyStats {
         self.copied_bytes += other.copied_bytes;
         self.failed += other.failed;
         self.skipped += other.skipped;
+        self.panicked |= other.panicked;
     }
 }
 
@@ -87,6 +91,9 @@ pub fn apply(
         shutdown,
     };
     for step in &plan.steps {
+        if run.stats.panicked {
+            break;
+        }
         if shutdown.load(Ordering::Relaxed) {
             run.stats.interrupted = true;
             break;
@@ -111,8 +118,11 @@ pub fn apply(
     };
     if synced.is_err() {
         for dir in &run.dirty {
-            if let Err(err) = fsio::sync_dir(dir) {
-                log::warn!("{err}");
+            match fsio::sync_dir(dir) {
+                // A directory the plan removed needs no fsync: its parent, also dirty, has one.
+                Err(err) if err.io_kind() == Some(std::io::ErrorKind::NotFound) => {}
+                Err(err) => log::warn!("{err}"),
+                Ok(()) => {}
             }
         }
     }
@@ -149,14 +159,14 @@ impl<'p> Run<'p, '_> {
                 self.pending.push(step);
                 return;
             }
-            Action::Mkdir { mode } => fsio::create_dir(&target, *mode),
-            Action::Link { target: link_target, was } => {
+            Action::Mkdir { mode, .. } => fsio::create_dir(&target, *mode),
+            Action::Link { target: link_target, mtime, owner, was } => {
                 if !still(&target, *was) {
                     return self.skip(step, "target changed during the pass", observe);
                 }
-                fsio::place_symlink(link_target, &target)
+                fsio::place_symlink(link_target, &target, *mtime, *owner, was.is_some())
             }
-            Action::Meta { mode, mtime, .. } => fsio::set_meta(&target, *mode, *mtime),
+            Action::Meta { mode, mtime, owner, .. } => fsio::set_meta(&target, *mode, *mtime, *owner),
             Action::Delete { was } => {
                 if !still(&target, Some(*was)) {
                     return self.skip(step, "target changed during the pass", observe);
@@ -187,7 +197,15 @@ impl<'p> Run<'p, '_> {
         std::thread::scope(|scope| {
             let mut previous = None;
             for chunk in steps.chunks(PIPELINE_CHUNK) {
-                let staged = stage_all(chunk, from, to, shutdown);
+                let Some(staged) = stage_all(chunk, from, to, shutdown) else {
+                    // A copy thread panicked: nothing more is committed (the staged
+                    // temporaries go; a later pass would remove any that stayed).
+                    self.stats.panicked = true;
+                    if let Some((_, staged, _)) = previous.take() {
+                        discard(staged);
+                    }
+                    break;
+                };
                 let durable = scope.spawn(move || fsio::make_durable(to).is_ok());
                 if let Some((chunk, staged, durable)) = previous.replace((chunk, staged, durable)) {
                     self.commit(chunk, staged, durable.join().unwrap_or(false), observe);
@@ -209,6 +227,7 @@ impl<'p> Run<'p, '_> {
         batch_durable: bool,
         observe: &mut dyn FnMut(Event<'_>),
     ) {
+        crate::fault::point("before-commit");
         for (step, outcome) in steps.iter().zip(staged) {
             let target = join(self.to, &step.path);
             let staged = match outcome {
@@ -258,6 +277,11 @@ impl<'p> Run<'p, '_> {
                 }
                 observe(Event::Done(step));
             }
+            // Something the user created at the target between the scan and this step: it is
+            // theirs, and the next pass decides what to do with it (the hardening issue, 6).
+            Err(err) if err.io_kind() == Some(std::io::ErrorKind::AlreadyExists) => {
+                self.skip(step, "an entry appeared at the target during the pass", observe);
+            }
             Err(err) => {
                 self.stats.failed += 1;
                 observe(Event::Failed(step, &err));
@@ -271,27 +295,41 @@ impl<'p> Run<'p, '_> {
     }
 }
 
+/// Removes the temporaries of a staged chunk that will not be committed.
+fn discard(staged: Vec<Option<Result<StageOutcome>>>) {
+    for outcome in staged.into_iter().flatten() {
+        if let Ok(StageOutcome::Staged(s)) = outcome {
+            let _ = std::fs::remove_file(&s.temp);
+        }
+    }
+}
+
 /// Stages every copy of a batch on a few threads; results come back in the steps' order.
-/// `None` marks a copy not started because a shutdown was requested.
+/// `None` marks a copy not started because a shutdown was requested. The whole result is
+/// `None` when a copy thread panicked (what the others staged is discarded).
 fn stage_all(
     steps: &[&Step],
     from: &Path,
     to: &Path,
     shutdown: &AtomicBool,
-) -> Vec<Option<Result<StageOutcome>>> {
+) -> Option<Vec<Option<Result<StageOutcome>>>> {
     let stage = |step: &Step| {
         if shutdown.load(Ordering::Relaxed) {
             return None;
         }
-        let (Action::Copy { size, mode, mtime } | Action::Update { size, mode, mtime, .. }) = step.action
+        crate::fault::point("stage");
+        let (Action::Copy { size, mode, mtime, owner } | Action::Update { size, mode, mtime, owner, .. }) =
+            step.action
         else {
             return None;
         };
-        Some(fsio::stage_copy(&join(from, &step.path), &join(to, &step.path), mode, (size, mtime)))
+        let attrs = fsio::CopyAttrs { mode, owner };
+        Some(fsio::stage_copy(&join(from, &step.path), &join(to, &step.path), attrs, (size, mtime)))
     };
     let threads = STAGE_THREADS.min(steps.len());
     if threads <= 1 {
-        return steps.iter().map(|s| stage(s)).collect();
+        let all = || steps.iter().map(|s| stage(s)).collect::<Vec<_>>();
+        return std::panic::catch_unwind(std::panic::AssertUnwindSafe(all)).ok();
     }
     let next = std::sync::atomic::AtomicUsize::new(0);
     let mut results: Vec<(usize, Option<Result<StageOutcome>>)> = std::thread::scope(|scope| {
@@ -308,14 +346,26 @@ fn stage_all(
                 })
             })
             .collect();
-        workers.into_iter().flat_map(|w| w.join().unwrap_or_default()).collect()
-    });
+        let mut all = Vec::with_capacity(steps.len());
+        let mut panicked = false;
+        for worker in workers {
+            match worker.join() {
+                Ok(done) => all.extend(done),
+                Err(_) => panicked = true,
+            }
+        }
+        if panicked {
+            discard(all.into_iter().map(|(_, r)| r).collect());
+            return None;
+        }
+        Some(all)
+    })?;
     results.sort_by_key(|(i, _)| *i);
     let mut out: Vec<Option<Result<StageOutcome>>> = (0..steps.len()).map(|_| None).collect();
     for (i, r) in results {
         out[i] = r;
     }
-    out
+    Some(out)
 }
 
 /// True when `path` is as the plan saw it: absent when `was` is `None`, else unchanged.
@@ -357,6 +407,7 @@ mod tests {
                         size: 3,
                         mode: 0o644,
                         mtime: src.mtime,
+                        owner: src.owner,
                         was: Some(scan_stamp(&to.path().join("x"))),
                     },
                 },
@@ -386,7 +437,7 @@ mod tests {
         let plan = Plan {
             steps: vec![Step {
                 path: RelPath::from_bytes(b"x"),
-                action: Action::Copy { size: 4, mode: 0o644, mtime: src.mtime },
+                action: Action::Copy { size: 4, mode: 0o644, mtime: src.mtime, owner: src.owner },
             }],
         };
         fs::write(to.path().join("x"), b"theirs").unwrap();
@@ -402,12 +453,16 @@ mod tests {
         let b = crate::scan::entry_of(&from.path().join("b"), RelPath::from_bytes(b"b")).unwrap().unwrap();
         let copy = |name: &[u8], e: &Entry| Step {
             path: RelPath::from_bytes(name),
-            action: Action::Copy { size: e.size, mode: 0o644, mtime: e.mtime },
+            action: Action::Copy { size: e.size, mode: 0o644, mtime: e.mtime, owner: e.owner },
         };
+        // A source that vanished since the scan is left for the next pass; one that cannot be
+        // read (here: below a file) is a failure.
+        fs::write(from.path().join("c"), b"c").unwrap();
         let missing = Entry { size: 1, mtime: Mtime { secs: 1, nanos: 0 }, ..b.clone() };
-        let plan = Plan { steps: vec![copy(b"a-missing", &missing), copy(b"b", &b)] };
+        let plan = Plan { steps: vec![copy(b"a-missing", &missing), copy(b"b", &b), copy(b"no-dir/c", &b)] };
+        fs::write(from.path().join("no-dir"), b"").unwrap();
         let stats = apply(&plan, from.path(), to.path(), &AtomicBool::new(false), &mut |_| {});
-        assert_eq!((stats.failed, stats.operations()), (1, 1));
+        assert_eq!((stats.skipped, stats.failed, stats.operations()), (1, 1, 1));
         assert!(to.path().join("b").exists());
         let stopped = apply(
             &plan,

@@ -11,6 +11,7 @@ use crate::apply::{self, ApplyStats, Event};
 use crate::checksum::{Digest, file_checksum};
 use crate::entry::Entry;
 use crate::error::{Error, Rail, Result};
+use crate::fault;
 use crate::merge::{self, Merge, MergeOptions, Side};
 use crate::mirror::MIN_FILES_FOR_DELETE_RAIL;
 use crate::plan::Stamp;
@@ -18,27 +19,7 @@ use crate::relpath::RelPath;
 use crate::scan::{self, Tree, join};
 use crate::state::{self, State};
 
-/// A pair of directories and where its base lives.
-#[derive(Debug, Clone)]
-pub struct Pair {
-    /// Canonical roots of side A and side B.
-    pub roots: [PathBuf; 2],
-    /// The base file (`<home>/pairs/<id>/state.json`).
-    pub state: PathBuf,
-}
-
-impl Pair {
-    /// The pair of `a` and `b` with its state under `home`.
-    pub fn new(home: &Path, a: PathBuf, b: PathBuf) -> Self {
-        let dir = state::pair_dir(home, &a, &b);
-        Pair { roots: [a, b], state: dir.join("state.json") }
-    }
-
-    /// The pair's lock file.
-    pub fn lock_path(&self) -> PathBuf {
-        self.state.with_file_name("lock")
-    }
-}
+pub use crate::state::Pair;
 
 /// How a two-way pass runs.
 #[derive(Debug, Clone, Copy)]
@@ -104,7 +85,7 @@ pub fn run_pass(
     observe: &mut dyn FnMut(Side, Event<'_>),
 ) -> Result<Report> {
     let mut report = Report::default();
-    let base = match state::load(&pair.state) {
+    let base = match state::load(&pair.base_to_read()) {
         Ok(base) => base,
         Err(err) => {
             report.base_problem = Some(err);
@@ -115,7 +96,7 @@ pub fn run_pass(
     check_empty_sides(&trees, base.as_ref(), &pair.roots, options)?;
 
     let cache = HashCache::default();
-    let merge_options = MergeOptions { stamp: merge::conflict_stamp() };
+    let merge_options = MergeOptions::for_this_process();
     let mut hash = |side: Side, e: &Entry| cache.get_or_hash(&pair.roots, side, e);
     let merged = merge::merge([&trees[0], &trees[1]], base.as_ref(), &merge_options, &mut hash);
     for side in [Side::A, Side::B] {
@@ -139,21 +120,29 @@ pub fn run_pass(
         report.stats.add(&stats);
     }
     for (side, from, to) in [(Side::B, ra, rb), (Side::A, rb, ra)] {
+        if report.stats.panicked {
+            break;
+        }
         let stats = apply::apply(&merged.plans[side.index()], from, to, shutdown, &mut |e| observe(side, e));
         report.stats.interrupted |= stats.interrupted;
         report.stats.add(&stats);
+    }
+
+    if report.stats.panicked {
+        // Nothing further changes, not even the base (the hardening issue, point 12).
+        return Err(Error::Panicked { what: "copying" });
     }
 
     // Record the new base from what is on disk now (cheap: metadata only).
     let did_something = report.stats.operations() > 0 || report.stats.failed > 0 || report.stats.skipped > 0;
     let now = if did_something { scan_both(&pair.roots)? } else { trees };
     let known = |side: Side, e: &Entry| cache.known(side, e);
-    let next = merge::next_base([&now[0], &now[1]], base.as_ref(), &known);
+    let next = merge::next_base([&now[0], &now[1]], base.as_ref(), merge_options.owners, &known);
     if base.as_ref() != Some(&next) {
         if report.base_problem.is_some() {
-            set_aside_unusable_base(&pair.state)?;
+            set_aside_unusable_base(&pair.base_to_read())?;
         }
-        state::save(&pair.state, ra, rb, &next)?;
+        state::save(&pair.state(), ra, rb, &next)?;
     }
     report.merge = merged;
     Ok(report)
@@ -163,9 +152,12 @@ pub fn run_pass(
 /// must never look like "everything was deleted").
 fn scan_both(roots: &[PathBuf; 2]) -> Result<[Tree; 2]> {
     let (a, b) = std::thread::scope(|s| {
-        let b = s.spawn(|| scan::scan(&roots[1]));
+        let b = s.spawn(|| {
+            fault::point("scan-b");
+            scan::scan(&roots[1])
+        });
         let a = scan::scan(&roots[0]);
-        (a, b.join().unwrap_or(Err(Error::Interrupted)))
+        (a, b.join().unwrap_or(Err(Error::Panicked { what: "scanning side B" })))
     });
     let missing = |r: Result<Tree>, i: usize| {
         r.map_err(|err| match err {
@@ -224,13 +216,24 @@ fn check_deletes(
     Ok(())
 }
 
-/// Keeps an unusable base beside the new one (`state.json.unusable-<stamp>`) instead of
-/// overwriting it: it may belong to a newer version of the program.
+/// Keeps an unusable base beside the new one (`state.json.unusable-<stamp>`, with `-2`, `-3`,
+/// ... when that name is taken) instead of overwriting it: it may belong to a newer version
+/// of the program.
 fn set_aside_unusable_base(path: &Path) -> Result<()> {
     if !path.exists() {
         return Ok(());
     }
-    let mut aside = path.as_os_str().to_owned();
-    aside.push(format!(".unusable-{}", merge::conflict_stamp()));
-    crate::fsio::commit_new(path, Path::new(&aside))
+    let stamp = merge::conflict_stamp();
+    for n in 1u32.. {
+        let mut aside = path.as_os_str().to_owned();
+        aside.push(format!(".unusable-{stamp}"));
+        if n > 1 {
+            aside.push(format!("-{n}"));
+        }
+        match crate::fsio::commit_new(path, Path::new(&aside)) {
+            Err(Error::RenameIo { source, .. }) if source.kind() == std::io::ErrorKind::AlreadyExists => {}
+            other => return other,
+        }
+    }
+    unreachable!("some set-aside name is free")
 }

@@ -61,6 +61,29 @@ impl Kind {
 /// (SPEC section 3), so a backup can never grant more than the source file had meant to.
 pub const MODE_MASK: u32 = 0o1777;
 
+/// Who owns an entry: numeric user and group ids, as `rsync -a` keeps them when run as root
+/// (SPEC section 3 "Mirror").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct Owner {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl Owner {
+    /// The owner recorded in `meta`.
+    pub fn of(meta: &Metadata) -> Self {
+        Owner { uid: meta.uid(), gid: meta.gid() }
+    }
+}
+
+/// True when this process may give files away to any owner (it runs as root): only then are
+/// owners compared and kept exactly. Otherwise the system decides who owns what we create,
+/// and a pass keeps only what it is allowed to (the group, where the user is a member).
+pub fn keeps_owners() -> bool {
+    static ROOT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ROOT.get_or_init(|| rustix::process::geteuid().is_root())
+}
+
 /// A scanned entry below a root.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
@@ -73,6 +96,8 @@ pub struct Entry {
     pub mode: u32,
     /// Inode number, for the hash caches (a replaced file gets a new inode).
     pub ino: u64,
+    /// Owner and group.
+    pub owner: Owner,
 }
 
 impl Entry {

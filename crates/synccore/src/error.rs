@@ -129,6 +129,10 @@ pub enum Error {
 
     #[error("interrupted by a signal")]
     Interrupted,
+
+    /// A thread of the pass panicked: a bug. The pass stops and changes nothing further.
+    #[error("internal error: {what} panicked; the pass was stopped (please report this)")]
+    Panicked { what: &'static str },
 }
 
 fn holder_suffix(pid: Option<u32>) -> String {
@@ -146,7 +150,21 @@ impl Error {
             | Error::RootsOverlap { .. }
             | Error::Invalid { .. } => 2,
             Error::Aborted(_) | Error::Locked { .. } => 3,
-            Error::Io { .. } | Error::RenameIo { .. } | Error::Interrupted | Error::Incomplete { .. } => 1,
+            Error::Io { .. }
+            | Error::RenameIo { .. }
+            | Error::Interrupted
+            | Error::Panicked { .. }
+            | Error::Incomplete { .. } => 1,
+        }
+    }
+}
+
+impl Error {
+    /// The kind of the underlying I/O error, if this is one.
+    pub fn io_kind(&self) -> Option<io::ErrorKind> {
+        match self {
+            Error::Io { source, .. } | Error::RenameIo { source, .. } => Some(source.kind()),
+            _ => None,
         }
     }
 }

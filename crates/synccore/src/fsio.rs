@@ -12,7 +12,7 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsE
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::entry::{MODE_MASK, Mtime};
+use crate::entry::{MODE_MASK, Mtime, Owner, keeps_owners};
 use crate::error::{Error, IoResultExt, Op, Result};
 
 /// Names starting with this are our temporaries: skipped by scans, removed when left over.
@@ -51,14 +51,36 @@ pub enum StageOutcome {
     SourceChanged,
 }
 
-/// Copies `src` to a temporary file beside `target`, with mode `mode` and the source's mtime.
+/// The attributes a staged copy takes on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CopyAttrs {
+    pub mode: u32,
+    pub owner: Owner,
+}
+
+/// Copies `src` to a temporary file beside `target`, with `attrs` and the source's mtime.
 /// `expected` is the (size, mtime) the scan saw: a source that no longer matches it, or that
-/// changes during the copy, is not staged. The data is not yet durable: call
-/// [`make_durable`] (or `sync_all` per file) before [`commit`].
-pub fn stage_copy(src: &Path, target: &Path, mode: u32, expected: (u64, Mtime)) -> Result<StageOutcome> {
-    let input = File::open(src).at(Op::Read, src)?;
-    let before = input.metadata().at(Op::Stat, src)?;
-    if (before.len(), Mtime::of(&before)) != expected {
+/// changes during the copy, is not staged. A source written to in the last moments before the
+/// copy is first given time to settle (see [`wait_until_settled`]), so that a rewrite during
+/// the copy always shows in its ctime. The data is not yet durable: call [`make_durable`] (or
+/// `sync_all` per file) before [`commit`].
+pub fn stage_copy(
+    src: &Path,
+    target: &Path,
+    attrs: CopyAttrs,
+    expected: (u64, Mtime),
+) -> Result<StageOutcome> {
+    let input = match File::open(src) {
+        Ok(input) => input,
+        // The source vanished since the scan: the next pass sees what happened to it.
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(StageOutcome::SourceChanged),
+        Err(e) => return Err(e).at(Op::Read, src),
+    };
+    let mut before = input.metadata().at(Op::Stat, src)?;
+    if wait_until_settled(&before) {
+        before = input.metadata().at(Op::Stat, src)?;
+    }
+    if (before.len(), Mtime::of(&before)) != expected || !is_settled(&before) {
         return Ok(StageOutcome::SourceChanged);
     }
     let temp = temp_path(parent_of(target));
@@ -67,10 +89,11 @@ pub fn stage_copy(src: &Path, target: &Path, mode: u32, expected: (u64, Mtime)) 
     let result = (|| {
         let bytes = copy_data(&input, &output, before.len()).at(Op::Write, &temp)?;
         let after = input.metadata().at(Op::Stat, src)?;
-        if after.len() != before.len() || Mtime::of(&after) != Mtime::of(&before) || bytes != before.len() {
+        if !same_version(&before, &after) || bytes != before.len() {
             return Ok(None);
         }
-        output.set_permissions(Permissions::from_mode(mode & MODE_MASK)).at(Op::SetMeta, &temp)?;
+        set_owner(&output, attrs.owner).at(Op::SetMeta, &temp)?;
+        output.set_permissions(Permissions::from_mode(attrs.mode & MODE_MASK)).at(Op::SetMeta, &temp)?;
         let times = FileTimes::new().set_modified(Mtime::of(&before).to_system_time());
         output.set_times(times).at(Op::SetMeta, &temp)?;
         Ok(Some(bytes))
@@ -86,6 +109,67 @@ pub fn stage_copy(src: &Path, target: &Path, mode: u32, expected: (u64, Mtime)) 
             Err(err)
         }
     }
+}
+
+/// True when two stats of one open file show the same version of it: size, mtime and ctime
+/// all unchanged. ctime moves on every write, even one that keeps size and mtime (a rewrite
+/// within the mtime's granularity, or a writer that restores the mtime).
+fn same_version(before: &fs::Metadata, after: &fs::Metadata) -> bool {
+    after.len() == before.len()
+        && Mtime::of(after) == Mtime::of(before)
+        && (after.ctime(), after.ctime_nsec()) == (before.ctime(), before.ctime_nsec())
+}
+
+/// How long after its last change (ctime) a file counts as settled. A write during a copy
+/// moves the ctime only if the write falls in a later tick of the kernel's timestamp clock
+/// than the last change before the copy; a file last changed more than a tick before the copy
+/// starts therefore shows any write during it (the hardening issue, point 5). Ticks are at
+/// most 10 ms where timestamps have nanoseconds; file systems with whole-second (or FAT's
+/// two-second) timestamps, recognised by a ctime without nanoseconds, need seconds.
+fn settle_time(meta: &fs::Metadata) -> std::time::Duration {
+    if meta.ctime_nsec() == 0 {
+        std::time::Duration::from_millis(2_100)
+    } else {
+        std::time::Duration::from_millis(50)
+    }
+}
+
+/// How long ago `meta`'s ctime lies (zero when it lies in the future: a clock that jumped).
+fn since_change(meta: &fs::Metadata) -> std::time::Duration {
+    let ctime = Mtime { secs: meta.ctime(), nanos: meta.ctime_nsec() as u32 }.to_system_time();
+    std::time::SystemTime::now().duration_since(ctime).unwrap_or_default()
+}
+
+/// True when the file described by `meta` was last changed long enough ago that a write
+/// during a copy starting now would show in its ctime.
+fn is_settled(meta: &fs::Metadata) -> bool {
+    since_change(meta) >= settle_time(meta)
+}
+
+/// Waits (at most [`settle_time`]) until a file that was changed moments ago has settled;
+/// true when it waited, so the caller stats it again. A copy of a file in the middle of being
+/// written is never installed: it would be a torn mix of old and new bytes that the next pass
+/// could not tell from a real edit.
+pub fn wait_until_settled(meta: &fs::Metadata) -> bool {
+    let (since, needed) = (since_change(meta), settle_time(meta));
+    if since >= needed {
+        return false;
+    }
+    std::thread::sleep(needed.saturating_sub(since));
+    true
+}
+
+/// Gives a file we created `owner`: exactly when running as root, else as far as the system
+/// allows (the group, where the user is a member) and silently (SPEC section 3 "Mirror").
+fn set_owner(file: &File, owner: Owner) -> io::Result<()> {
+    let (uid, gid) = (rustix::fs::Uid::from_raw(owner.uid), rustix::fs::Gid::from_raw(owner.gid));
+    if keeps_owners() {
+        return rustix::fs::fchown(file, Some(uid), Some(gid)).map_err(io::Error::from);
+    }
+    if gid != rustix::process::getegid() {
+        let _ = rustix::fs::fchown(file, None, Some(gid));
+    }
+    Ok(())
 }
 
 /// Copies `len` bytes (what the source had when opened) with `copy_file_range`, which stays
@@ -181,13 +265,33 @@ pub fn write_atomic(target: &Path, bytes: &[u8]) -> Result<()> {
     sync_dir(parent_of(target))
 }
 
-/// Creates (or atomically replaces) a symlink at `path` pointing to `target`.
-pub fn place_symlink(target: &[u8], path: &Path) -> Result<()> {
+/// Places a symlink at `path` pointing to `target`, with `mtime` and `owner` (the link's own,
+/// never its target's), atomically: built under a temporary name and renamed into place.
+/// With `replace` false it never replaces an entry that appeared at `path` meanwhile.
+pub fn place_symlink(target: &[u8], path: &Path, mtime: Mtime, owner: Owner, replace: bool) -> Result<()> {
     let temp = temp_path(parent_of(path));
     std::os::unix::fs::symlink(OsStr::from_bytes(target), &temp).at(Op::Symlink, &temp)?;
-    commit(&temp, path).inspect_err(|_| {
+    let result = set_link_owner(&temp, owner)
+        .and_then(|()| set_meta(&temp, None, Some(mtime), None))
+        .and_then(|()| if replace { commit(&temp, path) } else { commit_new(&temp, path) });
+    result.inspect_err(|_| {
         let _ = fs::remove_file(&temp);
     })
+}
+
+/// [`set_owner`] for a symlink we created (the link itself, never its target).
+fn set_link_owner(path: &Path, owner: Owner) -> Result<()> {
+    let (uid, gid) = (rustix::fs::Uid::from_raw(owner.uid), rustix::fs::Gid::from_raw(owner.gid));
+    let nofollow = rustix::fs::AtFlags::SYMLINK_NOFOLLOW;
+    if keeps_owners() {
+        return rustix::fs::chownat(rustix::fs::CWD, path, Some(uid), Some(gid), nofollow)
+            .map_err(io::Error::from)
+            .at(Op::SetMeta, path);
+    }
+    if gid != rustix::process::getegid() {
+        let _ = rustix::fs::chownat(rustix::fs::CWD, path, None, Some(gid), nofollow);
+    }
+    Ok(())
 }
 
 /// Makes `path` a new hard link to `existing` (both on one file system). The two names share
@@ -207,8 +311,21 @@ pub fn create_dirs(path: &Path) -> Result<()> {
     fs::create_dir_all(path).at(Op::CreateDir, path)
 }
 
-/// Sets permission bits and/or the mtime of `path`, never following a symlink.
-pub fn set_meta(path: &Path, mode: Option<u32>, mtime: Option<Mtime>) -> Result<()> {
+/// Sets the owner, permission bits and/or the mtime of `path`, never following a symlink
+/// (the owner first: a change of owner may clear permission bits).
+pub fn set_meta(path: &Path, mode: Option<u32>, mtime: Option<Mtime>, owner: Option<Owner>) -> Result<()> {
+    if let Some(owner) = owner {
+        let (uid, gid) = (rustix::fs::Uid::from_raw(owner.uid), rustix::fs::Gid::from_raw(owner.gid));
+        rustix::fs::chownat(
+            rustix::fs::CWD,
+            path,
+            Some(uid),
+            Some(gid),
+            rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .map_err(io::Error::from)
+        .at(Op::SetMeta, path)?;
+    }
     if let Some(mode) = mode {
         fs::set_permissions(path, Permissions::from_mode(mode & MODE_MASK)).at(Op::SetMeta, path)?;
     }
@@ -255,15 +372,20 @@ pub fn unchanged_since_scan(path: &Path, size: u64, mtime: Mtime, ino: u64) -> b
 mod tests {
     use super::*;
 
+    fn attrs(mode: u32) -> CopyAttrs {
+        CopyAttrs { mode, owner: Owner { uid: rustix::process::geteuid().as_raw(), gid: 0 } }
+    }
+
     #[test]
     fn staged_copy_keeps_bytes_mode_and_mtime() {
         let d = tempfile::tempdir().unwrap();
         let src = d.path().join("src");
         fs::write(&src, b"hello").unwrap();
         let mtime = Mtime { secs: 1_600_000_000, nanos: 123_456_789 };
-        set_meta(&src, Some(0o4755), Some(mtime)).unwrap();
+        set_meta(&src, Some(0o4755), Some(mtime), None).unwrap();
         let target = d.path().join("dst");
-        let StageOutcome::Staged(staged) = stage_copy(&src, &target, 0o4755, (5, mtime)).unwrap() else {
+        let StageOutcome::Staged(staged) = stage_copy(&src, &target, attrs(0o4755), (5, mtime)).unwrap()
+        else {
             panic!("not staged");
         };
         assert!(is_temp_name(staged.temp.file_name().unwrap()));
@@ -281,7 +403,7 @@ mod tests {
         let src = d.path().join("src");
         fs::write(&src, b"hello").unwrap();
         let stale = (4, Mtime { secs: 1, nanos: 0 });
-        let outcome = stage_copy(&src, &d.path().join("dst"), 0o644, stale).unwrap();
+        let outcome = stage_copy(&src, &d.path().join("dst"), attrs(0o644), stale).unwrap();
         assert!(matches!(outcome, StageOutcome::SourceChanged));
         assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1, "no temporary left");
     }
@@ -294,8 +416,11 @@ mod tests {
         write_atomic(&p, b"two").unwrap();
         assert_eq!(fs::read(&p).unwrap(), b"two");
         let l = d.path().join("link");
-        place_symlink(b"state.json", &l).unwrap();
-        place_symlink(b"elsewhere", &l).unwrap();
+        let t = Mtime { secs: 1_500_000_000, nanos: 7 };
+        place_symlink(b"state.json", &l, t, Owner::default(), false).unwrap();
+        assert!(place_symlink(b"other", &l, t, Owner::default(), false).is_err(), "never replaces");
+        place_symlink(b"elsewhere", &l, t, Owner::default(), true).unwrap();
+        assert_eq!(Mtime::of(&fs::symlink_metadata(&l).unwrap()), t, "the link keeps its mtime");
         assert_eq!(fs::read_link(&l).unwrap(), Path::new("elsewhere"));
         assert_eq!(fs::read_dir(d.path()).unwrap().count(), 2);
     }

@@ -7,6 +7,7 @@ pub mod bisync;
 pub mod checksum;
 pub mod entry;
 pub mod error;
+pub mod fault;
 pub mod fsio;
 pub mod jsonbytes;
 pub mod lock;

@@ -7,7 +7,7 @@ use std::collections::HashSet;
 
 use crate::checksum::Digest;
 use crate::entry::{Entry, Kind};
-use crate::plan::{Action, MirrorOptions, Plan, Stamp, Step, create_step, delete_step};
+use crate::plan::{Action, MirrorOptions, Plan, Stamp, Step, create_step, delete_step, meta_action};
 use crate::relpath::RelPath;
 use crate::scan::Tree;
 use crate::state::{BaseEntry, State};
@@ -120,6 +120,20 @@ pub struct Merge {
 pub struct MergeOptions {
     /// The UTC time stamp used in conflict names, `yyyymmddThhmmssZ`.
     pub stamp: String,
+    /// Compare and propagate owners (run as root; see [`crate::entry::keeps_owners`]).
+    pub owners: bool,
+}
+
+impl MergeOptions {
+    /// The options of a merge run by this process now.
+    pub fn for_this_process() -> Self {
+        MergeOptions { stamp: conflict_stamp(), owners: crate::entry::keeps_owners() }
+    }
+
+    fn mirror(&self) -> MirrorOptions {
+        // The merge already knows one side changed: sizes that agree are decided by content.
+        MirrorOptions { checksum: true, owners: self.owners }
+    }
 }
 
 /// Hashes a file of one side; `None` when it cannot be read (then it counts as different).
@@ -143,8 +157,8 @@ pub fn merge(
                 return None;
             }
             let [a, b] = row.sides;
-            let ca = change(Side::A, a, row.base, hash);
-            let cb = change(Side::B, b, row.base, hash);
+            let ca = change(Side::A, a, row.base, options.owners, hash);
+            let cb = change(Side::B, b, row.base, options.owners, hash);
             let equal = || matches!((a, b), (Some(a), Some(b)) if same_content(a, b, hash));
             Some(decide(ca, cb, equal, || winner(a, b)))
         })
@@ -160,9 +174,9 @@ pub fn merge(
     for (row, d) in rows.iter().zip(decisions) {
         let Some(d) = d else { continue };
         match d {
-            Decision::Keep => sync_meta(&mut merge, row),
+            Decision::Keep => sync_meta(&mut merge, row, options),
             Decision::Forget => {}
-            Decision::Copy { to } => copy_step(&mut merge.plans[to.index()], row, to, hash),
+            Decision::Copy { to } => copy_step(&mut merge.plans[to.index()], row, to, options, hash),
             Decision::Delete { on } => {
                 if let Some(e) = row.sides[on.index()] {
                     merge.plans[on.index()].steps.push(delete_step(e));
@@ -189,7 +203,7 @@ pub fn merge(
         }
     }
     for plan in &mut merge.plans {
-        order(plan);
+        order(plan, options.owners);
     }
     merge
 }
@@ -230,26 +244,38 @@ fn join<'t>(trees: [&'t Tree; 2], base: &'t State) -> Vec<Row<'t>> {
 
 /// How `side` changed a path relative to the base. Reads content only when the metadata
 /// says the file may have changed but its size did not.
-fn change(side: Side, now: Option<&Entry>, base: Option<&BaseEntry>, hash: &mut HashFn<'_>) -> Change {
+fn change(
+    side: Side,
+    now: Option<&Entry>,
+    base: Option<&BaseEntry>,
+    owners: bool,
+    hash: &mut HashFn<'_>,
+) -> Change {
     match (now, base) {
         (None, None) => Change::Absent,
         (Some(_), None) => Change::Created,
         (None, Some(_)) => Change::Deleted,
         (Some(e), Some(b)) => {
-            let unchanged = match (&e.kind, &b.kind) {
-                // Directory mtimes move with their contents; only the mode is the dir's own.
-                (Kind::Dir, Kind::Dir) => e.mode == b.mode,
-                (Kind::Symlink(x), Kind::Symlink(y)) => x == y,
-                (Kind::File, Kind::File) => {
-                    b.matches(side.index(), e)
-                        || (e.size == b.size
+            // An owner counts when owners are kept and the base knows it.
+            let owner_same = !owners || b.owner.is_none_or(|o| o == e.owner);
+            let unchanged = owner_same
+                && match (&e.kind, &b.kind) {
+                    // Directory mtimes move with their contents; only the mode is the dir's own.
+                    (Kind::Dir, Kind::Dir) => e.mode == b.mode,
+                    (Kind::Symlink(x), Kind::Symlink(y)) => x == y,
+                    // The quick check of SPEC section 2: same size, mtime and mode is the same
+                    // file. A new inode alone (`cp -p f t && mv t f`, a restore, a file system
+                    // without stable inode numbers) is no edit; where the base has the content
+                    // hash, it is checked, else the quick check decides.
+                    (Kind::File, Kind::File) => {
+                        e.size == b.size
                             && e.mtime == b.mtime
                             && e.mode == b.mode
-                            && b.hash.is_some()
-                            && hash(side, e) == b.hash)
-                }
-                _ => false,
-            };
+                            && (b.ino[side.index()] == e.ino
+                                || b.hash.is_none_or(|h| hash(side, e) == Some(h)))
+                    }
+                    _ => false,
+                };
             if unchanged { Change::Unchanged } else { Change::Modified }
         }
     }
@@ -287,36 +313,42 @@ fn winner(a: Option<&Entry>, b: Option<&Entry>) -> Side {
 }
 
 /// For a path both sides hold with equal content: the newer metadata goes to the other side.
-fn sync_meta(merge: &mut Merge, row: &Row<'_>) {
+fn sync_meta(merge: &mut Merge, row: &Row<'_>, options: &MergeOptions) {
     let [Some(a), Some(b)] = row.sides else { return };
     if a.kind != b.kind {
         return;
     }
     let (from, to) = if b.mtime > a.mtime { (b, Side::A) } else { (a, Side::B) };
     let target = if to == Side::A { a } else { b };
-    if let Some(step) = meta_step(from, target) {
+    if let Some(step) = meta_step(from, target, options) {
         merge.plans[to.index()].steps.push(step);
     }
 }
 
-fn meta_step(from: &Entry, target: &Entry) -> Option<Step> {
-    let mode = (from.mode != target.mode).then_some(from.mode);
-    let mtime = (!from.is_dir() && from.mtime != target.mtime).then_some(from.mtime);
-    (mode.is_some() || mtime.is_some())
-        .then(|| Step { path: from.path.clone(), action: Action::Meta { mode, mtime, dir: from.is_dir() } })
+/// The step that gives `target` the metadata of `from` (equal content). Directory mtimes are
+/// not synced (they move with their contents on each side).
+fn meta_step(from: &Entry, target: &Entry, options: &MergeOptions) -> Option<Step> {
+    let action = if from.is_dir() {
+        let mode = (from.mode != target.mode).then_some(from.mode);
+        let owner = (options.owners && from.owner != target.owner).then_some(from.owner);
+        (mode.is_some() || owner.is_some()).then_some(Action::Meta { mode, mtime: None, owner, dir: true })?
+    } else {
+        meta_action(from, target, options.mirror())?
+    };
+    Some(Step { path: from.path.clone(), action })
 }
 
 /// Steps that make side `to` hold what the other side has at this row's path: the mirror's
 /// own comparison (`plan::compare`), asking for content whenever sizes agree, since the
 /// merge already knows one side changed.
-fn copy_step(plan: &mut Plan, row: &Row<'_>, to: Side, hash: &mut HashFn<'_>) {
+fn copy_step(plan: &mut Plan, row: &Row<'_>, to: Side, options: &MergeOptions, hash: &mut HashFn<'_>) {
     let Some(from) = row.sides[to.other().index()] else { return };
     let Some(old) = row.sides[to.index()] else {
         plan.steps.push(create_step(from));
         return;
     };
     if from.is_dir() && old.is_dir() {
-        plan.steps.extend(meta_step(from, old));
+        plan.steps.extend(meta_step(from, old, options));
         return;
     }
     let mut same = |source: &Entry, target: &Entry| match to {
@@ -324,7 +356,7 @@ fn copy_step(plan: &mut Plan, row: &Row<'_>, to: Side, hash: &mut HashFn<'_>) {
         Side::A => same_content(target, source, hash),
     };
     let mut removals = Vec::new();
-    let step = crate::plan::compare(from, old, MirrorOptions { checksum: true }, &mut same, &mut removals);
+    let step = crate::plan::compare(from, old, options.mirror(), &mut same, &mut removals);
     plan.steps.extend(removals);
     plan.steps.extend(step);
 }
@@ -374,8 +406,8 @@ fn keep_needed_dirs(rows: &[Row<'_>], decisions: &mut [Option<Decision>]) {
 }
 
 /// Orders a side's steps like a mirror plan: removals deepest first, then creations parents
-/// first, then directory modes deepest first.
-fn order(plan: &mut Plan) {
+/// first, then directory modes (and owners) deepest first.
+fn order(plan: &mut Plan, owners: bool) {
     let steps = std::mem::take(&mut plan.steps);
     let (mut removals, rest): (Vec<Step>, Vec<Step>) = steps
         .into_iter()
@@ -386,10 +418,11 @@ fn order(plan: &mut Plan) {
     creations.sort_by(|a, b| a.path.cmp(&b.path));
     // A created directory gets its final mode once its contents are in place.
     for s in &creations {
-        if let Action::Mkdir { mode } = s.action {
+        if let Action::Mkdir { mode, owner } = s.action {
+            let owner = owners.then_some(owner);
             dir_meta.push(Step {
                 path: s.path.clone(),
-                action: Action::Meta { mode: Some(mode), mtime: None, dir: true },
+                action: Action::Meta { mode: Some(mode), mtime: None, owner, dir: true },
             });
         }
     }
@@ -440,6 +473,7 @@ pub fn conflict_stamp() -> String {
 pub fn next_base(
     trees: [&Tree; 2],
     old: Option<&State>,
+    owners: bool,
     known: &dyn Fn(Side, &Entry) -> Option<Digest>,
 ) -> State {
     let empty = State::default();
@@ -447,6 +481,7 @@ pub fn next_base(
     let mut entries = Vec::with_capacity(trees[0].entries.len());
     for row in join(trees, old) {
         let agreed = match row.sides {
+            [Some(a), Some(b)] if owners && a.owner != b.owner => false,
             [Some(a), Some(b)] => match (&a.kind, &b.kind) {
                 (Kind::Dir, Kind::Dir) => true,
                 (Kind::Symlink(x), Kind::Symlink(y)) => x == y,
@@ -469,6 +504,7 @@ pub fn next_base(
                 size: a.size,
                 mtime: a.mtime,
                 mode: a.mode,
+                owner: owners.then_some(a.owner),
                 hash,
                 ino: [a.ino, b.ino],
             };
@@ -523,6 +559,7 @@ mod tests {
             mtime: Mtime { secs: mtime, nanos: 0 },
             mode: 0o644,
             ino,
+            owner: crate::entry::Owner::default(),
         }
     }
     fn f(path: &str, size: u64, mtime: i64, ino: u64) -> Entry {
@@ -545,6 +582,7 @@ mod tests {
                     size: x.size,
                     mtime: x.mtime,
                     mode: x.mode,
+                    owner: None,
                     hash: None,
                     ino: [x.ino, x.ino],
                 };
@@ -557,7 +595,7 @@ mod tests {
     /// Runs a merge where a file's content is identified by its size (equal size, equal bytes).
     fn run(a: Vec<Entry>, b: Vec<Entry>, base: Option<&State>) -> [Vec<String>; 2] {
         let (ta, tb) = (tree(a), tree(b));
-        let opts = MergeOptions { stamp: "20260101T000000Z".into() };
+        let opts = MergeOptions { stamp: "20260101T000000Z".into(), owners: false };
         let m = merge([&ta, &tb], base, &opts, &mut |_, e| Some(Digest::of_bytes(&e.size.to_le_bytes())));
         let show =
             |p: &Plan, r: &Plan| r.steps.iter().chain(&p.steps).map(ToString::to_string).collect::<Vec<_>>();
@@ -568,7 +606,7 @@ mod tests {
     fn a_pass_with_nothing_changed_reads_no_content() {
         let now = vec![d("d"), f("d/x", 3, 1, 1), f("y", 4, 2, 2)];
         let (ta, tb) = (tree(now.clone()), tree(now.clone()));
-        let opts = MergeOptions { stamp: "s".into() };
+        let opts = MergeOptions { stamp: "s".into(), owners: false };
         let m = merge([&ta, &tb], Some(&base(&now)), &opts, &mut |_, e| panic!("hashed {:?}", e.path));
         assert!(m.plans.iter().chain(&m.renames).all(Plan::is_empty));
     }
@@ -600,6 +638,17 @@ mod tests {
         let old = f("x", 3, 10, 1);
         let out = run(vec![f("x", 4, 2, 5)], vec![old.clone()], Some(&base(&[old])));
         assert_eq!(out[1], vec![r#"update "x" (4 B)"#]);
+        assert!(out[0].is_empty());
+    }
+
+    #[test]
+    fn a_new_inode_alone_is_no_change() {
+        // B's file got a new inode with the same size, mtime and mode (`cp -p f t && mv t f`)
+        // and no hash was recorded: the quick check decides it is unchanged, so A's deletion
+        // propagates instead of B "restoring" it.
+        let old = f("x", 3, 10, 1);
+        let out = run(vec![], vec![f("x", 3, 10, 99)], Some(&base(&[old])));
+        assert_eq!(out[1], vec![r#"delete "x""#]);
         assert!(out[0].is_empty());
     }
 
@@ -660,7 +709,7 @@ mod tests {
         let mut a = tree(vec![d("locked")]);
         a.unreadable.push(RelPath::from_bytes(b"locked"));
         let b = tree(vec![d("locked")]);
-        let opts = MergeOptions { stamp: "s".into() };
+        let opts = MergeOptions { stamp: "s".into(), owners: false };
         let m = merge([&a, &b], Some(&base(&before)), &opts, &mut |_, _| None);
         assert!(m.plans.iter().all(Plan::is_empty), "{m:?}");
     }
@@ -683,7 +732,7 @@ mod tests {
         let old = base(&[f("failed-delete", 1, 1, 1)]);
         let a = tree(vec![f("x", 3, 1, 10), f("new-only-a", 1, 1, 11)]);
         let b = tree(vec![f("x", 3, 1, 20), f("failed-delete", 1, 1, 1)]);
-        let next = next_base([&a, &b], Some(&old), &|_, _| None);
+        let next = next_base([&a, &b], Some(&old), false, &|_, _| None);
         let paths: Vec<String> = next.entries.iter().map(|(p, _)| p.to_string()).collect();
         assert_eq!(paths, vec!["failed-delete", "x"]);
         assert_eq!(next.get(&RelPath::from_bytes(b"x")).map(|e| e.ino), Some([10, 20]));

@@ -63,9 +63,13 @@ pub fn run_pass(
     observe: &mut dyn FnMut(Event<'_>),
 ) -> Result<PassReport> {
     let (src, dst) = std::thread::scope(|s| {
-        let dst = s.spawn(|| scan_target(target));
+        let dst = s.spawn(|| {
+            crate::fault::point("scan-target");
+            scan_target(target)
+        });
         let src = scan::scan(source);
-        (src, dst.join().unwrap_or_else(|_| Ok(Tree::default())))
+        // A panic must never pass for an empty target (the hardening issue, point 12).
+        (src, dst.join().unwrap_or(Err(Error::Panicked { what: "scanning the target" })))
     });
     let dst = dst?;
     let src = match src {
@@ -86,7 +90,7 @@ pub fn run_pass(
         // Any read failure counts as "different": the copy then reports the real error.
         matches!((checksum(s, source), checksum(d, target)), (Some(a), Some(b)) if a == b)
     };
-    let plan = plan::mirror(&src, &dst, MirrorOptions { checksum: options.checksum }, &mut same_content);
+    let plan = plan::mirror(&src, &dst, MirrorOptions::for_this_process(options.checksum), &mut same_content);
     check_deletes(&plan, &dst, target, options)?;
 
     let mut report = PassReport { scan_errors: src.errors, special: src.special, ..PassReport::default() };
@@ -96,6 +100,9 @@ pub fn run_pass(
             crate::fsio::create_dirs(target)?;
         }
         report.stats = apply::apply(&plan, source, target, shutdown, observe);
+        if report.stats.panicked {
+            return Err(Error::Panicked { what: "copying" });
+        }
     }
     report.plan = plan;
     Ok(report)

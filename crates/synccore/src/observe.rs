@@ -124,7 +124,14 @@ pub fn run_passes(
     mut pass: impl FnMut(&mut Totals) -> u8,
 ) -> u8 {
     loop {
-        let status = pass(totals);
+        // A panic outside the threads a pass already watches (a bug) ends the run with an
+        // error that says so, instead of a pass counted as done (the hardening issue, 12).
+        let Ok(status) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| pass(totals))) else {
+            log::error!("internal error: the pass panicked and was stopped (please report this)");
+            totals.errors += 1;
+            totals.log_summary();
+            return 1;
+        };
         totals.passes += 1;
         if once {
             totals.log_summary();

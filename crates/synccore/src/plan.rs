@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::fmt;
 
-use crate::entry::{Entry, Kind, Mtime};
+use crate::entry::{Entry, Kind, Mtime, Owner};
 use crate::relpath::RelPath;
 use crate::scan::Tree;
 
@@ -28,16 +28,17 @@ impl Stamp {
 /// One thing to do at one path of the target.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    /// Create a directory (its final mode and mtime are set by a later `Meta`).
-    Mkdir { mode: u32 },
-    /// Copy a file that the target lacks. `size`/`mtime` are the source's as scanned.
-    Copy { size: u64, mode: u32, mtime: Mtime },
+    /// Create a directory (its final mode, mtime and owner are set by a later `Meta`).
+    Mkdir { mode: u32, owner: Owner },
+    /// Copy a file that the target lacks. `size`/`mtime` are the source's as scanned; `owner`
+    /// is kept exactly when the pass runs as root, as far as the system allows otherwise.
+    Copy { size: u64, mode: u32, mtime: Mtime, owner: Owner },
     /// Replace the target's different file (or other kind) with the source's file.
-    Update { size: u64, mode: u32, mtime: Mtime, was: Option<Stamp> },
-    /// Create or replace a symlink.
-    Link { target: Box<[u8]>, was: Option<Stamp> },
-    /// Set permission bits and/or mtime only; content is already equal.
-    Meta { mode: Option<u32>, mtime: Option<Mtime>, dir: bool },
+    Update { size: u64, mode: u32, mtime: Mtime, owner: Owner, was: Option<Stamp> },
+    /// Create or replace a symlink, with the source link's mtime and owner.
+    Link { target: Box<[u8]>, mtime: Mtime, owner: Owner, was: Option<Stamp> },
+    /// Set permission bits, mtime and/or owner only; content is already equal.
+    Meta { mode: Option<u32>, mtime: Option<Mtime>, owner: Option<Owner>, dir: bool },
     /// Delete a file or symlink.
     Delete { was: Stamp },
     /// Remove a directory (its contents are deleted by earlier steps).
@@ -142,12 +143,15 @@ impl fmt::Display for Step {
             Action::Link { target, .. } => {
                 write!(f, " -> \"{}\"", crate::relpath::escape_bytes(target))
             }
-            Action::Meta { mode, mtime, .. } => {
+            Action::Meta { mode, mtime, owner, .. } => {
                 if let Some(mode) = mode {
                     write!(f, " mode {mode:o}")?;
                 }
                 if let Some(m) = mtime {
                     write!(f, " mtime {}.{:09}", m.secs, m.nanos)?;
+                }
+                if let Some(o) = owner {
+                    write!(f, " owner {}:{}", o.uid, o.gid)?;
                 }
                 Ok(())
             }
@@ -190,6 +194,16 @@ impl Plan {
 pub struct MirrorOptions {
     /// Decide equal-size files by content even when their mtimes are equal (`--checksum`).
     pub checksum: bool,
+    /// Compare owners and plan owner changes (run as root, like `rsync -a`; see
+    /// [`crate::entry::keeps_owners`]). Without it an owner difference is not a change.
+    pub owners: bool,
+}
+
+impl MirrorOptions {
+    /// The options of a pass run by this process: owners are kept when it runs as root.
+    pub fn for_this_process(checksum: bool) -> Self {
+        MirrorOptions { checksum, owners: crate::entry::keeps_owners() }
+    }
 }
 
 /// Plans the steps that make `target` an exact copy of `source` (SPEC section 3 "Mirror").
@@ -269,12 +283,14 @@ pub fn mirror(
         let mode_differs = is_new || existing.is_some_and(|d| d.mode != s.mode);
         let mtime_differs =
             is_new || touched.contains(&s.path) || existing.is_some_and(|d| d.mtime != s.mtime);
-        if (is_new || existing.is_some()) && (mode_differs || mtime_differs) {
+        let owner_differs = options.owners && (is_new || existing.is_some_and(|d| d.owner != s.owner));
+        if (is_new || existing.is_some()) && (mode_differs || mtime_differs || owner_differs) {
             dir_metas.push(Step {
                 path: s.path.clone(),
                 action: Action::Meta {
                     mode: mode_differs.then_some(s.mode),
                     mtime: mtime_differs.then_some(s.mtime),
+                    owner: owner_differs.then_some(s.owner),
                     dir: true,
                 },
             });
@@ -291,9 +307,9 @@ pub fn mirror(
 /// The step that creates `s` where the target has nothing.
 pub(crate) fn create_step(s: &Entry) -> Step {
     let action = match &s.kind {
-        Kind::Dir => Action::Mkdir { mode: s.mode },
-        Kind::File => Action::Copy { size: s.size, mode: s.mode, mtime: s.mtime },
-        Kind::Symlink(t) => Action::Link { target: t.clone(), was: None },
+        Kind::Dir => Action::Mkdir { mode: s.mode, owner: s.owner },
+        Kind::File => Action::Copy { size: s.size, mode: s.mode, mtime: s.mtime, owner: s.owner },
+        Kind::Symlink(t) => Action::Link { target: t.clone(), mtime: s.mtime, owner: s.owner, was: None },
     };
     Step { path: s.path.clone(), action }
 }
@@ -313,8 +329,21 @@ pub(crate) fn compare(
     same_content: &mut dyn FnMut(&Entry, &Entry) -> bool,
     deletes: &mut Vec<Step>,
 ) -> Option<Step> {
-    match (&s.kind, &d.kind) {
-        (Kind::Dir, Kind::Dir) => None, // metadata in the directory phase
+    let update = || Action::Update {
+        size: s.size,
+        mode: s.mode,
+        mtime: s.mtime,
+        owner: s.owner,
+        was: Some(Stamp::of(d)),
+    };
+    let relink = |target: &[u8]| Action::Link {
+        target: target.into(),
+        mtime: s.mtime,
+        owner: s.owner,
+        was: Some(Stamp::of(d)),
+    };
+    let action = match (&s.kind, &d.kind) {
+        (Kind::Dir, Kind::Dir) => return None, // metadata in the directory phase
         (Kind::File, Kind::File) => {
             let equal = if s.size != d.size {
                 false
@@ -323,35 +352,33 @@ pub(crate) fn compare(
             } else {
                 same_content(s, d)
             };
-            if !equal {
-                let action =
-                    Action::Update { size: s.size, mode: s.mode, mtime: s.mtime, was: Some(Stamp::of(d)) };
-                return Some(Step { path: s.path.clone(), action });
-            }
-            let mode = (s.mode != d.mode).then_some(s.mode);
-            let mtime = (s.mtime != d.mtime).then_some(s.mtime);
-            (mode.is_some() || mtime.is_some())
-                .then(|| Step { path: s.path.clone(), action: Action::Meta { mode, mtime, dir: false } })
+            if equal { meta_action(s, d, options)? } else { update() }
         }
-        (Kind::Symlink(a), Kind::Symlink(b)) => (a != b).then(|| Step {
-            path: s.path.clone(),
-            action: Action::Link { target: a.clone(), was: Some(Stamp::of(d)) },
-        }),
+        (Kind::Symlink(a), Kind::Symlink(b)) if a == b => meta_action(s, d, options)?,
+        (Kind::Symlink(a), Kind::Symlink(_) | Kind::File) => relink(a),
         // A file replacing a symlink is renamed over it: one atomic step.
-        (Kind::File, Kind::Symlink(_)) => Some(Step {
-            path: s.path.clone(),
-            action: Action::Update { size: s.size, mode: s.mode, mtime: s.mtime, was: Some(Stamp::of(d)) },
-        }),
-        (Kind::Symlink(t), Kind::File) => Some(Step {
-            path: s.path.clone(),
-            action: Action::Link { target: t.clone(), was: Some(Stamp::of(d)) },
-        }),
+        (Kind::File, Kind::Symlink(_)) => update(),
         // Any change to or from a directory: remove the old entry first, then create.
         _ => {
             deletes.push(delete_step(d));
-            Some(create_step(s))
+            return Some(create_step(s));
         }
-    }
+    };
+    Some(Step { path: s.path.clone(), action })
+}
+
+/// The metadata step that gives the target `d` the source's mode (files only: a symlink has
+/// none of its own), mtime and (with `options.owners`) owner; `None` when they already agree.
+pub(crate) fn meta_action(s: &Entry, d: &Entry, options: MirrorOptions) -> Option<Action> {
+    let mode = (s.is_file() && s.mode != d.mode).then_some(s.mode);
+    let mtime = (s.mtime != d.mtime).then_some(s.mtime);
+    let owner = (options.owners && s.owner != d.owner).then_some(s.owner);
+    (mode.is_some() || mtime.is_some() || owner.is_some()).then_some(Action::Meta {
+        mode,
+        mtime,
+        owner,
+        dir: false,
+    })
 }
 
 #[cfg(test)]
@@ -366,6 +393,7 @@ mod tests {
             mtime: Mtime { secs: mtime, nanos: 0 },
             mode,
             ino: 1,
+            owner: Owner::default(),
         }
     }
     fn file(path: &str, size: u64, mtime: i64) -> Entry {
@@ -384,7 +412,7 @@ mod tests {
     /// The plan as `kind path` lines: the table's expected column.
     fn plan_of(src: Vec<Entry>, dst: Vec<Entry>, checksum: bool, equal: bool) -> Vec<String> {
         let mut asked = 0;
-        let plan = mirror(&tree(src), &tree(dst), MirrorOptions { checksum }, &mut |_, _| {
+        let plan = mirror(&tree(src), &tree(dst), MirrorOptions { checksum, owners: true }, &mut |_, _| {
             asked += 1;
             equal
         });
@@ -445,6 +473,22 @@ mod tests {
             ("new symlink", vec![link("l", "t")], vec![], false, false, vec!["link l"]),
             ("symlink retargeted", vec![link("l", "u")], vec![link("l", "t")], false, false, vec!["link l"]),
             ("symlink same", vec![link("l", "t")], vec![link("l", "t")], false, false, vec![]),
+            (
+                "symlink touched (its own mtime)",
+                vec![Entry { mtime: Mtime { secs: 9, nanos: 0 }, ..link("l", "t") }],
+                vec![link("l", "t")],
+                false,
+                false,
+                vec!["meta l"],
+            ),
+            (
+                "owner only",
+                vec![Entry { owner: Owner { uid: 7, gid: 8 }, ..file("a", 3, 1) }],
+                vec![file("a", 3, 1)],
+                false,
+                false,
+                vec!["meta a"],
+            ),
             (
                 "file becomes symlink",
                 vec![link("l", "t")],

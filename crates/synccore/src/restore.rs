@@ -29,7 +29,7 @@ use std::sync::atomic::AtomicBool;
 use crate::apply::{self, ApplyStats};
 use crate::bisync::Pair;
 use crate::checksum::{Digest, file_checksum};
-use crate::entry::{MODE_MASK, Mtime};
+use crate::entry::{MODE_MASK, Mtime, Owner, keeps_owners};
 use crate::error::{Error, IoResultExt, Op, Quoted, Result};
 use crate::fsio;
 use crate::lock::{self, LockGuard};
@@ -180,11 +180,9 @@ pub fn restore(home: &Path, dir: &Path, version: Version, shutdown: &AtomicBool)
 /// Refuses while a sync of the pair or the versioning of DIR runs (naming its pid), and holds
 /// the versions lock for the restore so that no versioning child starts meanwhile.
 fn take_locks(home: &Path, dir: &Path, partner: &Path, versions: &Path) -> Result<LockGuard> {
-    for pair in [Pair::new(home, dir.into(), partner.into()), Pair::new(home, partner.into(), dir.into())] {
-        let path = pair.lock_path();
-        if let Some(pid) = lock::holder(&path) {
-            return Err(Error::Locked { path, pid });
-        }
+    let path = Pair::locate(home, dir.into(), partner.into()).lock_path();
+    if let Some(pid) = lock::holder(&path) {
+        return Err(Error::Locked { path, pid });
     }
     lock::acquire(&versions.join("lock"))
 }
@@ -249,6 +247,9 @@ fn copy_tree(from: &Path, to: &Path, shutdown: &AtomicBool) -> Result<ApplyStats
 /// The one completeness rule for every copy that feeds a swap (issue point 2): the source was
 /// read without error and every step of the copy was carried out.
 fn ensure_complete(from: &Path, tree: &Tree, stats: &ApplyStats) -> Result<()> {
+    if stats.panicked {
+        return Err(Error::Panicked { what: "a copy of the restore" });
+    }
     let reason = if let Some(err) = tree.errors.first() {
         format!("could not be read completely ({err}); nothing was changed")
     } else if stats.interrupted {
@@ -265,15 +266,16 @@ fn ensure_complete(from: &Path, tree: &Tree, stats: &ApplyStats) -> Result<()> {
     Err(Error::Incomplete { path: from.into(), reason })
 }
 
-/// The plan that copies `tree` into an empty directory.
+/// The plan that copies `tree` into an empty directory (owners kept where this process can).
 fn copy_plan(tree: &Tree) -> Plan {
-    plan::mirror(tree, &Tree::default(), MirrorOptions::default(), &mut |_, _| false)
+    plan::mirror(tree, &Tree::default(), MirrorOptions::for_this_process(false), &mut |_, _| false)
 }
 
-/// Gives a copied tree's root the mode and mtime of the original's (after its contents are
-/// in place, which moved its mtime).
+/// Gives a copied tree's root the mode, mtime (and, run as root, owner) of the original's,
+/// after its contents are in place (which moved its mtime).
 fn set_root_meta(to: &Path, root: &std::fs::Metadata) -> Result<()> {
-    fsio::set_meta(to, Some(root.mode() & MODE_MASK), Some(Mtime::of(root)))
+    let owner = keeps_owners().then(|| Owner::of(root));
+    fsio::set_meta(to, Some(root.mode() & MODE_MASK), Some(Mtime::of(root)), owner)
 }
 
 /// Keeps the tree at `src` (DIR, or DIR's old content after the exchange) as a new undo
@@ -344,8 +346,8 @@ struct Links {
 }
 
 /// Turns each copy of a file of `src` that a candidate tree (tried in order) holds at the
-/// same path with identical content, mode, mtime and owner into a hard link to it: a link
-/// shares all of them, so anything less must stay a copy. `digest` hashes a file (`None` when
+/// same path with identical content, mode, mtime and (run as root, where copies keep owners)
+/// owner into a hard link to it: a link shares all of them, so anything less must stay a copy. `digest` hashes a file (`None` when
 /// it cannot be read: the copy then reports the real problem).
 fn link_identical(
     plan: &mut Plan,
@@ -367,7 +369,7 @@ fn link_identical(
                     && theirs.len() == size
                     && theirs.mode() & MODE_MASK == mode
                     && Mtime::of(&theirs) == mtime
-                    && (theirs.uid(), theirs.gid()) == (ours.uid(), ours.gid())
+                    && (!keeps_owners() || Owner::of(&theirs) == Owner::of(&ours))
                     && theirs.nlink() < MAX_LINKS;
                 if !same_meta {
                     continue;
@@ -390,11 +392,15 @@ fn link_identical(
 }
 
 /// True when the tree at `other` has exactly `tree`'s entries (kinds, sizes, modes, mtimes,
-/// symlink targets) and `root`'s mode and mtime; the caller has checked the contents.
+/// symlink targets, owners where they are kept) and `root`'s mode and mtime; the caller has
+/// checked the contents.
 fn same_as(tree: &Tree, root: &std::fs::Metadata, other: &Path) -> bool {
     let Ok(theirs) = scan::scan(other) else { return false };
     let Ok(their_root) = std::fs::symlink_metadata(other) else { return false };
-    let key = |e: &crate::entry::Entry| (e.path.clone(), e.kind.clone(), e.size, e.mode, e.mtime);
+    let owners = keeps_owners();
+    let key = |e: &crate::entry::Entry| {
+        (e.path.clone(), e.kind.clone(), e.size, e.mode, e.mtime, owners.then_some(e.owner))
+    };
     theirs.errors.is_empty()
         && theirs.entries.len() == tree.entries.len()
         && theirs.entries.iter().map(key).eq(tree.entries.iter().map(key))
@@ -446,7 +452,7 @@ mod tests {
         let p = root.join(rel);
         fs::create_dir_all(p.parent().unwrap()).unwrap();
         fs::write(&p, content).unwrap();
-        fsio::set_meta(&p, Some(mode), Some(T)).unwrap();
+        fsio::set_meta(&p, Some(mode), Some(T), None).unwrap();
     }
 
     fn plan_of(root: &Path) -> Plan {
@@ -515,16 +521,16 @@ mod tests {
         let (a, b) = (d.path().join("a"), d.path().join("b"));
         for root in [&a, &b] {
             put(root, "x/y", "1", 0o644);
-            fsio::set_meta(&root.join("x"), Some(0o755), Some(T)).unwrap();
-            fsio::set_meta(root, Some(0o750), Some(T)).unwrap();
+            fsio::set_meta(&root.join("x"), Some(0o755), Some(T), None).unwrap();
+            fsio::set_meta(root, Some(0o750), Some(T), None).unwrap();
         }
         let meta = |p: &Path| fs::symlink_metadata(p).unwrap();
         let tree = scan::scan(&a).unwrap();
         assert!(same_as(&tree, &meta(&a), &b));
-        fsio::set_meta(&b, Some(0o700), None).unwrap();
+        fsio::set_meta(&b, Some(0o700), None, None).unwrap();
         assert!(!same_as(&tree, &meta(&a), &b), "root mode differs");
-        fsio::set_meta(&b, Some(0o750), None).unwrap();
-        fsio::set_meta(&b.join("x/y"), None, Some(Mtime { secs: 1, nanos: 0 })).unwrap();
+        fsio::set_meta(&b, Some(0o750), None, None).unwrap();
+        fsio::set_meta(&b.join("x/y"), None, Some(Mtime { secs: 1, nanos: 0 }), None).unwrap();
         assert!(!same_as(&tree, &meta(&a), &b), "a file's mtime differs");
         assert!(!same_as(&tree, &meta(&a), &d.path().join("missing")));
     }
@@ -598,6 +604,7 @@ mod tests {
             mtime: T,
             mode: 0o644,
             ino,
+            owner: crate::entry::Owner::default(),
         };
         let tree = |ino| Tree { entries: vec![e(ino)], ..Tree::default() };
         assert!(same_entries(&tree(1), &tree(1)));

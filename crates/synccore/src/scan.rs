@@ -8,7 +8,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use crate::entry::{Entry, Kind, MODE_MASK, Mtime};
+use crate::entry::{Entry, Kind, MODE_MASK, Mtime, Owner};
 use crate::error::{Error, IoResultExt, Op, Result};
 use crate::fsio::is_temp_name;
 use crate::relpath::RelPath;
@@ -157,6 +157,7 @@ fn entry_from(meta: &std::fs::Metadata, rel: RelPath, path: &Path) -> Result<Opt
         mtime: Mtime::of(meta),
         mode: meta.mode() & MODE_MASK,
         ino: meta.ino(),
+        owner: Owner::of(meta),
     }))
 }
 

@@ -12,14 +12,15 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::checksum::Digest;
-use crate::entry::{Entry, Kind, Mtime};
+use crate::entry::{Kind, Mtime, Owner};
 use crate::error::{Error, IoResultExt, Result};
 use crate::fsio;
 use crate::jsonbytes::Bytes;
 use crate::relpath::RelPath;
 
-/// The format written by this version; newer files are refused (treated as no base).
-pub const FORMAT: u32 = 1;
+/// The format written by this version. Format 1 (rows as unnamed 9-element arrays, no
+/// owners) is still read; newer files are refused (treated as no base).
+pub const FORMAT: u32 = 2;
 
 /// What one path held on both sides after the last pass.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,21 +29,12 @@ pub struct BaseEntry {
     pub size: u64,
     pub mtime: Mtime,
     pub mode: u32,
+    /// Owner and group, recorded when the pass kept owners (run as root); `None` when unknown.
+    pub owner: Option<Owner>,
     /// SHA-256 of a file's content, when the pass knew it.
     pub hash: Option<Digest>,
     /// Inode on side A and on side B: a side whose (size, mtime, inode) still match is unchanged.
     pub ino: [u64; 2],
-}
-
-impl BaseEntry {
-    /// The stamp a side must still have to count as unchanged since the base.
-    pub fn matches(&self, side: usize, e: &Entry) -> bool {
-        self.kind == e.kind
-            && self.size == e.size
-            && self.mtime == e.mtime
-            && self.mode == e.mode
-            && self.ino[side] == e.ino
-    }
 }
 
 /// The base of a pair: entries sorted by path.
@@ -63,25 +55,152 @@ impl State {
     }
 }
 
-/// One entry as stored: `[path, kind, size, secs, nanos, mode, ino_a, ino_b, hash-or-target]`.
+/// One entry as stored (format 2).
 #[derive(Debug, Serialize, Deserialize)]
-struct Row(Bytes, char, u64, i64, u32, u32, u64, u64, Option<Bytes>);
+struct Row {
+    path: Bytes,
+    /// `f` file, `d` directory, `l` symlink.
+    kind: char,
+    size: u64,
+    /// Seconds and nanoseconds.
+    mtime: (i64, u32),
+    mode: u32,
+    /// `[uid, gid]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    owner: Option<(u32, u32)>,
+    /// Inode on side A and side B.
+    ino: (u64, u64),
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    hash: Option<Digest>,
+    /// A symlink's target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    target: Option<Bytes>,
+}
+
+/// One entry as format 1 stored it: `[path, kind, size, secs, nanos, mode, ino_a, ino_b,
+/// hash-or-target]`.
+#[derive(Debug, Deserialize)]
+struct RowV1(Bytes, char, u64, i64, u32, u32, u64, u64, Option<Bytes>);
+
+impl From<RowV1> for Row {
+    fn from(RowV1(path, kind, size, secs, nanos, mode, ino_a, ino_b, extra): RowV1) -> Self {
+        let (hash, target) = match kind {
+            'f' => (
+                extra.and_then(Bytes::into_bytes).and_then(|h| std::str::from_utf8(&h).ok()?.parse().ok()),
+                None,
+            ),
+            _ => (None, extra),
+        };
+        Row { path, kind, size, mtime: (secs, nanos), mode, owner: None, ino: (ino_a, ino_b), hash, target }
+    }
+}
 
 #[derive(Debug, Serialize, Deserialize)]
-struct File {
+struct File<R> {
     format: u32,
+    /// The pair's sides in the order it was first synced (see [`Pair`]).
     a: Bytes,
     b: Bytes,
     saved: String,
-    entries: Vec<Row>,
+    entries: Vec<R>,
 }
 
-/// Where a pair's base and lock live: `<home>/pairs/<id>/`, `<id>` derived from both roots.
-pub fn pair_dir(home: &Path, a: &Path, b: &Path) -> PathBuf {
-    let mut key = a.as_os_str().as_bytes().to_vec();
-    key.push(0);
-    key.extend_from_slice(b.as_os_str().as_bytes());
-    home.join("pairs").join(&Digest::of_bytes(&key).to_hex()[..16])
+/// The parts of a state file that say which format it is and whose it is.
+#[derive(Debug, Deserialize)]
+struct Header {
+    format: u32,
+    a: Bytes,
+    b: Bytes,
+}
+
+/// A pair of directories and where its base and lock live. The pair is the same whichever
+/// order its directories are named in (the hardening issue, point 4): one base, one lock, and
+/// sides A and B as the pair was first synced, so that ties, the `-a`/`-b` conflict suffixes
+/// and log prefixes never depend on the order of the arguments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pair {
+    /// Canonical roots of side A and side B, in the pair's recorded order.
+    pub roots: [PathBuf; 2],
+    /// `<home>/pairs/<id>`, `<id>` derived from both roots independently of their order.
+    pub dir: PathBuf,
+    /// A base written by an earlier version under the key of the reversed order, not yet
+    /// moved to [`Pair::dir`].
+    legacy: Option<PathBuf>,
+}
+
+impl Pair {
+    /// Finds the pair of `a` and `b` (canonical) under `home`, reading (never writing) the
+    /// recorded base to learn the pair's order.
+    pub fn locate(home: &Path, a: PathBuf, b: PathBuf) -> Self {
+        let pairs = home.join("pairs");
+        let dir = pairs.join(key(&a, &b, true));
+        let state = dir.join(STATE_FILE);
+        // Earlier versions keyed the pair by the order of the arguments of its first pass.
+        let legacy = [key(&a, &b, false), key(&b, &a, false)]
+            .into_iter()
+            .map(|k| pairs.join(k).join(STATE_FILE))
+            .find(|p| *p != state && !state.exists() && p.exists());
+        let recorded = read_header(legacy.as_deref().unwrap_or(&state));
+        let roots = match recorded {
+            Some((ra, rb)) if ra == b && rb == a => [b, a],
+            _ => [a, b],
+        };
+        Pair { roots, dir, legacy }
+    }
+
+    /// The base to read: [`Pair::state`], or a legacy one not moved yet.
+    pub fn base_to_read(&self) -> PathBuf {
+        self.legacy.clone().unwrap_or_else(|| self.state())
+    }
+
+    /// `<pair dir>/state.json`, where the base is written.
+    pub fn state(&self) -> PathBuf {
+        self.dir.join(STATE_FILE)
+    }
+
+    /// The pair's lock file.
+    pub fn lock_path(&self) -> PathBuf {
+        self.dir.join("lock")
+    }
+
+    /// True when the pair has a base (it was synced before).
+    pub fn has_base(&self) -> bool {
+        self.legacy.is_some() || self.state().exists()
+    }
+
+    /// Moves a legacy base to [`Pair::state`] (atomically; call with the lock held, never in a
+    /// dry run), so that an upgrade never turns the next pass into a first (union) pass.
+    pub fn adopt_legacy_base(&mut self) -> Result<()> {
+        let Some(legacy) = self.legacy.take() else { return Ok(()) };
+        fsio::create_dirs(&self.dir)?;
+        fsio::commit_new(&legacy, &self.state())?;
+        fsio::sync_dir(&self.dir)?;
+        if let Some(old_dir) = legacy.parent() {
+            // The old directory held only the base and a lock file; leave it if anything else.
+            let _ = fs::remove_file(old_dir.join("lock"));
+            let _ = fs::remove_dir(old_dir);
+        }
+        Ok(())
+    }
+}
+
+const STATE_FILE: &str = "state.json";
+
+/// The id of a pair's directory: 16 hex digits of SHA-256 over both roots, sorted when
+/// `sorted` (the key of this version), else in the given order (the key of format-1 days).
+fn key(a: &Path, b: &Path, sorted: bool) -> String {
+    let (x, y) = if sorted && b < a { (b, a) } else { (a, b) };
+    let mut bytes = x.as_os_str().as_bytes().to_vec();
+    bytes.push(0);
+    bytes.extend_from_slice(y.as_os_str().as_bytes());
+    Digest::of_bytes(&bytes).to_hex()[..16].to_string()
+}
+
+/// The sides recorded in the state file at `path`, if it is readable.
+fn read_header(path: &Path) -> Option<(PathBuf, PathBuf)> {
+    let text = fs::read(path).ok()?;
+    let header: Header = serde_json::from_slice(&text).ok()?;
+    Some((header.a.into_path()?, header.b.into_path()?))
 }
 
 /// Loads the base at `path`. `Ok(None)` when there is none yet; `Err` (reported by the caller,
@@ -93,30 +212,38 @@ pub fn load(path: &Path) -> Result<Option<State>> {
         Err(e) => return Err(e).at(crate::error::Op::Read, path),
     };
     let corrupt = |reason: String| Error::Invalid { path: path.into(), reason };
-    let file: File =
+    let header: Header =
         serde_json::from_slice(&text).map_err(|e| corrupt(format!("corrupt merge state: {e}")))?;
-    if file.format != FORMAT {
-        return Err(corrupt(format!(
-            "merge state format {} is not {FORMAT} (written by another version)",
-            file.format
-        )));
+    let rows: Vec<Row> = match header.format {
+        1 => serde_json::from_slice::<File<RowV1>>(&text)
+            .map(|f| f.entries.into_iter().map(Row::from).collect()),
+        FORMAT => serde_json::from_slice::<File<Row>>(&text).map(|f| f.entries),
+        other => {
+            return Err(corrupt(format!(
+                "merge state format {other} is not {FORMAT} (written by another version)"
+            )));
+        }
     }
-    let mut entries = Vec::with_capacity(file.entries.len());
-    for Row(p, kind, size, secs, nanos, mode, ino_a, ino_b, extra) in file.entries {
+    .map_err(|e| corrupt(format!("corrupt merge state: {e}")))?;
+    let mut entries = Vec::with_capacity(rows.len());
+    for row in rows {
         let bad = || corrupt("corrupt merge state: bad entry".into());
-        let path = RelPath::from_bytes(&p.into_bytes().ok_or_else(bad)?);
-        let extra = extra.map(Bytes::into_bytes);
-        let (kind, hash) = match (kind, extra) {
-            ('f', None) => (Kind::File, None),
-            ('f', Some(Some(h))) => {
-                let h = std::str::from_utf8(&h).ok().and_then(|h| h.parse().ok()).ok_or_else(bad)?;
-                (Kind::File, Some(h))
-            }
-            ('d', None) => (Kind::Dir, None),
-            ('l', Some(Some(t))) => (Kind::Symlink(t.into()), None),
+        let path = RelPath::from_bytes(&row.path.into_bytes().ok_or_else(bad)?);
+        let kind = match (row.kind, row.target) {
+            ('f', None) => Kind::File,
+            ('d', None) => Kind::Dir,
+            ('l', Some(t)) => Kind::Symlink(t.into_bytes().ok_or_else(bad)?.into()),
             _ => return Err(bad()),
         };
-        let entry = BaseEntry { kind, size, mtime: Mtime { secs, nanos }, mode, hash, ino: [ino_a, ino_b] };
+        let entry = BaseEntry {
+            hash: row.hash.filter(|_| kind == Kind::File),
+            kind,
+            size: row.size,
+            mtime: Mtime { secs: row.mtime.0, nanos: row.mtime.1 },
+            mode: row.mode,
+            owner: row.owner.map(|(uid, gid)| Owner { uid, gid }),
+            ino: [row.ino.0, row.ino.1],
+        };
         entries.push((path, entry));
     }
     entries.sort_by(|x, y| x.0.cmp(&y.0));
@@ -129,22 +256,22 @@ pub fn save(path: &Path, a: &Path, b: &Path, state: &State) -> Result<()> {
         .entries
         .iter()
         .map(|(p, e)| {
-            let (kind, extra) = match &e.kind {
-                Kind::File => ('f', e.hash.map(|h| Bytes::Utf8(h.to_hex()))),
+            let (kind, target) = match &e.kind {
+                Kind::File => ('f', None),
                 Kind::Dir => ('d', None),
                 Kind::Symlink(t) => ('l', Some(Bytes::of(t))),
             };
-            Row(
-                Bytes::of(p.as_bytes()),
+            Row {
+                path: Bytes::of(p.as_bytes()),
                 kind,
-                e.size,
-                e.mtime.secs,
-                e.mtime.nanos,
-                e.mode,
-                e.ino[0],
-                e.ino[1],
-                extra,
-            )
+                size: e.size,
+                mtime: (e.mtime.secs, e.mtime.nanos),
+                mode: e.mode,
+                owner: e.owner.map(|o| (o.uid, o.gid)),
+                ino: (e.ino[0], e.ino[1]),
+                hash: e.hash,
+                target,
+            }
         })
         .collect();
     let file = File {
@@ -177,6 +304,7 @@ mod tests {
             size: 3,
             mtime: Mtime { secs: -5, nanos: 7 },
             mode: 0o644,
+            owner: Some(Owner { uid: 1000, gid: 100 }),
             hash,
             ino: [1, 2],
         };
@@ -191,6 +319,35 @@ mod tests {
         save(&p, Path::new("/a"), Path::new("/b"), &state).unwrap();
         assert_eq!(load(&p).unwrap(), Some(state));
         assert_eq!(load(&d.path().join("none")).unwrap(), None);
+    }
+
+    #[test]
+    fn format_1_is_still_read() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("state.json");
+        let hash = Digest::of_bytes(b"x").to_hex();
+        let text = format!(
+            r#"{{"format": 1, "a": "/a", "b": "/b", "saved": "", "entries": [
+                ["f", "f", 3, -5, 7, 420, 1, 2, "{hash}"], ["l", "l", 1, 0, 0, 511, 3, 4, {{"hex": "fe"}}]]}}"#
+        );
+        fs::write(&p, text).unwrap();
+        let state = load(&p).unwrap().unwrap();
+        let file = state.get(&RelPath::from_bytes(b"f")).unwrap();
+        assert_eq!((file.hash, file.owner, file.ino), (Some(Digest::of_bytes(b"x")), None, [1, 2]));
+        let link = state.get(&RelPath::from_bytes(b"l")).unwrap();
+        assert_eq!(link.kind, Kind::Symlink(b"\xfe".to_vec().into()));
+    }
+
+    #[test]
+    fn a_pair_is_one_pair_in_either_order_and_keeps_its_first_order() {
+        let d = tempfile::tempdir().unwrap();
+        let (x, y) = (PathBuf::from("/data/x"), PathBuf::from("/data/y"));
+        let first = Pair::locate(d.path(), y.clone(), x.clone());
+        assert_eq!(first.roots, [y.clone(), x.clone()], "no base yet: the given order");
+        save(&first.state(), &y, &x, &State::default()).unwrap();
+        let swapped = Pair::locate(d.path(), x.clone(), y.clone());
+        assert_eq!(swapped.roots, [y, x], "the recorded order");
+        assert_eq!((&swapped.dir, swapped.lock_path()), (&first.dir, first.lock_path()));
     }
 
     #[test]

@@ -20,7 +20,7 @@ use std::time::Instant;
 
 use crate::apply::{self, ApplyStats, Event};
 use crate::checksum::{Digest, directory_checksum_of, file_checksum};
-use crate::entry::{Entry, MODE_MASK, Mtime};
+use crate::entry::{Entry, MODE_MASK, Mtime, Owner, keeps_owners};
 use crate::error::{Error, IoResultExt, Op, Rail, Result};
 use crate::fsio;
 use crate::plan::{self, Action, MirrorOptions, Plan};
@@ -178,8 +178,9 @@ pub fn run_pass(
         return Ok(report);
     }
 
-    report.plan = plan::mirror(&tree, &Tree::default(), MirrorOptions::default(), &mut |_, _| true);
-    link_unchanged(&mut report.plan, &rows, &manifest, &latest_dir, &mut |p| {
+    report.plan =
+        plan::mirror(&tree, &Tree::default(), MirrorOptions::for_this_process(false), &mut |_, _| true);
+    link_unchanged(&mut report.plan, &rows, &manifest, &latest_dir, keeps_owners(), &mut |p| {
         scan::entry_of(p, RelPath::from_bytes(b"-")).ok().flatten()
     });
     if options.dry_run {
@@ -217,7 +218,7 @@ fn build(
     report: &mut VersionedReport,
     source: &Path,
     layout: &Layout,
-    (root_mode, root_mtime): (u32, Mtime),
+    (root_mode, root_mtime, root_owner): (u32, Mtime, Owner),
     shutdown: &AtomicBool,
     observe: &mut dyn FnMut(Event<'_>),
 ) -> Result<bool> {
@@ -226,6 +227,10 @@ fn build(
     fsio::remove_tree(&next)?;
     fsio::create_dir(&next, 0o700)?;
     report.stats = apply::apply(&report.plan, source, &next, shutdown, observe);
+    if report.stats.panicked {
+        fsio::remove_tree(&next)?;
+        return Err(Error::Panicked { what: "building the new version" });
+    }
     if !report.stats.is_complete() {
         fsio::remove_tree(&next)?;
         report.outcome = if report.stats.interrupted {
@@ -236,32 +241,40 @@ fn build(
         return Ok(false);
     }
     // The slot's root takes SOURCE root's mode and mtime, after its contents are in place.
-    fsio::set_meta(&next, Some(root_mode), Some(root_mtime))?;
+    fsio::set_meta(&next, Some(root_mode), Some(root_mtime), keeps_owners().then_some(root_owner))?;
     fsio::make_durable(&next)?;
     Ok(true)
 }
 
 /// Turns each copy of a file that `_1` already holds with equal content hash, mode and mtime
-/// into a hard link to it. `new_rows` are SOURCE's files with their digests; `old` describes
-/// `_1`; `stat` reads the entry at a path of `_1` (`None` when absent or unreadable).
+/// (and owner, with `owners`: a hard link shares all of them) into a hard link to it.
+/// `new_rows` are SOURCE's files with their digests; `old` describes `_1`; `stat` reads the
+/// entry at a path of `_1` (`None` when absent or unreadable).
 pub fn link_unchanged(
     plan: &mut Plan,
     new_rows: &[FileRecord],
     old: &Manifest,
     latest_dir: &Path,
+    owners: bool,
     stat: &mut dyn FnMut(&Path) -> Option<Entry>,
 ) {
     for step in &mut plan.steps {
-        let Action::Copy { size, mode, mtime } = step.action else { continue };
+        let Action::Copy { size, mode, mtime, owner } = step.action else { continue };
         let new = new_rows.binary_search_by(|r| r.path.cmp(&step.path)).ok().map(|i| &new_rows[i]);
         let (Some(new), Some(prev)) = (new, old.file(&step.path)) else { continue };
         if new.digest != prev.digest || prev.size != size {
             continue;
         }
         let existing = join(latest_dir, &step.path);
-        // The file in `_1` must be the one the manifest describes, and share mode and mtime.
+        // The file in `_1` must be the one the manifest describes, and share mode, mtime and
+        // (where owners are kept) owner.
         let same = stat(&existing).is_some_and(|e| {
-            e.is_file() && e.size == size && e.mode == mode && e.mtime == mtime && e.mtime == prev.mtime
+            e.is_file()
+                && e.size == size
+                && e.mode == mode
+                && e.mtime == mtime
+                && e.mtime == prev.mtime
+                && (!owners || e.owner == owner)
         });
         if same {
             step.action = Action::HardLink { existing };
@@ -319,10 +332,10 @@ fn slot_record(dir: &Path) -> Result<Option<SlotRecord>> {
     }))
 }
 
-/// SOURCE root's mode and mtime, which the new slot's root takes on.
-fn root_meta(source: &Path) -> Result<(u32, Mtime)> {
+/// SOURCE root's mode, mtime and owner, which the new slot's root takes on.
+fn root_meta(source: &Path) -> Result<(u32, Mtime, Owner)> {
     let meta = std::fs::symlink_metadata(source).at(Op::Stat, source)?;
-    Ok((meta.mode() & MODE_MASK, Mtime::of(&meta)))
+    Ok((meta.mode() & MODE_MASK, Mtime::of(&meta), Owner::of(&meta)))
 }
 
 fn is_missing(err: &Error) -> bool {
@@ -351,7 +364,10 @@ mod tests {
     }
 
     fn copy(path: &str, size: u64, mode: u32, mtime: Mtime) -> plan::Step {
-        plan::Step { path: RelPath::from_bytes(path.as_bytes()), action: Action::Copy { size, mode, mtime } }
+        plan::Step {
+            path: RelPath::from_bytes(path.as_bytes()),
+            action: Action::Copy { size, mode, mtime, owner: Owner::default() },
+        }
     }
 
     #[test]
@@ -385,16 +401,17 @@ mod tests {
                 mtime: T,
                 mode: 0o644,
                 ino: 9,
+                owner: Owner::default(),
             })
         };
-        link_unchanged(&mut plan, &new_rows, &old, Path::new("/v/_1"), &mut stat);
+        link_unchanged(&mut plan, &new_rows, &old, Path::new("/v/_1"), true, &mut stat);
         let kinds: Vec<String> =
             plan.steps.iter().map(|s| format!("{} {}", s.kind().word(), s.path)).collect();
         assert_eq!(kinds, ["copy changed", "copy mode", "copy new", "hardlink same", "copy touched"]);
         assert_eq!(plan.steps[3].action, Action::HardLink { existing: "/v/_1/same".into() });
         // A `_1` file that is not what the manifest says (or is gone) is never linked.
         let mut plan = Plan { steps: vec![copy("same", 3, 0o644, T)] };
-        link_unchanged(&mut plan, &new_rows, &old, Path::new("/v/_1"), &mut |_| None);
+        link_unchanged(&mut plan, &new_rows, &old, Path::new("/v/_1"), true, &mut |_| None);
         assert_eq!(plan.count(plan::StepKind::Copy), 1);
     }
 }

@@ -2,10 +2,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod faults;
+mod metadata;
 mod oneway_crash;
 mod oneway_inputs;
 mod oneway_mirror;
 mod oneway_versioned;
+mod twoway_convergence;
 mod twoway_merge;
 mod twoway_model;
 mod twoway_recovery;

@@ -294,6 +294,7 @@ mod tests {
             mtime: Mtime { secs, nanos: 999_999_999 },
             mode: 0o644,
             ino,
+            owner: crate::entry::Owner::default(),
         };
         assert_eq!(m.cached_digest(&entry(5, 1_700_000_000, 7)), Some(row.digest));
         assert_eq!(m.cached_digest(&entry(6, 1_700_000_000, 7)), None, "size");
