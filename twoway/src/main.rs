@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use clap::Parser;
 use synccore::bisync::{self, Pair};
 use synccore::error::{Quoted, Rail};
 use synccore::logging::{self, Verbosity};
@@ -23,7 +22,7 @@ use synccore::{Error, lock, roots, shutdown};
 use crate::cli::Args;
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args = cli::parse();
     let verbosity = match (args.quiet, args.verbose) {
         (true, _) => Verbosity::Quiet,
         (_, true) => Verbosity::Verbose,
@@ -77,28 +76,12 @@ fn restore(args: &Args, verbosity: Verbosity) -> u8 {
     let version = recovery::version_of(args.version);
     match synccore::restore::restore(&home, &args.dir_a, version, &shutdown) {
         Ok(done) => {
-            log::info!(
-                "restored {} from {} ({} entries, {} bytes)",
-                Quoted(&done.dir),
-                Quoted(&done.from),
-                done.stats.operations(),
-                done.stats.copied_bytes
-            );
-            if let Some(undo) = &done.undo {
-                log::info!(
-                    "what it held before is kept in {}; `--version undo` brings it back",
-                    Quoted(undo)
-                );
-            }
+            recovery::log_restored(&done);
             0
         }
         Err(err) => {
             log::error!("restore failed: {err}");
-            match err {
-                Error::Locked { .. } => 3,
-                Error::Io { .. } | Error::RenameIo { .. } | Error::Interrupted => 1,
-                _ => 2,
-            }
+            err.exit_code() as u8
         }
     }
 }

@@ -7,19 +7,75 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-use synccore::error::{Error, Op};
-use synccore::restore::Version;
-use synccore::versions::{Layout, version_name};
+use synccore::error::{Error, Op, Quoted};
+use synccore::restore::{Kept, Restored, Source, Version};
+use synccore::versions::{Layout, Slot, version_name};
 
 use crate::cli::{Args, VersionArg};
 use crate::supervise::{self, ChildSpec, Children};
 
-/// The restore version named on the command line.
-pub fn version_of(v: VersionArg) -> Version {
+/// The restore version named on the command line (`latest` when none is).
+pub fn version_of(v: Option<VersionArg>) -> Version {
     match v {
-        VersionArg::Latest => Version::Latest,
-        VersionArg::Previous => Version::Previous,
-        VersionArg::Undo => Version::Undo,
+        None | Some(VersionArg::Latest) => Version::Latest,
+        Some(VersionArg::Previous) => Version::Previous,
+        Some(VersionArg::Undo) => Version::Undo(None),
+        Some(VersionArg::UndoAt(stamp)) => Version::Undo(Some(stamp)),
+    }
+}
+
+/// Logs what a restore did (hardening issue point 1: the output names the generation it
+/// created and the one it restored from).
+pub fn log_restored(done: &Restored) {
+    let dir = Quoted(&done.dir);
+    for m in &done.migrated {
+        log::info!("migrated the old undo slot {} to the undo generation {}", Quoted(&m.from), Quoted(&m.to));
+    }
+    if done.repair.did_something() {
+        log::info!(
+            "repaired the versions of {dir}, which an interrupted versioning pass had left unfinished"
+        );
+    }
+    if done.removed_leftovers > 0 {
+        log::info!("removed {} temporaries left by an interrupted restore", done.removed_leftovers);
+    }
+    for path in &done.special {
+        log::warn!("{dir}: special file \"{path}\" (fifo, socket or device) is not kept");
+    }
+    log_kept(&done.dir, &done.kept);
+    if let Some(late) = &done.kept_late {
+        log::warn!("{dir} changed while it was being swapped; what it held then is kept too");
+        log_kept(&done.dir, late);
+    }
+    let source = match done.source {
+        Source::Slot(Slot::Latest) => "the latest version".to_string(),
+        Source::Slot(Slot::Previous) => "the previous version".to_string(),
+        Source::Generation(stamp) => format!("undo generation {stamp}"),
+    };
+    log::info!(
+        "restored {dir} from {source} {} ({} entries, {} bytes)",
+        Quoted(&done.from),
+        done.stats.operations(),
+        done.stats.copied_bytes
+    );
+    if !matches!(done.kept, Kept::Nothing) {
+        log::info!("`--version undo` brings back what it held before");
+    }
+}
+
+fn log_kept(dir: &Path, kept: &Kept) {
+    let dir = Quoted(dir);
+    match kept {
+        Kept::Nothing => log::info!("{dir} was empty or missing: nothing to keep"),
+        Kept::SameAsNewest { stamp, path } => log::info!(
+            "what {dir} held is identical to the undo generation {stamp} ({}); not kept twice",
+            Quoted(path)
+        ),
+        Kept::Generation { stamp, path, linked_files, copied_bytes } => log::info!(
+            "kept what {dir} held as the undo generation {stamp} ({}; {linked_files} files shared \
+             with the versions, {copied_bytes} bytes copied)",
+            Quoted(path)
+        ),
     }
 }
 

@@ -119,6 +119,11 @@ pub enum Error {
     #[error("{}: {reason}", Quoted(path))]
     Invalid { path: PathBuf, reason: String },
 
+    /// A copy that feeds a swap (a restore's copy of a version, of DIR into an undo
+    /// generation) was not complete; nothing was swapped (hardening issue, point 2).
+    #[error("{}: {reason}", Quoted(path))]
+    Incomplete { path: PathBuf, reason: String },
+
     #[error("{0}")]
     Aborted(Rail),
 
@@ -145,7 +150,11 @@ impl Error {
             | Error::RootsOverlap { .. }
             | Error::Invalid { .. } => 2,
             Error::Aborted(_) | Error::Locked { .. } => 3,
-            Error::Io { .. } | Error::RenameIo { .. } | Error::Interrupted | Error::Panicked { .. } => 1,
+            Error::Io { .. }
+            | Error::RenameIo { .. }
+            | Error::Interrupted
+            | Error::Panicked { .. }
+            | Error::Incomplete { .. } => 1,
         }
     }
 }

@@ -8,6 +8,7 @@
 //! ROOT/__versions__/<name>/_0/            the state before it
 //! ROOT/__versions__/<name>/manifest.json  see [`manifest`]
 //! ROOT/__versions__/<name>/lock           flock held by the process that owns the slots
+//! ROOT/__versions__/<name>/_undo/<stamp>/  what a directory held before a restore, see [`undo`]
 //! ```
 //!
 //! `<name>` is SOURCE's base name, a dash and the first 8 hex digits of the SHA-256 of SOURCE's
@@ -16,6 +17,7 @@
 
 pub mod manifest;
 pub mod rotation;
+pub mod undo;
 
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
@@ -70,6 +72,12 @@ impl Layout {
         Layout { dir: root.join(VERSIONS_DIR).join(version_name(source)) }
     }
 
+    /// The layout whose `ROOT/__versions__/<name>` directory is `dir` (as `.info.json` records
+    /// it for a protected directory).
+    pub fn at(dir: PathBuf) -> Self {
+        Layout { dir }
+    }
+
     /// `ROOT/__versions__/<name>`: everything of this SOURCE lies below it.
     pub fn dir(&self) -> &Path {
         &self.dir
@@ -78,6 +86,11 @@ impl Layout {
     /// `ROOT/__versions__/<name>/_1` or `_0`.
     pub fn slot(&self, slot: Slot) -> PathBuf {
         self.dir.join(slot.dir_name())
+    }
+
+    /// `ROOT/__versions__/<name>/_undo`: the undo generations of restores (see [`undo`]).
+    pub fn undo(&self) -> PathBuf {
+        self.dir.join(undo::UNDO_DIR)
     }
 
     /// `ROOT/__versions__/<name>/manifest.json`.
@@ -137,6 +150,8 @@ mod tests {
         assert_eq!(layout.slot(Slot::Previous), dir.join("_0"));
         assert_eq!(layout.manifest(), dir.join("manifest.json"));
         assert_eq!(layout.lock(), dir.join("lock"));
+        assert_eq!(layout.undo(), dir.join("_undo"));
+        assert_eq!(Layout::at(dir.clone()), layout);
         for temp in [layout.next(), layout.drop_dir(), layout.pending_manifest()] {
             assert!(crate::fsio::is_temp_name(temp.file_name().unwrap()));
         }

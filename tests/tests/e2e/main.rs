@@ -12,4 +12,5 @@ mod twoway_convergence;
 mod twoway_merge;
 mod twoway_model;
 mod twoway_recovery;
+mod twoway_restore;
 mod twoway_safety;

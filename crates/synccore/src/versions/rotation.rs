@@ -33,7 +33,9 @@
 //! manifest exists the moves only go forward, and after step 6 both slots and the manifest are
 //! the new state. Hence after a `kill -9` anywhere, the next pass's [`repair`] leaves `_1` and
 //! `_0` each either the old or the new complete version, with the manifest describing them.
-//! Other temporaries in the directory (a half-written pending manifest) are simply removed.
+//! Other temporaries in the directory (a half-written pending manifest) are simply removed,
+//! except the undo slot the previous program's restore retired (`.synccore-tmp-undo-old`,
+//! user data that the next restore migrates, see [`crate::versions::undo`]).
 
 use std::path::Path;
 
@@ -134,7 +136,10 @@ pub fn repair(layout: &Layout) -> Result<Repair> {
     for dent in entries {
         let path = dent.at(Op::ReadDir, dir)?.path();
         let is_temp = path.file_name().is_some_and(fsio::is_temp_name);
-        if is_temp && !own.contains(&path) {
+        // The previous program's retired undo slot holds user data under a temporary name:
+        // it is left for the next restore to migrate (`undo::migrate`).
+        let legacy = path.file_name().is_some_and(crate::versions::undo::is_old_retired);
+        if is_temp && !own.contains(&path) && !legacy {
             fsio::remove_tree(&path)?;
             report.removed_leftovers += 1;
         }
@@ -300,6 +305,16 @@ mod tests {
         assert_eq!(state(&l), (Some("v3".into()), Some("v2".into()), Some("M2".into())));
         assert!(leftovers(&l).is_empty());
         assert_eq!(repair(&l).unwrap(), Repair::default());
+    }
+
+    #[test]
+    fn repair_leaves_an_old_retired_undo_slot_for_the_restore_to_migrate() {
+        let d = tempfile::tempdir().unwrap();
+        let l = layout(d.path());
+        put(&l.dir().join(".synccore-tmp-undo-old"), "old undo");
+        put(&l.dir().join(".synccore-tmp-undo"), "a copy that an old restore left half-built");
+        assert_eq!(repair(&l).unwrap().removed_leftovers, 1);
+        assert_eq!(version(&l.dir().join(".synccore-tmp-undo-old")).as_deref(), Some("old undo"));
     }
 
     #[test]
