@@ -92,10 +92,15 @@ fn a_killed_child_is_restarted_and_kill_9_of_twoway_leaves_no_orphan() {
     let first = children_of(twoway.id());
     rustix::process::kill_process(rustix::process::Pid::from_raw(first[0] as i32).unwrap(), Signal::KILL)
         .unwrap();
+    // Replaced, and logged as such: the child exists a moment before its log line is written,
+    // and the kill -9 below must not land in between (that failed the log check under load).
     assert!(
         wait_for(WAIT, || {
             let now = children_of(twoway.id());
-            now.len() == 2 && !now.contains(&first[0])
+            now.len() == 2
+                && !now.contains(&first[0])
+                && fs::read_to_string(p.root().join("bg.log"))
+                    .is_ok_and(|l| l.contains("restarted versioning"))
         }),
         "the killed child is replaced"
     );
