@@ -58,20 +58,33 @@ pub fn run(mut c: Command) -> Output {
 /// CI (`CI` set and not empty, as `.ci/run` exports it) its absence fails the test instead,
 /// because a crash test that silently skips proves nothing.
 pub fn strace() -> Option<PathBuf> {
+    let ci = std::env::var_os("CI").is_some_and(|v| !v.is_empty());
     let found = std::env::var_os("PATH")
         .and_then(|paths| std::env::split_paths(&paths).map(|d| d.join("strace")).find(|p| p.is_file()));
-    if found.is_none() {
-        let ci = std::env::var_os("CI").is_some_and(|v| !v.is_empty());
-        assert!(!ci, "strace is missing: CI must install it (.ci/run does); the crash tests need it");
-        // Straight to the file descriptor: the test harness captures `eprintln!` of passing
-        // tests, and a skip nobody sees looks like a pass.
-        let _ = writeln!(
-            std::io::stderr(),
-            "skipped: strace is not installed (apt-get install strace); this crash test kills the \
-             program at an exact system call with it"
-        );
-    }
-    found
+    // A strace that cannot trace (ptrace forbidden, as in some containers) is as good as none.
+    let problem = match &found {
+        None => "strace is not installed (apt-get install strace)",
+        Some(strace) => {
+            let works = Command::new(strace)
+                .args(["-f", "-qq", "-o", "/dev/null", "true"])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            if works {
+                return found;
+            }
+            "strace cannot trace processes here (is ptrace permitted?)"
+        }
+    };
+    assert!(!ci, "{problem}: CI must provide it (.ci/run installs strace); the crash tests need it");
+    // Straight to the file descriptor: the test harness captures `eprintln!` of passing
+    // tests, and a skip nobody sees looks like a pass.
+    let _ = writeln!(
+        std::io::stderr(),
+        "skipped: {problem}; this crash test kills the program at an exact system call with it"
+    );
+    None
 }
 
 /// Runs `c` (a [`cmd`]) under `strace`, which kills it with SIGKILL on entering its `n`-th
