@@ -114,11 +114,11 @@ fn run(args: &Args, config: &Config) -> Result<u8, Error> {
     shutdown::watch_parent_from_env(&shutdown);
     let dry = if config.pass.dry_run { " (dry run)" } else { "" };
     let _lock = if let Some((layout, _)) = &config.versioned {
-        log::info!("versioning {} into {}{dry}", Quoted(&config.source), Quoted(layout.dir()));
+        log::info!("versioning {} into {}{dry}", Quoted(&config.source), Quoted(&layout.dir()));
         versioned::lock(layout, config.pass.dry_run)?
     } else {
         log::info!("mirroring {} into {}{dry}", Quoted(&config.source), Quoted(&config.backup));
-        Some(lock::acquire(&lock::mirror_lock_path(&config.backup))?)
+        Some(lock::acquire_mirror(&config.backup)?)
     };
 
     let mut totals = Totals::default();

@@ -114,7 +114,7 @@ pub fn one_pass(
         }
         Outcome::Rotated { old, new } => {
             totals.rotations += 1;
-            log::info!("rotate {}: {} -> {new}", Quoted(layout.dir()), show(old));
+            log::info!("rotate {}: {} -> {new}", Quoted(&layout.dir()), show(old));
             log::info!(
                 "pass {pass}: rotated; {copies} files copied, {} bytes written, {links} hard links, \
                  manifest {} bytes, {} files hashed ({} bytes read), {} failed, {secs:.2} s",

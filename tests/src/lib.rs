@@ -116,6 +116,28 @@ pub fn run_killed_at(strace: &Path, c: &Command, syscall: &str, n: u32) -> Outpu
     run(s)
 }
 
+/// How many times a run of `c` (to its end, under `strace`) enters `syscall`: where the kill
+/// points of a pass lie, counted on the very pass instead of assumed.
+pub fn count_calls(strace: &Path, c: &Command, syscall: &str) -> u32 {
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let mut s = Command::new(strace);
+    s.args(["-f", "-qq", "-o"]).arg(log.path()).arg("-e").arg(format!("trace={syscall}")).arg("--");
+    s.arg(c.get_program()).args(c.get_args());
+    if let Some(dir) = c.get_current_dir() {
+        s.current_dir(dir);
+    }
+    for (key, value) in c.get_envs() {
+        match value {
+            Some(value) => s.env(key, value),
+            None => s.env_remove(key),
+        };
+    }
+    let out = run(s);
+    assert!(out.status.success(), "the counted run failed: {}", String::from_utf8_lossy(&out.stderr));
+    let text = fs::read_to_string(log.path()).unwrap();
+    text.lines().filter(|l| l.contains(&format!("{syscall}("))).count() as u32
+}
+
 /// True when a run of [`run_killed_at`] was killed at its system call (strace dies of the
 /// same signal as its tracee); false when the program finished before reaching it.
 pub fn killed(out: &Output) -> bool {

@@ -101,11 +101,9 @@ pub fn start(
     let [a, b] = roots;
     let dirs: Vec<(PathBuf, OsString, PathBuf, PathBuf)> = [(a, b), (b, a)]
         .into_iter()
-        .map(|(dir, partner)| {
-            (dir.clone(), version_name(dir), Layout::new(home, dir).dir().to_path_buf(), partner.clone())
-        })
+        .map(|(dir, partner)| (dir.clone(), version_name(dir), Layout::new(home, dir).dir(), partner.clone()))
         .collect();
-    synccore::recovery::record(&synccore::restore::info_path(home), &dirs)?;
+    synccore::recovery::record(&synccore::recovery::info_path(home), &dirs)?;
     let logs = home.join("logs");
     synccore::fsio::create_dirs(&logs)?;
     let specs = dirs

@@ -8,9 +8,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::error::{Error, Result};
-use crate::fsio::{self, StageOutcome};
+use crate::fsio::{self, Rename, Root, StageOutcome};
 use crate::plan::{Action, Plan, Stamp, Step, StepKind};
-use crate::scan::join;
 
 /// Staged copies wait for one durability barrier until there are this many...
 const BATCH_FILES: usize = 8192;
@@ -72,18 +71,32 @@ impl ApplyStats {
     }
 }
 
-/// Applies `plan` so that `to` takes on what `from` has. Stops early (after finishing the step
-/// at hand and committing what is staged) when `shutdown` becomes true.
+/// The trees a plan is carried out on: copies read `from` and write `to`; hard links point
+/// into `links` (the previous version slot, for a versioned build).
+#[derive(Debug, Clone, Copy)]
+pub struct Trees<'a> {
+    pub from: &'a Root,
+    pub to: &'a Root,
+    pub links: Option<&'a Root>,
+}
+
+impl<'a> Trees<'a> {
+    /// Copies from `from` into `to`, no hard links.
+    pub fn new(from: &'a Root, to: &'a Root) -> Self {
+        Trees { from, to, links: None }
+    }
+}
+
+/// Applies `plan` so that `trees.to` takes on what `trees.from` has. Stops early (after
+/// finishing the step at hand and committing what is staged) when `shutdown` becomes true.
 pub fn apply(
     plan: &Plan,
-    from: &Path,
-    to: &Path,
+    trees: Trees<'_>,
     shutdown: &AtomicBool,
     observe: &mut dyn FnMut(Event<'_>),
 ) -> ApplyStats {
     let mut run = Run {
-        from,
-        to,
+        trees,
         stats: ApplyStats::default(),
         dirty: BTreeSet::new(),
         pending: Vec::new(),
@@ -111,14 +124,10 @@ pub fn apply(
     // Durability of renames and removals: one syncfs when many directories changed (as
     // cheap as one fsync, where hundreds of directory fsyncs cost ~2 ms each), else an fsync
     // per directory. A failure here is reported, not fatal.
-    let synced = if run.dirty.len() > FSYNC_DIRS_MAX {
-        fsio::make_durable(to)
-    } else {
-        Err(crate::Error::Interrupted)
-    };
-    if synced.is_err() {
+    let to = trees.to;
+    if run.dirty.len() <= FSYNC_DIRS_MAX || to.sync_fs().is_err() {
         for dir in &run.dirty {
-            match fsio::sync_dir(dir) {
+            match to.sync_dir(dir) {
                 // A directory the plan removed needs no fsync: its parent, also dirty, has one.
                 Err(err) if err.io_kind() == Some(std::io::ErrorKind::NotFound) => {}
                 Err(err) => log::warn!("{err}"),
@@ -140,9 +149,9 @@ const FSYNC_DIRS_MAX: usize = 8;
 const STAGE_THREADS: usize = 4;
 
 struct Run<'p, 'a> {
-    from: &'a Path,
-    to: &'a Path,
+    trees: Trees<'a>,
     stats: ApplyStats,
+    /// Directories (relative to the target root) whose entries changed: fsynced at the end.
     dirty: BTreeSet<PathBuf>,
     /// Copies and updates waiting to be staged, made durable and committed as one batch.
     pending: Vec<&'p Step>,
@@ -152,38 +161,50 @@ struct Run<'p, 'a> {
 
 impl<'p> Run<'p, '_> {
     fn step(&mut self, step: &'p Step, observe: &mut dyn FnMut(Event<'_>)) {
-        let target = join(self.to, &step.path);
+        let to = self.trees.to;
+        let rel = step.path.as_path();
         let result = match &step.action {
             Action::Copy { size, .. } | Action::Update { size, .. } => {
                 self.pending_bytes += size;
                 self.pending.push(step);
                 return;
             }
-            Action::Mkdir { mode, .. } => fsio::create_dir(&target, *mode),
+            Action::Mkdir { mode, .. } => to.create_dir(rel, *mode),
             Action::Link { target: link_target, mtime, owner, was } => {
-                if !still(&target, *was) {
+                if !still(to, rel, *was) {
                     return self.skip(step, "target changed during the pass", observe);
                 }
-                fsio::place_symlink(link_target, &target, *mtime, *owner, was.is_some())
+                to.place_symlink(rel, link_target, *mtime, *owner, was.is_some())
             }
-            Action::Meta { mode, mtime, owner, .. } => fsio::set_meta(&target, *mode, *mtime, *owner),
+            Action::Meta { mode, mtime, owner, .. } => to.set_meta(rel, *mode, *mtime, *owner),
             Action::Delete { was } => {
-                if !still(&target, Some(*was)) {
+                if !still(to, rel, Some(*was)) {
                     return self.skip(step, "target changed during the pass", observe);
                 }
-                fsio::remove_file(&target)
+                to.remove_file(rel)
             }
-            Action::Rmdir => fsio::remove_dir(&target),
-            Action::Cleanup => fsio::remove_tree(&target),
-            Action::Rename { to, was } => {
-                if !still(&target, Some(*was)) {
+            Action::Rmdir => to.remove_dir(rel),
+            Action::Cleanup => to.remove_tree(rel),
+            Action::Rename { to: new, was } => {
+                if !still(to, rel, Some(*was)) {
                     return self.skip(step, "target changed during the pass", observe);
                 }
-                fsio::commit_new(&target, &join(self.to, to))
+                let renamed = to.rename(rel, new.as_path(), Rename::NoReplace);
+                if renamed.is_ok()
+                    && let Some(parent) = new.parent()
+                {
+                    self.dirty.insert(parent.as_path().to_path_buf());
+                }
+                renamed
             }
-            Action::HardLink { existing } => fsio::hard_link(existing, &target),
+            Action::HardLink { existing } => match self.trees.links {
+                Some(links) => to.hard_link(rel, links, existing.as_path()),
+                None => {
+                    Err(Error::Invalid { path: to.path_of(rel), reason: "no tree to hard-link from".into() })
+                }
+            },
         };
-        self.finish(step, &target, result, observe);
+        self.finish(step, result, observe);
     }
 
     /// Makes the staged batch durable and renames each file into place.
@@ -192,12 +213,12 @@ impl<'p> Run<'p, '_> {
             return;
         }
         let steps = std::mem::take(&mut self.pending);
-        let (from, to, shutdown) = (self.from, self.to, self.shutdown);
+        let (trees, shutdown) = (self.trees, self.shutdown);
         // A pipeline: while one chunk's syncfs waits for the disk, the next chunk is staged.
         std::thread::scope(|scope| {
             let mut previous = None;
             for chunk in steps.chunks(PIPELINE_CHUNK) {
-                let Some(staged) = stage_all(chunk, from, to, shutdown) else {
+                let Some(staged) = stage_all(chunk, trees, shutdown) else {
                     // A copy thread panicked: nothing more is committed (the staged
                     // temporaries go; a later pass would remove any that stayed).
                     self.stats.panicked = true;
@@ -206,7 +227,7 @@ impl<'p> Run<'p, '_> {
                     }
                     break;
                 };
-                let durable = scope.spawn(move || fsio::make_durable(to).is_ok());
+                let durable = scope.spawn(move || trees.to.sync_fs().is_ok());
                 if let Some((chunk, staged, durable)) = previous.replace((chunk, staged, durable)) {
                     self.commit(chunk, staged, durable.join().unwrap_or(false), observe);
                 }
@@ -228,8 +249,9 @@ impl<'p> Run<'p, '_> {
         observe: &mut dyn FnMut(Event<'_>),
     ) {
         crate::fault::point("before-commit");
+        let to = self.trees.to;
         for (step, outcome) in steps.iter().zip(staged) {
-            let target = join(self.to, &step.path);
+            let rel = step.path.as_path();
             let staged = match outcome {
                 None => {
                     self.stats.interrupted = true;
@@ -240,8 +262,12 @@ impl<'p> Run<'p, '_> {
                     self.skip(step, "source changed during the pass", observe);
                     continue;
                 }
+                Some(Ok(StageOutcome::TargetChanged)) => {
+                    self.skip(step, "target changed during the pass", observe);
+                    continue;
+                }
                 Some(Err(err)) => {
-                    self.finish(step, &target, Err(err), observe);
+                    self.finish(step, Err(err), observe);
                     continue;
                 }
             };
@@ -250,30 +276,31 @@ impl<'p> Run<'p, '_> {
                 _ => None,
             };
             // An update replaces only the file it was planned against; a new file never
-            // replaces one that appeared meanwhile (`commit_new` refuses atomically).
-            if was.is_some() && !still(&target, was) {
-                let _ = std::fs::remove_file(&staged.temp);
+            // replaces one that appeared meanwhile (a no-replace rename refuses atomically).
+            if was.is_some() && !still(to, rel, was) {
+                staged.discard();
                 self.skip(step, "target changed during the pass", observe);
                 continue;
             }
-            let commit = if was.is_none() { fsio::commit_new } else { fsio::commit };
-            let result = if batch_durable { Ok(()) } else { fsio::sync_file(&staged.temp) }
-                .and_then(|()| commit(&staged.temp, &target));
+            let how = if was.is_none() { Rename::NoReplace } else { Rename::Replace };
+            let result = if batch_durable { Ok(()) } else { staged.sync() }
+                .and_then(|()| staged.commit(step.path.file_name(), how));
             if result.is_err() {
-                let _ = std::fs::remove_file(&staged.temp);
+                staged.discard();
             } else {
                 self.stats.copied_bytes += staged.bytes;
             }
-            self.finish(step, &target, result, observe);
+            self.finish(step, result, observe);
         }
     }
 
-    fn finish(&mut self, step: &Step, target: &Path, result: Result<()>, observe: &mut dyn FnMut(Event<'_>)) {
+    fn finish(&mut self, step: &Step, result: Result<()>, observe: &mut dyn FnMut(Event<'_>)) {
         match result {
             Ok(()) => {
                 *self.stats.done.entry(step.kind()).or_default() += 1;
-                if let (false, Some(parent)) = (matches!(step.action, Action::Meta { .. }), target.parent()) {
-                    self.dirty.insert(parent.to_path_buf());
+                if !matches!(step.action, Action::Meta { .. }) {
+                    let parent = step.path.parent().map_or_else(PathBuf::new, |p| p.as_path().to_path_buf());
+                    self.dirty.insert(parent);
                 }
                 observe(Event::Done(step));
             }
@@ -281,6 +308,11 @@ impl<'p> Run<'p, '_> {
             // theirs, and the next pass decides what to do with it (the hardening issue, 6).
             Err(err) if err.io_kind() == Some(std::io::ErrorKind::AlreadyExists) => {
                 self.skip(step, "an entry appeared at the target during the pass", observe);
+            }
+            // A directory on the way was replaced (by a symlink, which is never followed, or a
+            // file) or removed since the scan (the security issue).
+            Err(err) if err.io_error().is_some_and(crate::scan::is_not_a_dir) => {
+                self.skip(step, "a directory on its path was replaced during the pass", observe);
             }
             Err(err) => {
                 self.stats.failed += 1;
@@ -299,7 +331,7 @@ impl<'p> Run<'p, '_> {
 fn discard(staged: Vec<Option<Result<StageOutcome>>>) {
     for outcome in staged.into_iter().flatten() {
         if let Ok(StageOutcome::Staged(s)) = outcome {
-            let _ = std::fs::remove_file(&s.temp);
+            s.discard();
         }
     }
 }
@@ -309,8 +341,7 @@ fn discard(staged: Vec<Option<Result<StageOutcome>>>) {
 /// `None` when a copy thread panicked (what the others staged is discarded).
 fn stage_all(
     steps: &[&Step],
-    from: &Path,
-    to: &Path,
+    trees: Trees<'_>,
     shutdown: &AtomicBool,
 ) -> Option<Vec<Option<Result<StageOutcome>>>> {
     let stage = |step: &Step| {
@@ -324,7 +355,7 @@ fn stage_all(
             return None;
         };
         let attrs = fsio::CopyAttrs { mode, owner };
-        Some(fsio::stage_copy(&join(from, &step.path), &join(to, &step.path), attrs, (size, mtime)))
+        Some(fsio::stage_copy(trees.from, trees.to, step.path.as_path(), attrs, (size, mtime)))
     };
     let threads = STAGE_THREADS.min(steps.len());
     if threads <= 1 {
@@ -368,11 +399,11 @@ fn stage_all(
     Some(out)
 }
 
-/// True when `path` is as the plan saw it: absent when `was` is `None`, else unchanged.
-fn still(path: &Path, was: Option<Stamp>) -> bool {
+/// True when `rel` is as the plan saw it: absent when `was` is `None`, else unchanged.
+fn still(root: &Root, rel: &Path, was: Option<Stamp>) -> bool {
     match was {
-        None => std::fs::symlink_metadata(path).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound),
-        Some(s) => fsio::unchanged_since_scan(path, s.size, s.mtime, s.ino),
+        None => root.is_absent(rel),
+        Some(s) => root.unchanged_since_scan(rel, s.size, s.mtime, s.ino),
     }
 }
 
@@ -383,9 +414,27 @@ mod tests {
     use crate::relpath::RelPath;
     use std::fs;
 
+    /// The entry `name` in the directory `dir`, as a scan sees it.
+    fn entry(dir: &Path, name: &str) -> Entry {
+        let root = Root::open(dir).unwrap();
+        crate::scan::entry_of(&root, &RelPath::from_bytes(name.as_bytes())).unwrap().unwrap()
+    }
+
     fn scan_stamp(path: &Path) -> Stamp {
-        let e = crate::scan::entry_of(path, RelPath::from_bytes(b"x")).unwrap().unwrap();
-        Stamp::of(&e)
+        let (dir, name) = (path.parent().unwrap(), path.file_name().unwrap().to_str().unwrap());
+        Stamp::of(&entry(dir, name))
+    }
+
+    /// Applies `plan` from the tree at `from` into the tree at `to`.
+    fn run(
+        plan: &Plan,
+        from: &Path,
+        to: &Path,
+        stop: bool,
+        observe: &mut dyn FnMut(Event<'_>),
+    ) -> ApplyStats {
+        let (from, to) = (Root::open(from).unwrap(), Root::open(to).unwrap());
+        apply(plan, Trees::new(&from, &to), &AtomicBool::new(stop), observe)
     }
 
     #[test]
@@ -394,7 +443,7 @@ mod tests {
         fs::write(from.path().join("x"), b"new").unwrap();
         fs::write(to.path().join("x"), b"old").unwrap();
         fs::write(to.path().join("gone"), b"old").unwrap();
-        let src = crate::scan::entry_of(&from.path().join("x"), RelPath::from_bytes(b"x")).unwrap().unwrap();
+        let src = entry(from.path(), "x");
         let plan = Plan {
             steps: vec![
                 Step {
@@ -417,7 +466,7 @@ mod tests {
         fs::write(to.path().join("x"), b"user's edit").unwrap();
         fs::write(to.path().join("gone"), b"user's edit too").unwrap();
         let mut skipped = Vec::new();
-        let stats = apply(&plan, from.path(), to.path(), &AtomicBool::new(false), &mut |e| {
+        let stats = run(&plan, from.path(), to.path(), false, &mut |e| {
             if let Event::Skipped(s, _) = e {
                 skipped.push(s.path.to_string());
             }
@@ -433,7 +482,7 @@ mod tests {
     fn a_new_file_never_replaces_one_that_appeared_meanwhile() {
         let (from, to) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         fs::write(from.path().join("x"), b"ours").unwrap();
-        let src = crate::scan::entry_of(&from.path().join("x"), RelPath::from_bytes(b"x")).unwrap().unwrap();
+        let src = entry(from.path(), "x");
         let plan = Plan {
             steps: vec![Step {
                 path: RelPath::from_bytes(b"x"),
@@ -441,7 +490,7 @@ mod tests {
             }],
         };
         fs::write(to.path().join("x"), b"theirs").unwrap();
-        let stats = apply(&plan, from.path(), to.path(), &AtomicBool::new(false), &mut |_| {});
+        let stats = run(&plan, from.path(), to.path(), false, &mut |_| {});
         assert_eq!(stats.operations(), 0);
         assert_eq!(fs::read(to.path().join("x")).unwrap(), b"theirs");
     }
@@ -450,27 +499,26 @@ mod tests {
     fn one_failure_does_not_stop_the_pass_and_shutdown_stops_it() {
         let (from, to) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         fs::write(from.path().join("b"), b"b").unwrap();
-        let b = crate::scan::entry_of(&from.path().join("b"), RelPath::from_bytes(b"b")).unwrap().unwrap();
+        let b = entry(from.path(), "b");
         let copy = |name: &[u8], e: &Entry| Step {
             path: RelPath::from_bytes(name),
             action: Action::Copy { size: e.size, mode: 0o644, mtime: e.mtime, owner: e.owner },
         };
-        // A source that vanished since the scan is left for the next pass; one that cannot be
-        // read (here: below a file) is a failure.
-        fs::write(from.path().join("c"), b"c").unwrap();
+        // A source that vanished since the scan, or whose directory became a file, is left for
+        // the next pass; a step the file system refuses (a name too long) is a failure.
+        let too_long = Step {
+            path: RelPath::from_bytes(&[b'x'; 300]),
+            action: Action::Mkdir { mode: 0o755, owner: b.owner },
+        };
         let missing = Entry { size: 1, mtime: Mtime { secs: 1, nanos: 0 }, ..b.clone() };
-        let plan = Plan { steps: vec![copy(b"a-missing", &missing), copy(b"b", &b), copy(b"no-dir/c", &b)] };
+        let plan = Plan {
+            steps: vec![too_long, copy(b"a-missing", &missing), copy(b"b", &b), copy(b"no-dir/c", &b)],
+        };
         fs::write(from.path().join("no-dir"), b"").unwrap();
-        let stats = apply(&plan, from.path(), to.path(), &AtomicBool::new(false), &mut |_| {});
-        assert_eq!((stats.skipped, stats.failed, stats.operations()), (1, 1, 1));
+        let stats = run(&plan, from.path(), to.path(), false, &mut |_| {});
+        assert_eq!((stats.skipped, stats.failed, stats.operations()), (2, 1, 1));
         assert!(to.path().join("b").exists());
-        let stopped = apply(
-            &plan,
-            from.path(),
-            tempfile::tempdir().unwrap().path(),
-            &AtomicBool::new(true),
-            &mut |_| {},
-        );
+        let stopped = run(&plan, from.path(), tempfile::tempdir().unwrap().path(), true, &mut |_| {});
         assert!(stopped.interrupted);
         assert_eq!(stopped.operations(), 0);
     }

@@ -7,16 +7,17 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::AtomicBool;
 
-use crate::apply::{self, ApplyStats, Event};
-use crate::checksum::{Digest, file_checksum};
+use crate::apply::{self, ApplyStats, Event, Trees};
+use crate::checksum::{Digest, file_checksum_in};
 use crate::entry::Entry;
 use crate::error::{Error, Rail, Result};
 use crate::fault;
+use crate::fsio::{Rename, Root};
 use crate::merge::{self, Merge, MergeOptions, Side};
 use crate::mirror::MIN_FILES_FOR_DELETE_RAIL;
 use crate::plan::Stamp;
 use crate::relpath::RelPath;
-use crate::scan::{self, Tree, join};
+use crate::scan::{self, Tree};
 use crate::state::{self, State};
 
 pub use crate::state::Pair;
@@ -56,7 +57,7 @@ struct HashCache(Mutex<HashMap<(Side, RelPath), Hashed>>);
 type Hashed = (Stamp, Option<Digest>);
 
 impl HashCache {
-    fn get_or_hash(&self, roots: &[PathBuf; 2], side: Side, e: &Entry) -> Option<Digest> {
+    fn get_or_hash(&self, roots: &[Root; 2], side: Side, e: &Entry) -> Option<Digest> {
         let key = (side, e.path.clone());
         if let Ok(map) = self.0.lock()
             && let Some((stamp, digest)) = map.get(&key)
@@ -64,7 +65,7 @@ impl HashCache {
         {
             return *digest;
         }
-        let digest = file_checksum(&join(&roots[side.index()], &e.path)).ok();
+        let digest = file_checksum_in(&roots[side.index()], &e.path).ok();
         if let Ok(mut map) = self.0.lock() {
             map.insert(key, (Stamp::of(e), digest));
         }
@@ -85,19 +86,26 @@ pub fn run_pass(
     observe: &mut dyn FnMut(Side, Event<'_>),
 ) -> Result<Report> {
     let mut report = Report::default();
-    let base = match state::load(&pair.base_to_read()) {
-        Ok(base) => base,
+    // The home is missing only before the first real pass (a dry run creates nothing).
+    let home = match Root::open(&pair.home) {
+        Ok(home) => Some(home),
+        Err(Error::Missing { .. }) => None,
+        Err(err) => return Err(err),
+    };
+    let base = match home.as_ref().map(|h| state::load(h, &pair.base_to_read())).transpose() {
+        Ok(base) => base.flatten(),
         Err(err) => {
             report.base_problem = Some(err);
             None
         }
     };
-    let mut trees = scan_both(&pair.roots)?;
+    let roots = open_both(&pair.roots)?;
+    let mut trees = scan_both(&roots)?;
     check_empty_sides(&trees, base.as_ref(), &pair.roots, options)?;
 
     let cache = HashCache::default();
     let merge_options = MergeOptions::for_this_process();
-    let mut hash = |side: Side, e: &Entry| cache.get_or_hash(&pair.roots, side, e);
+    let mut hash = |side: Side, e: &Entry| cache.get_or_hash(&roots, side, e);
     let merged = merge::merge([&trees[0], &trees[1]], base.as_ref(), &merge_options, &mut hash);
     for side in [Side::A, Side::B] {
         check_deletes(&merged, &trees, side, &pair.roots, options)?;
@@ -113,17 +121,18 @@ pub fn run_pass(
 
     // Conflict losers are set aside first, so that both plans can read them under their new
     // names; then B takes A's changes and A takes B's.
-    let [ra, rb] = &pair.roots;
+    let [ra, rb] = &roots;
     for (side, root) in [(Side::A, ra), (Side::B, rb)] {
-        let stats =
-            apply::apply(&merged.renames[side.index()], root, root, shutdown, &mut |e| observe(side, e));
+        let trees = Trees::new(root, root);
+        let stats = apply::apply(&merged.renames[side.index()], trees, shutdown, &mut |e| observe(side, e));
         report.stats.add(&stats);
     }
     for (side, from, to) in [(Side::B, ra, rb), (Side::A, rb, ra)] {
         if report.stats.panicked {
             break;
         }
-        let stats = apply::apply(&merged.plans[side.index()], from, to, shutdown, &mut |e| observe(side, e));
+        let trees = Trees::new(from, to);
+        let stats = apply::apply(&merged.plans[side.index()], trees, shutdown, &mut |e| observe(side, e));
         report.stats.interrupted |= stats.interrupted;
         report.stats.add(&stats);
     }
@@ -135,22 +144,42 @@ pub fn run_pass(
 
     // Record the new base from what is on disk now (cheap: metadata only).
     let did_something = report.stats.operations() > 0 || report.stats.failed > 0 || report.stats.skipped > 0;
-    let now = if did_something { scan_both(&pair.roots)? } else { trees };
+    let now = if did_something { scan_both(&roots)? } else { trees };
     let known = |side: Side, e: &Entry| cache.known(side, e);
     let next = merge::next_base([&now[0], &now[1]], base.as_ref(), merge_options.owners, &known);
     if base.as_ref() != Some(&next) {
+        let home = if let Some(home) = home {
+            home
+        } else {
+            crate::fsio::create_dirs(&pair.home)?;
+            Root::open(&pair.home)?
+        };
         if report.base_problem.is_some() {
-            set_aside_unusable_base(&pair.base_to_read())?;
+            set_aside_unusable_base(&home, &pair.base_to_read())?;
         }
-        state::save(&pair.state(), ra, rb, &next)?;
+        let [a, b] = &pair.roots;
+        state::save(&home, &pair.state(), a, b, &next)?;
     }
     report.merge = merged;
     Ok(report)
 }
 
-/// Scans both sides in parallel. A side that is missing aborts the pass (an unmounted disk
-/// must never look like "everything was deleted").
-fn scan_both(roots: &[PathBuf; 2]) -> Result<[Tree; 2]> {
+/// Opens both sides' roots. A side that is missing aborts the pass (an unmounted disk must
+/// never look like "everything was deleted").
+fn open_both(paths: &[PathBuf; 2]) -> Result<[Root; 2]> {
+    let missing = |r: Result<Root>, i: usize| {
+        r.map_err(|err| match err {
+            Error::Missing { .. } | Error::NotADirectory { .. } => {
+                Error::Aborted(Rail::EmptySide { empty: paths[i].clone(), other: paths[1 - i].clone() })
+            }
+            other => other,
+        })
+    };
+    Ok([missing(Root::open(&paths[0]), 0)?, missing(Root::open(&paths[1]), 1)?])
+}
+
+/// Scans both sides in parallel.
+fn scan_both(roots: &[Root; 2]) -> Result<[Tree; 2]> {
     let (a, b) = std::thread::scope(|s| {
         let b = s.spawn(|| {
             fault::point("scan-b");
@@ -159,6 +188,8 @@ fn scan_both(roots: &[PathBuf; 2]) -> Result<[Tree; 2]> {
         let a = scan::scan(&roots[0]);
         (a, b.join().unwrap_or(Err(Error::Panicked { what: "scanning side B" })))
     });
+    let paths = [roots[0].path().to_path_buf(), roots[1].path().to_path_buf()];
+    let roots = &paths;
     let missing = |r: Result<Tree>, i: usize| {
         r.map_err(|err| match err {
             Error::Missing { .. } | Error::NotADirectory { .. } => {
@@ -219,18 +250,18 @@ fn check_deletes(
 /// Keeps an unusable base beside the new one (`state.json.unusable-<stamp>`, with `-2`, `-3`,
 /// ... when that name is taken) instead of overwriting it: it may belong to a newer version
 /// of the program.
-fn set_aside_unusable_base(path: &Path) -> Result<()> {
-    if !path.exists() {
+fn set_aside_unusable_base(home: &Root, rel: &Path) -> Result<()> {
+    if !home.exists(rel) {
         return Ok(());
     }
     let stamp = merge::conflict_stamp();
     for n in 1u32.. {
-        let mut aside = path.as_os_str().to_owned();
+        let mut aside = rel.as_os_str().to_owned();
         aside.push(format!(".unusable-{stamp}"));
         if n > 1 {
             aside.push(format!("-{n}"));
         }
-        match crate::fsio::commit_new(path, Path::new(&aside)) {
+        match home.rename(rel, Path::new(&aside), Rename::NoReplace) {
             Err(Error::RenameIo { source, .. }) if source.kind() == std::io::ErrorKind::AlreadyExists => {}
             other => return other,
         }

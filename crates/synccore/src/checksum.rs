@@ -12,6 +12,8 @@ use sha2::{Digest as _, Sha256};
 
 use crate::entry::{Entry, Kind};
 use crate::error::{IoResultExt, Op, Result};
+use crate::fsio::Root;
+use crate::relpath::RelPath;
 
 /// Read buffer for hashing: large enough that syscalls are noise next to SHA-256.
 const BUF_SIZE: usize = 1 << 20;
@@ -149,13 +151,19 @@ pub fn directory_checksum_of(
     Ok(Digest(hasher.finalize().into()))
 }
 
+/// SHA-256 of the file `rel` beneath `root` (reached without following any symlink).
+pub fn file_checksum_in(root: &Root, rel: &RelPath) -> Result<Digest> {
+    let file = root.open_read(rel.as_path())?;
+    reader_checksum(file).at(Op::Read, &root.path_of(rel.as_path()))
+}
+
 /// The directory checksum of the tree at `root`, hashing every file.
-pub fn directory_checksum(root: &Path) -> Result<Digest> {
+pub fn directory_checksum(root: &Root) -> Result<Digest> {
     let tree = crate::scan::scan(root)?;
     if let Some(err) = tree.errors.into_iter().next() {
         return Err(err);
     }
-    directory_checksum_of(&tree.entries, |e| file_checksum(&crate::scan::join(root, &e.path)))
+    directory_checksum_of(&tree.entries, |e| file_checksum_in(root, &e.path))
 }
 
 #[cfg(test)]
@@ -216,7 +224,10 @@ mod tests {
         let mut rev = names;
         rev.reverse();
         build(b.path(), &rev);
-        assert_eq!(directory_checksum(a.path()).unwrap(), directory_checksum(b.path()).unwrap());
+        assert_eq!(
+            directory_checksum(&Root::open(a.path()).unwrap()).unwrap(),
+            directory_checksum(&Root::open(b.path()).unwrap()).unwrap()
+        );
     }
 
     #[test]
@@ -231,18 +242,18 @@ mod tests {
         }
         expected.extend_from_slice(b"e/");
         expected.extend_from_slice(b"l->a");
-        assert_eq!(directory_checksum(d.path()).unwrap(), Digest::of_bytes(&expected));
+        assert_eq!(directory_checksum(&Root::open(d.path()).unwrap()).unwrap(), Digest::of_bytes(&expected));
     }
 
     #[test]
     fn directory_checksum_sees_content_names_and_empty_dirs() {
         let d = tempfile::tempdir().unwrap();
         build(d.path(), &["a/b"]);
-        let before = directory_checksum(d.path()).unwrap();
+        let before = directory_checksum(&Root::open(d.path()).unwrap()).unwrap();
         fs::write(d.path().join("a/b"), "changed").unwrap();
-        let changed = directory_checksum(d.path()).unwrap();
+        let changed = directory_checksum(&Root::open(d.path()).unwrap()).unwrap();
         assert_ne!(before, changed);
         fs::create_dir(d.path().join("new")).unwrap();
-        assert_ne!(changed, directory_checksum(d.path()).unwrap());
+        assert_ne!(changed, directory_checksum(&Root::open(d.path()).unwrap()).unwrap());
     }
 }

@@ -21,6 +21,16 @@ impl Mtime {
         Mtime { secs: meta.mtime(), nanos: meta.mtime_nsec() as u32 }
     }
 
+    /// The modification time in an `lstat` result.
+    pub fn of_stat(st: &rustix::fs::Stat) -> Self {
+        Mtime { secs: st.st_mtime, nanos: st.st_mtime_nsec as u32 }
+    }
+
+    /// The status-change time (ctime) in an `lstat` result.
+    pub fn ctime_of_stat(st: &rustix::fs::Stat) -> Self {
+        Mtime { secs: st.st_ctime, nanos: st.st_ctime_nsec as u32 }
+    }
+
     /// As a `SystemTime`, for `File::set_times`.
     pub fn to_system_time(self) -> SystemTime {
         let nanos = Duration::new(0, self.nanos);
@@ -73,6 +83,11 @@ impl Owner {
     /// The owner recorded in `meta`.
     pub fn of(meta: &Metadata) -> Self {
         Owner { uid: meta.uid(), gid: meta.gid() }
+    }
+
+    /// The owner in an `lstat` result.
+    pub fn of_stat(st: &rustix::fs::Stat) -> Self {
+        Owner { uid: st.st_uid, gid: st.st_gid }
     }
 }
 

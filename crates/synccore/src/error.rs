@@ -160,6 +160,14 @@ impl Error {
 }
 
 impl Error {
+    /// The underlying I/O error, if this is one.
+    pub fn io_error(&self) -> Option<&io::Error> {
+        match self {
+            Error::Io { source, .. } | Error::RenameIo { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+
     /// The kind of the underlying I/O error, if this is one.
     pub fn io_kind(&self) -> Option<io::ErrorKind> {
         match self {

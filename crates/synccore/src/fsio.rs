@@ -1,54 +1,113 @@
-//! The only code that writes user data. Every change is atomic: new content goes to a
-//! temporary name in the target's directory, is made durable, and is renamed over the target;
-//! the directory is then fsynced (SPEC section 2 "atomic write"). A `kill -9` at any moment
-//! therefore leaves each path either old or new. Temporaries carry [`TEMP_PREFIX`], are never
-//! synced, and a later pass removes any that a killed pass left behind.
+//! The only code that writes user data, and the only code that reaches entries below a root.
+//! Every entry is addressed as a root and a path relative to it, and reached through
+//! directories opened beneath the root without following any symlink ([`Root`], [`Dir`]; the
+//! security issue, SPEC section 5): a directory swapped for a symlink during a pass can never
+//! redirect a read or a write outside the root.
+//!
+//! Every change is atomic: new content goes to a temporary name in the target's directory, is
+//! made durable, and is renamed over the target; the directory is then fsynced (SPEC section 2
+//! "atomic write"). A `kill -9` at any moment therefore leaves each path either old or new.
+//! Temporaries carry [`TEMP_PREFIX`], are never synced, and a later pass removes any that a
+//! killed pass left behind.
 
-use std::ffi::OsStr;
-use std::fs::{self, File, FileTimes, OpenOptions, Permissions};
+use std::ffi::{OsStr, OsString};
+use std::fs::{File, Permissions};
 use std::io::{self, Write};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use rustix::fs::RenameFlags;
 
 use crate::entry::{MODE_MASK, Mtime, Owner, keeps_owners};
 use crate::error::{Error, IoResultExt, Op, Result};
 
+mod root;
+pub use root::{Dir, Root};
+
 /// Names starting with this are our temporaries: skipped by scans, removed when left over.
 pub const TEMP_PREFIX: &str = ".synccore-tmp-";
 
-/// True for a name that [`temp_path`] could have produced.
+/// True for a name that [`temp_name`] could have produced.
 pub fn is_temp_name(name: &OsStr) -> bool {
     name.as_bytes().starts_with(TEMP_PREFIX.as_bytes())
 }
 
-/// A fresh temporary path in `dir`, unique within this machine for this process.
-pub fn temp_path(dir: &Path) -> PathBuf {
+/// A fresh temporary name, unique within this machine for this process.
+pub fn temp_name() -> OsString {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     static PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    dir.join(format!("{TEMP_PREFIX}{}-{n}", PID.get_or_init(std::process::id)))
+    OsString::from(format!("{TEMP_PREFIX}{}-{n}", PID.get_or_init(std::process::id)))
 }
 
-fn parent_of(path: &Path) -> &Path {
-    path.parent().unwrap_or(Path::new("."))
+/// How a rename treats an entry already at its destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rename {
+    /// Replace it (atomically).
+    Replace,
+    /// Fail with `AlreadyExists` instead (atomically where the file system supports it).
+    NoReplace,
+    /// Swap the two entries atomically (both must exist).
+    Exchange,
 }
 
-/// A file copied to a temporary name, waiting to be made durable and renamed into place.
+impl Rename {
+    fn flags(self) -> RenameFlags {
+        match self {
+            Rename::Replace => RenameFlags::empty(),
+            Rename::NoReplace => RenameFlags::NOREPLACE,
+            Rename::Exchange => RenameFlags::EXCHANGE,
+        }
+    }
+}
+
+/// A file copied to a temporary name in its target's directory, waiting to be made durable
+/// and renamed into place.
 #[derive(Debug)]
 pub struct Staged {
-    pub temp: PathBuf,
+    dir: Arc<Dir>,
+    temp: OsString,
+    /// Bytes copied.
     pub bytes: u64,
+}
+
+impl Staged {
+    /// Renames the temporary to `name` in its directory (with `how`: a new file never replaces
+    /// one that appeared meanwhile). The caller fsyncs the directory.
+    pub fn commit(&self, name: &OsStr, how: Rename) -> Result<()> {
+        self.dir.rename(&self.temp, &self.dir, name, how.flags()).map_err(|source| Error::RenameIo {
+            from: self.dir.path_of(&self.temp),
+            to: self.dir.path_of(name),
+            source,
+        })
+    }
+
+    /// Fsyncs the temporary (when no batch-wide `syncfs` covered it).
+    pub fn sync(&self) -> Result<()> {
+        let path = self.dir.path_of(&self.temp);
+        let file = self.dir.open_read(&self.temp).at(Op::Sync, &path)?;
+        file.sync_all().at(Op::Sync, &path)
+    }
+
+    /// Removes the temporary (a copy that will not be committed).
+    pub fn discard(&self) {
+        let _ = self.dir.unlink(&self.temp);
+    }
 }
 
 /// What came of copying a source file.
 #[derive(Debug)]
 pub enum StageOutcome {
     Staged(Staged),
-    /// The source changed (size or mtime) while it was being copied, or was not what the scan
-    /// saw; the copy was discarded and the path is left for the next pass.
+    /// The source changed while it was being copied, was not what the scan saw, vanished, or
+    /// a directory on its path was replaced (never followed); nothing was written, and the
+    /// path is left for the next pass.
     SourceChanged,
+    /// The target's directory vanished or was replaced (never followed); nothing was written.
+    TargetChanged,
 }
 
 /// The attributes a staged copy takes on.
@@ -58,54 +117,70 @@ pub struct CopyAttrs {
     pub owner: Owner,
 }
 
-/// Copies `src` to a temporary file beside `target`, with `attrs` and the source's mtime.
-/// `expected` is the (size, mtime) the scan saw: a source that no longer matches it, or that
-/// changes during the copy, is not staged. A source written to in the last moments before the
-/// copy is first given time to settle (see [`wait_until_settled`]), so that a rewrite during
-/// the copy always shows in its ctime. The data is not yet durable: call [`make_durable`] (or
-/// `sync_all` per file) before [`commit`].
+/// True for errors that mean "what the scan saw is no longer there as it was": gone, or a
+/// directory on the way that is now a symlink (never followed) or a file.
+fn changed_under_us(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::NotFound || crate::scan::is_not_a_dir(e)
+}
+
+/// Copies the file `rel` of `from` to a temporary beside `rel` in `to`, with `attrs` and the
+/// source's mtime. `expected` is the (size, mtime) the scan saw: a source that no longer
+/// matches it, or that changes during the copy, is not staged. A source written to in the last
+/// moments before the copy is first given time to settle (see [`wait_until_settled`]), so that
+/// a rewrite during the copy always shows in its ctime. The data is not yet durable: call
+/// [`Root::sync_fs`] (or [`Staged::sync`]) before [`Staged::commit`].
 pub fn stage_copy(
-    src: &Path,
-    target: &Path,
+    from: &Root,
+    to: &Root,
+    rel: &Path,
     attrs: CopyAttrs,
     expected: (u64, Mtime),
 ) -> Result<StageOutcome> {
-    let input = match File::open(src) {
+    let src_path = from.path_of(rel);
+    let opened = from.parent_of(rel).and_then(|(dir, name)| dir.open_read(name));
+    let input = match opened {
         Ok(input) => input,
-        // The source vanished since the scan: the next pass sees what happened to it.
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(StageOutcome::SourceChanged),
-        Err(e) => return Err(e).at(Op::Read, src),
+        Err(e) if changed_under_us(&e) || e.kind() == io::ErrorKind::InvalidInput => {
+            return Ok(StageOutcome::SourceChanged);
+        }
+        Err(e) => return Err(e).at(Op::Read, &src_path),
     };
-    let mut before = input.metadata().at(Op::Stat, src)?;
+    let mut before = input.metadata().at(Op::Stat, &src_path)?;
     if wait_until_settled(&before) {
-        before = input.metadata().at(Op::Stat, src)?;
+        before = input.metadata().at(Op::Stat, &src_path)?;
     }
     if (before.len(), Mtime::of(&before)) != expected || !is_settled(&before) {
         return Ok(StageOutcome::SourceChanged);
     }
-    let temp = temp_path(parent_of(target));
-    let output =
-        OpenOptions::new().write(true).create_new(true).mode(0o600).open(&temp).at(Op::Create, &temp)?;
+    let dir = match to.parent_of(rel) {
+        Ok((dir, _)) => dir,
+        Err(e) if changed_under_us(&e) => return Ok(StageOutcome::TargetChanged),
+        Err(e) => return Err(e).at(Op::Create, &to.path_of(rel)),
+    };
+    let temp = temp_name();
+    let output = dir.create_new(&temp, 0o600).at(Op::Create, &dir.path_of(&temp))?;
+    let staged = Staged { dir, temp, bytes: 0 };
+    let temp_path = staged.dir.path_of(&staged.temp);
     let result = (|| {
-        let bytes = copy_data(&input, &output, before.len()).at(Op::Write, &temp)?;
-        let after = input.metadata().at(Op::Stat, src)?;
+        let bytes = copy_data(&input, &output, before.len()).at(Op::Write, &temp_path)?;
+        let after = input.metadata().at(Op::Stat, &src_path)?;
         if !same_version(&before, &after) || bytes != before.len() {
             return Ok(None);
         }
-        set_owner(&output, attrs.owner).at(Op::SetMeta, &temp)?;
-        output.set_permissions(Permissions::from_mode(attrs.mode & MODE_MASK)).at(Op::SetMeta, &temp)?;
-        let times = FileTimes::new().set_modified(Mtime::of(&before).to_system_time());
-        output.set_times(times).at(Op::SetMeta, &temp)?;
+        set_owner(&output, attrs.owner).at(Op::SetMeta, &temp_path)?;
+        output.set_permissions(Permissions::from_mode(attrs.mode & MODE_MASK)).at(Op::SetMeta, &temp_path)?;
+        let times = std::fs::FileTimes::new().set_modified(Mtime::of(&before).to_system_time());
+        output.set_times(times).at(Op::SetMeta, &temp_path)?;
         Ok(Some(bytes))
     })();
     match result {
-        Ok(Some(bytes)) => Ok(StageOutcome::Staged(Staged { temp, bytes })),
+        Ok(Some(bytes)) => Ok(StageOutcome::Staged(Staged { bytes, ..staged })),
         Ok(None) => {
-            let _ = fs::remove_file(&temp);
+            staged.discard();
             Ok(StageOutcome::SourceChanged)
         }
         Err(err) => {
-            let _ = fs::remove_file(&temp);
+            staged.discard();
             Err(err)
         }
     }
@@ -114,7 +189,8 @@ pub fn stage_copy(
 /// True when two stats of one open file show the same version of it: size, mtime and ctime
 /// all unchanged. ctime moves on every write, even one that keeps size and mtime (a rewrite
 /// within the mtime's granularity, or a writer that restores the mtime).
-fn same_version(before: &fs::Metadata, after: &fs::Metadata) -> bool {
+fn same_version(before: &std::fs::Metadata, after: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt;
     after.len() == before.len()
         && Mtime::of(after) == Mtime::of(before)
         && (after.ctime(), after.ctime_nsec()) == (before.ctime(), before.ctime_nsec())
@@ -126,7 +202,8 @@ fn same_version(before: &fs::Metadata, after: &fs::Metadata) -> bool {
 /// starts therefore shows any write during it (the hardening issue, point 5). Ticks are at
 /// most 10 ms where timestamps have nanoseconds; file systems with whole-second (or FAT's
 /// two-second) timestamps, recognised by a ctime without nanoseconds, need seconds.
-fn settle_time(meta: &fs::Metadata) -> std::time::Duration {
+fn settle_time(meta: &std::fs::Metadata) -> std::time::Duration {
+    use std::os::unix::fs::MetadataExt;
     if meta.ctime_nsec() == 0 {
         std::time::Duration::from_millis(2_100)
     } else {
@@ -135,14 +212,15 @@ fn settle_time(meta: &fs::Metadata) -> std::time::Duration {
 }
 
 /// How long ago `meta`'s ctime lies (zero when it lies in the future: a clock that jumped).
-fn since_change(meta: &fs::Metadata) -> std::time::Duration {
+fn since_change(meta: &std::fs::Metadata) -> std::time::Duration {
+    use std::os::unix::fs::MetadataExt;
     let ctime = Mtime { secs: meta.ctime(), nanos: meta.ctime_nsec() as u32 }.to_system_time();
     std::time::SystemTime::now().duration_since(ctime).unwrap_or_default()
 }
 
 /// True when the file described by `meta` was last changed long enough ago that a write
 /// during a copy starting now would show in its ctime.
-fn is_settled(meta: &fs::Metadata) -> bool {
+fn is_settled(meta: &std::fs::Metadata) -> bool {
     since_change(meta) >= settle_time(meta)
 }
 
@@ -150,7 +228,7 @@ fn is_settled(meta: &fs::Metadata) -> bool {
 /// true when it waited, so the caller stats it again. A copy of a file in the middle of being
 /// written is never installed: it would be a torn mix of old and new bytes that the next pass
 /// could not tell from a real edit.
-pub fn wait_until_settled(meta: &fs::Metadata) -> bool {
+pub fn wait_until_settled(meta: &std::fs::Metadata) -> bool {
     let (since, needed) = (since_change(meta), settle_time(meta));
     if since >= needed {
         return false;
@@ -192,185 +270,270 @@ fn copy_data(input: &File, output: &File, len: u64) -> io::Result<u64> {
     Ok(copied)
 }
 
-/// Makes everything written so far on the file system holding `anchor` durable: one `syncfs`
-/// for a whole batch of staged files instead of one `fsync` each.
-pub fn make_durable(anchor: &Path) -> Result<()> {
-    let dir = File::open(anchor).at(Op::Sync, anchor)?;
-    rustix::fs::syncfs(&dir).map_err(io::Error::from).at(Op::Sync, anchor)
-}
+/// Operations on the entry at a path relative to a root: each reaches the entry's directory
+/// beneath the root without following a symlink, then acts on the entry by name.
+impl Root {
+    fn split<'r>(&self, rel: &'r Path, op: Op) -> Result<(Arc<Dir>, &'r OsStr)> {
+        self.parent_of(rel).at(op, &self.path_of(rel))
+    }
 
-/// Renames a durable temporary over `target`. The caller fsyncs the directory (see [`sync_dir`]).
-pub fn commit(temp: &Path, target: &Path) -> Result<()> {
-    fs::rename(temp, target).map_err(|source| Error::RenameIo {
-        from: temp.to_path_buf(),
-        to: target.to_path_buf(),
-        source,
-    })
-}
+    /// `lstat` of `rel`.
+    pub fn stat(&self, rel: &Path) -> io::Result<rustix::fs::Stat> {
+        let (dir, name) = self.parent_of(rel)?;
+        dir.stat(name)
+    }
 
-/// Renames `from` to `to` only if `to` does not exist (atomically, where the file system
-/// supports it; else with a check just before the rename).
-pub fn commit_new(from: &Path, to: &Path) -> Result<()> {
-    let err = |source: io::Error| Error::RenameIo { from: from.to_path_buf(), to: to.to_path_buf(), source };
-    match rustix::fs::renameat_with(
-        rustix::fs::CWD,
-        from,
-        rustix::fs::CWD,
-        to,
-        rustix::fs::RenameFlags::NOREPLACE,
-    ) {
-        Ok(()) => Ok(()),
-        Err(e) if e == rustix::io::Errno::INVAL || e == rustix::io::Errno::NOSYS => {
-            if fs::symlink_metadata(to).is_ok() {
-                return Err(err(io::Error::from(io::ErrorKind::AlreadyExists)));
-            }
-            fs::rename(from, to).map_err(err)
+    /// True when something (anything, a symlink too) is at `rel`.
+    pub fn exists(&self, rel: &Path) -> bool {
+        self.stat(rel).is_ok()
+    }
+
+    /// Opens the regular file `rel` for reading.
+    pub fn open_read(&self, rel: &Path) -> Result<File> {
+        let (dir, name) = self.split(rel, Op::Read)?;
+        dir.open_read(name).at(Op::Read, &self.path_of(rel))
+    }
+
+    /// The whole content of the regular file `rel` (for the program's own small files);
+    /// `Ok(None)` when it does not exist.
+    pub fn read(&self, rel: &Path) -> Result<Option<Vec<u8>>> {
+        let file = match self.parent_of(rel).and_then(|(dir, name)| dir.open_read(name)) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e).at(Op::Read, &self.path_of(rel)),
+        };
+        let mut bytes = Vec::new();
+        io::Read::read_to_end(&mut &file, &mut bytes).at(Op::Read, &self.path_of(rel))?;
+        Ok(Some(bytes))
+    }
+
+    /// Writes `bytes` to `rel` atomically and durably (temporary, fsync, rename, fsync of the
+    /// directory): for the programs' own files (state, manifests, `.info.json`, config).
+    pub fn write_atomic(&self, rel: &Path, bytes: &[u8]) -> Result<()> {
+        let (dir, name) = self.split(rel, Op::Write)?;
+        let temp = temp_name();
+        let result = (|| {
+            let temp_path = dir.path_of(&temp);
+            let mut f = dir.create_new(&temp, 0o644).at(Op::Create, &temp_path)?;
+            f.write_all(bytes).at(Op::Write, &temp_path)?;
+            f.sync_all().at(Op::Sync, &temp_path)?;
+            dir.rename(&temp, &dir, name, RenameFlags::empty()).map_err(|source| Error::RenameIo {
+                from: temp_path,
+                to: dir.path_of(name),
+                source,
+            })
+        })();
+        if result.is_err() {
+            let _ = dir.unlink(&temp);
         }
-        Err(e) => Err(err(e.into())),
+        result?;
+        dir.sync().at(Op::Sync, dir.path())
+    }
+
+    /// Creates the directory `rel` and its missing parents beneath the root (never through a
+    /// symlink); existing ones are kept.
+    pub fn create_dirs(&self, rel: &Path) -> Result<()> {
+        let mut done = PathBuf::new();
+        for comp in rel.components() {
+            let parent = self.dir(&done).at(Op::CreateDir, &self.path_of(&done))?;
+            done.push(comp);
+            match parent.mkdir(comp.as_os_str(), 0o755) {
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                other => other.at(Op::CreateDir, &self.path_of(&done))?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates the directory `rel` that the pass can fill: owner-writable whatever its final
+    /// mode, which the pass sets once the directory's contents are in place.
+    pub fn create_dir(&self, rel: &Path, final_mode: u32) -> Result<()> {
+        let (dir, name) = self.split(rel, Op::CreateDir)?;
+        dir.mkdir(name, final_mode | 0o700).at(Op::CreateDir, &self.path_of(rel))
+    }
+
+    /// Renames `from` to `to` (both relative to this root), as `how` says.
+    pub fn rename(&self, from: &Path, to: &Path, how: Rename) -> Result<()> {
+        let err =
+            |source: io::Error| Error::RenameIo { from: self.path_of(from), to: self.path_of(to), source };
+        let (a, a_name) = self.parent_of(from).map_err(err)?;
+        let (b, b_name) = self.parent_of(to).map_err(err)?;
+        a.rename(a_name, &b, b_name, how.flags()).map_err(err)?;
+        self.forget(from);
+        self.forget(to);
+        Ok(())
+    }
+
+    /// Places a symlink at `rel` pointing to `target`, with `mtime` and `owner` (the link's
+    /// own, never its target's), atomically: built under a temporary name and renamed into
+    /// place. With `replace` false it never replaces an entry that appeared meanwhile.
+    pub fn place_symlink(
+        &self,
+        rel: &Path,
+        target: &[u8],
+        mtime: Mtime,
+        owner: Owner,
+        replace: bool,
+    ) -> Result<()> {
+        let (dir, name) = self.split(rel, Op::Symlink)?;
+        let temp = temp_name();
+        dir.symlink(target, &temp).at(Op::Symlink, &dir.path_of(&temp))?;
+        let how = if replace { RenameFlags::empty() } else { RenameFlags::NOREPLACE };
+        let result = set_entry_owner(&dir, &temp, owner)
+            .and_then(|()| dir.set_mtime(&temp, mtime))
+            .at(Op::SetMeta, &dir.path_of(&temp))
+            .and_then(|()| {
+                dir.rename(&temp, &dir, name, how).map_err(|source| Error::RenameIo {
+                    from: dir.path_of(&temp),
+                    to: dir.path_of(name),
+                    source,
+                })
+            });
+        result.inspect_err(|_| {
+            let _ = dir.unlink(&temp);
+        })
+    }
+
+    /// Makes `rel` a new hard link to `existing` in `from` (both on one file system). The two
+    /// names share content, mode, mtime and owner, so neither may be modified in place.
+    pub fn hard_link(&self, rel: &Path, from: &Root, existing: &Path) -> Result<()> {
+        let (dir, name) = self.split(rel, Op::HardLink)?;
+        let (src, src_name) = from.split(existing, Op::HardLink)?;
+        dir.hard_link(&src, src_name, name).at(Op::HardLink, &self.path_of(rel))
+    }
+
+    /// Sets the owner, permission bits and/or the mtime of `rel`, never following a symlink
+    /// (the owner first: a change of owner may clear permission bits).
+    pub fn set_meta(
+        &self,
+        rel: &Path,
+        mode: Option<u32>,
+        mtime: Option<Mtime>,
+        owner: Option<Owner>,
+    ) -> Result<()> {
+        let (dir, name) = if rel.as_os_str().is_empty() {
+            // The root itself: through its parent would leave the root; use its own handle.
+            return self.set_root_meta(mode, mtime, owner);
+        } else {
+            self.split(rel, Op::SetMeta)?
+        };
+        let path = || self.path_of(rel);
+        if let Some(owner) = owner {
+            dir.chown(name, owner).at(Op::SetMeta, &path())?;
+        }
+        if let Some(mode) = mode {
+            dir.chmod(name, mode & MODE_MASK).at(Op::SetMeta, &path())?;
+        }
+        if let Some(mtime) = mtime {
+            dir.set_mtime(name, mtime).at(Op::SetMeta, &path())?;
+        }
+        Ok(())
+    }
+
+    /// [`Root::set_meta`] for the root directory itself, through its open handle.
+    fn set_root_meta(&self, mode: Option<u32>, mtime: Option<Mtime>, owner: Option<Owner>) -> Result<()> {
+        let path = self.path();
+        let fd = self.top();
+        if let Some(o) = owner {
+            let (uid, gid) = (rustix::fs::Uid::from_raw(o.uid), rustix::fs::Gid::from_raw(o.gid));
+            rustix::fs::fchown(&**fd, Some(uid), Some(gid)).map_err(io::Error::from).at(Op::SetMeta, path)?;
+        }
+        if let Some(mode) = mode {
+            rustix::fs::fchmod(&**fd, rustix::fs::Mode::from_raw_mode(mode & MODE_MASK))
+                .map_err(io::Error::from)
+                .at(Op::SetMeta, path)?;
+        }
+        if let Some(mtime) = mtime {
+            let omit = rustix::fs::Timespec { tv_sec: 0, tv_nsec: rustix::fs::UTIME_OMIT };
+            let times = rustix::fs::Timestamps { last_access: omit, last_modification: mtime.to_timespec() };
+            rustix::fs::futimens(&**fd, &times).map_err(io::Error::from).at(Op::SetMeta, path)?;
+        }
+        Ok(())
+    }
+
+    /// Removes the file or symlink `rel`.
+    pub fn remove_file(&self, rel: &Path) -> Result<()> {
+        let (dir, name) = self.split(rel, Op::Remove)?;
+        dir.unlink(name).at(Op::Remove, &self.path_of(rel))
+    }
+
+    /// Removes the empty directory `rel`.
+    pub fn remove_dir(&self, rel: &Path) -> Result<()> {
+        let (dir, name) = self.split(rel, Op::Remove)?;
+        dir.rmdir(name).at(Op::Remove, &self.path_of(rel))?;
+        self.forget(rel);
+        Ok(())
+    }
+
+    /// Removes `rel` and everything below it (our own temporaries and retired trees only,
+    /// never user data that a plan did not name). A missing `rel` is no error.
+    pub fn remove_tree(&self, rel: &Path) -> Result<()> {
+        let (dir, name) = match self.parent_of(rel) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            other => other.at(Op::Remove, &self.path_of(rel))?,
+        };
+        dir.remove_tree(name).at(Op::Remove, &self.path_of(rel))?;
+        self.forget(rel);
+        Ok(())
+    }
+
+    /// The names in the directory `rel` (the root itself for an empty path).
+    pub fn entries(&self, rel: &Path) -> Result<Vec<OsString>> {
+        let dir = self.dir(rel).at(Op::ReadDir, &self.path_of(rel))?;
+        let names = dir.entries().at(Op::ReadDir, &self.path_of(rel))?;
+        Ok(names.into_iter().map(|(name, _)| name).collect())
+    }
+
+    /// Fsyncs the directory `rel` (the root itself for an empty path).
+    pub fn sync_dir(&self, rel: &Path) -> Result<()> {
+        let dir = self.dir(rel).at(Op::Sync, &self.path_of(rel))?;
+        dir.sync().at(Op::Sync, &self.path_of(rel))
+    }
+
+    /// Makes everything written so far on the root's file system durable: one `syncfs` for a
+    /// whole batch of staged files instead of one `fsync` each.
+    pub fn sync_fs(&self) -> Result<()> {
+        self.top().sync_fs().at(Op::Sync, self.path())
+    }
+
+    /// True when `rel` still has the (size, mtime, inode) the scan saw: the re-check before a
+    /// destructive step (STYLE "File-system habits").
+    pub fn unchanged_since_scan(&self, rel: &Path, size: u64, mtime: Mtime, ino: u64) -> bool {
+        self.stat(rel).is_ok_and(|st| {
+            let is_link = rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Symlink;
+            let len = if is_link { size } else { st.st_size as u64 };
+            len == size && Mtime::of_stat(&st) == mtime && st.st_ino == ino
+        })
+    }
+
+    /// True when nothing is at `rel` (the re-check before creating it).
+    pub fn is_absent(&self, rel: &Path) -> bool {
+        self.stat(rel).is_err_and(|e| e.kind() == io::ErrorKind::NotFound)
     }
 }
 
-/// Swaps two paths atomically (`renameat2` with `RENAME_EXCHANGE`): each ends up holding
-/// what the other held, with no moment where either is missing.
-pub fn exchange(a: &Path, b: &Path) -> Result<()> {
-    rustix::fs::renameat_with(rustix::fs::CWD, a, rustix::fs::CWD, b, rustix::fs::RenameFlags::EXCHANGE)
-        .map_err(|e| Error::RenameIo { from: a.to_path_buf(), to: b.to_path_buf(), source: e.into() })
-}
-
-/// Fsyncs one file's data and metadata.
-pub fn sync_file(path: &Path) -> Result<()> {
-    File::open(path).and_then(|f| f.sync_all()).at(Op::Sync, path)
-}
-
-/// Fsyncs a directory so that the renames and removals in it survive a crash.
-pub fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir).and_then(|d| d.sync_all()).at(Op::Sync, dir)
-}
-
-/// Writes `bytes` to `target` atomically and durably (temp, fsync, rename, fsync directory).
-/// For small files the programs own: state, manifests, `.info.json`.
-pub fn write_atomic(target: &Path, bytes: &[u8]) -> Result<()> {
-    let temp = temp_path(parent_of(target));
-    let result = (|| {
-        let mut f =
-            OpenOptions::new().write(true).create_new(true).mode(0o644).open(&temp).at(Op::Create, &temp)?;
-        f.write_all(bytes).at(Op::Write, &temp)?;
-        f.sync_all().at(Op::Sync, &temp)?;
-        commit(&temp, target)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&temp);
-    }
-    result?;
-    sync_dir(parent_of(target))
-}
-
-/// Places a symlink at `path` pointing to `target`, with `mtime` and `owner` (the link's own,
-/// never its target's), atomically: built under a temporary name and renamed into place.
-/// With `replace` false it never replaces an entry that appeared at `path` meanwhile.
-pub fn place_symlink(target: &[u8], path: &Path, mtime: Mtime, owner: Owner, replace: bool) -> Result<()> {
-    let temp = temp_path(parent_of(path));
-    std::os::unix::fs::symlink(OsStr::from_bytes(target), &temp).at(Op::Symlink, &temp)?;
-    let result = set_link_owner(&temp, owner)
-        .and_then(|()| set_meta(&temp, None, Some(mtime), None))
-        .and_then(|()| if replace { commit(&temp, path) } else { commit_new(&temp, path) });
-    result.inspect_err(|_| {
-        let _ = fs::remove_file(&temp);
-    })
-}
-
-/// [`set_owner`] for a symlink we created (the link itself, never its target).
-fn set_link_owner(path: &Path, owner: Owner) -> Result<()> {
-    let (uid, gid) = (rustix::fs::Uid::from_raw(owner.uid), rustix::fs::Gid::from_raw(owner.gid));
-    let nofollow = rustix::fs::AtFlags::SYMLINK_NOFOLLOW;
+/// [`set_owner`] for an entry we created in `dir` (a symlink: the link itself).
+fn set_entry_owner(dir: &Dir, name: &OsStr, owner: Owner) -> io::Result<()> {
     if keeps_owners() {
-        return rustix::fs::chownat(rustix::fs::CWD, path, Some(uid), Some(gid), nofollow)
-            .map_err(io::Error::from)
-            .at(Op::SetMeta, path);
+        return dir.chown(name, owner);
     }
-    if gid != rustix::process::getegid() {
-        let _ = rustix::fs::chownat(rustix::fs::CWD, path, None, Some(gid), nofollow);
+    if owner.gid != rustix::process::getegid().as_raw() {
+        let _ = dir.chgrp(name, owner.gid);
     }
     Ok(())
 }
 
-/// Makes `path` a new hard link to `existing` (both on one file system). The two names share
-/// content, mode and mtime, so neither may be modified in place afterwards.
-pub fn hard_link(existing: &Path, path: &Path) -> Result<()> {
-    fs::hard_link(existing, path).at(Op::HardLink, path)
-}
-
-/// Creates a directory that the pass can fill: owner-writable whatever its final mode, which
-/// the pass sets once the directory's contents are in place.
-pub fn create_dir(path: &Path, final_mode: u32) -> Result<()> {
-    fs::DirBuilder::new().mode(final_mode | 0o700).create(path).at(Op::CreateDir, path)
-}
-
-/// Creates a directory and its missing parents (for the programs' own files: homes, logs).
+/// Creates a directory and its missing parents by path (the programs' own top directories:
+/// homes, logs, a BACKUP that does not exist yet), before a [`Root`] is opened on it.
 pub fn create_dirs(path: &Path) -> Result<()> {
-    fs::create_dir_all(path).at(Op::CreateDir, path)
-}
-
-/// Sets the owner, permission bits and/or the mtime of `path`, never following a symlink
-/// (the owner first: a change of owner may clear permission bits).
-pub fn set_meta(path: &Path, mode: Option<u32>, mtime: Option<Mtime>, owner: Option<Owner>) -> Result<()> {
-    if let Some(owner) = owner {
-        let (uid, gid) = (rustix::fs::Uid::from_raw(owner.uid), rustix::fs::Gid::from_raw(owner.gid));
-        rustix::fs::chownat(
-            rustix::fs::CWD,
-            path,
-            Some(uid),
-            Some(gid),
-            rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
-        )
-        .map_err(io::Error::from)
-        .at(Op::SetMeta, path)?;
-    }
-    if let Some(mode) = mode {
-        fs::set_permissions(path, Permissions::from_mode(mode & MODE_MASK)).at(Op::SetMeta, path)?;
-    }
-    if let Some(mtime) = mtime {
-        let omit = rustix::fs::Timespec { tv_sec: 0, tv_nsec: rustix::fs::UTIME_OMIT };
-        let times = rustix::fs::Timestamps { last_access: omit, last_modification: mtime.to_timespec() };
-        rustix::fs::utimensat(rustix::fs::CWD, path, &times, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
-            .map_err(io::Error::from)
-            .at(Op::SetMeta, path)?;
-    }
-    Ok(())
-}
-
-/// Removes a file or symlink.
-pub fn remove_file(path: &Path) -> Result<()> {
-    fs::remove_file(path).at(Op::Remove, path)
-}
-
-/// Removes an empty directory.
-pub fn remove_dir(path: &Path) -> Result<()> {
-    fs::remove_dir(path).at(Op::Remove, path)
-}
-
-/// Removes a whole tree (our own temporaries and retired version slots only, never user data
-/// that a plan did not name).
-pub fn remove_tree(path: &Path) -> Result<()> {
-    match fs::symlink_metadata(path) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Ok(m) if m.is_dir() => fs::remove_dir_all(path).at(Op::Remove, path),
-        _ => remove_file(path),
-    }
-}
-
-/// True when `path` still has the (size, mtime, inode) the scan saw: the re-check before a
-/// destructive step (STYLE "File-system habits").
-pub fn unchanged_since_scan(path: &Path, size: u64, mtime: Mtime, ino: u64) -> bool {
-    fs::symlink_metadata(path).is_ok_and(|m| {
-        let len = if m.file_type().is_symlink() { size } else { m.len() };
-        len == size && Mtime::of(&m) == mtime && m.ino() == ino
-    })
+    std::fs::create_dir_all(path).at(Op::CreateDir, path)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
+    use std::os::unix::fs::MetadataExt;
 
     fn attrs(mode: u32) -> CopyAttrs {
         CopyAttrs { mode, owner: Owner { uid: rustix::process::geteuid().as_raw(), gid: 0 } }
@@ -379,20 +542,17 @@ mod tests {
     #[test]
     fn staged_copy_keeps_bytes_mode_and_mtime() {
         let d = tempfile::tempdir().unwrap();
-        let src = d.path().join("src");
-        fs::write(&src, b"hello").unwrap();
+        let root = Root::open(d.path()).unwrap();
+        fs::write(d.path().join("src"), b"hello").unwrap();
         let mtime = Mtime { secs: 1_600_000_000, nanos: 123_456_789 };
-        set_meta(&src, Some(0o4755), Some(mtime), None).unwrap();
-        let target = d.path().join("dst");
-        let StageOutcome::Staged(staged) = stage_copy(&src, &target, attrs(0o4755), (5, mtime)).unwrap()
-        else {
-            panic!("not staged");
-        };
-        assert!(is_temp_name(staged.temp.file_name().unwrap()));
-        make_durable(d.path()).unwrap();
-        commit(&staged.temp, &target).unwrap();
-        let meta = fs::metadata(&target).unwrap();
-        assert_eq!(fs::read(&target).unwrap(), b"hello");
+        root.set_meta(Path::new("src"), Some(0o4755), Some(mtime), None).unwrap();
+        let outcome = stage_copy(&root, &root, Path::new("src"), attrs(0o4755), (5, mtime)).unwrap();
+        let StageOutcome::Staged(staged) = outcome else { panic!("not staged") };
+        assert!(is_temp_name(&staged.temp));
+        root.sync_fs().unwrap();
+        staged.commit(OsStr::new("dst"), Rename::NoReplace).unwrap();
+        let meta = fs::metadata(d.path().join("dst")).unwrap();
+        assert_eq!(fs::read(d.path().join("dst")).unwrap(), b"hello");
         assert_eq!(meta.mode() & 0o7777, 0o755, "setuid is never copied");
         assert_eq!(Mtime::of(&meta), mtime);
     }
@@ -400,10 +560,10 @@ mod tests {
     #[test]
     fn stage_refuses_a_source_that_differs_from_the_scan() {
         let d = tempfile::tempdir().unwrap();
-        let src = d.path().join("src");
-        fs::write(&src, b"hello").unwrap();
+        let root = Root::open(d.path()).unwrap();
+        fs::write(d.path().join("src"), b"hello").unwrap();
         let stale = (4, Mtime { secs: 1, nanos: 0 });
-        let outcome = stage_copy(&src, &d.path().join("dst"), attrs(0o644), stale).unwrap();
+        let outcome = stage_copy(&root, &root, Path::new("src"), attrs(0o644), stale).unwrap();
         assert!(matches!(outcome, StageOutcome::SourceChanged));
         assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1, "no temporary left");
     }
@@ -411,17 +571,43 @@ mod tests {
     #[test]
     fn write_atomic_replaces_and_symlink_is_placed() {
         let d = tempfile::tempdir().unwrap();
-        let p = d.path().join("state.json");
-        write_atomic(&p, b"one").unwrap();
-        write_atomic(&p, b"two").unwrap();
-        assert_eq!(fs::read(&p).unwrap(), b"two");
-        let l = d.path().join("link");
+        let root = Root::open(d.path()).unwrap();
+        root.create_dirs(Path::new("a/b")).unwrap();
+        let p = Path::new("a/b/state.json");
+        root.write_atomic(p, b"one").unwrap();
+        root.write_atomic(p, b"two").unwrap();
+        assert_eq!(root.read(p).unwrap().unwrap(), b"two");
+        assert_eq!(root.read(Path::new("a/none")).unwrap(), None);
+        let l = Path::new("link");
         let t = Mtime { secs: 1_500_000_000, nanos: 7 };
-        place_symlink(b"state.json", &l, t, Owner::default(), false).unwrap();
-        assert!(place_symlink(b"other", &l, t, Owner::default(), false).is_err(), "never replaces");
-        place_symlink(b"elsewhere", &l, t, Owner::default(), true).unwrap();
-        assert_eq!(Mtime::of(&fs::symlink_metadata(&l).unwrap()), t, "the link keeps its mtime");
-        assert_eq!(fs::read_link(&l).unwrap(), Path::new("elsewhere"));
+        root.place_symlink(l, b"state.json", t, Owner::default(), false).unwrap();
+        assert!(root.place_symlink(l, b"other", t, Owner::default(), false).is_err(), "never replaces");
+        root.place_symlink(l, b"elsewhere", t, Owner::default(), true).unwrap();
+        assert_eq!(
+            Mtime::of(&fs::symlink_metadata(d.path().join(l)).unwrap()),
+            t,
+            "the link keeps its mtime"
+        );
+        assert_eq!(fs::read_link(d.path().join(l)).unwrap(), Path::new("elsewhere"));
         assert_eq!(fs::read_dir(d.path()).unwrap().count(), 2);
+    }
+
+    #[test]
+    fn writes_through_a_swapped_directory_are_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let (inside, outside) = (d.path().join("root"), d.path().join("outside"));
+        fs::create_dir_all(inside.join("real")).unwrap();
+        fs::create_dir(&outside).unwrap();
+        std::os::unix::fs::symlink(&outside, inside.join("sub")).unwrap();
+        let root = Root::open(&inside).unwrap();
+        let sub = Path::new("sub/x");
+        assert!(root.write_atomic(sub, b"x").is_err());
+        assert!(root.create_dirs(Path::new("sub/deeper")).is_err());
+        assert!(root.create_dir(sub, 0o755).is_err());
+        assert!(root.place_symlink(sub, b"t", Mtime { secs: 0, nanos: 0 }, Owner::default(), true).is_err());
+        assert!(root.rename(Path::new("real"), sub, Rename::NoReplace).is_err());
+        assert!(root.set_meta(Path::new("sub"), Some(0o700), None, None).is_ok(), "the link itself");
+        assert_eq!(fs::read_dir(&outside).unwrap().count(), 0);
+        assert_eq!(fs::metadata(&outside).unwrap().mode() & 0o777, 0o755);
     }
 }

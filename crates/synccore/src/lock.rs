@@ -50,17 +50,33 @@ pub fn acquire_blocking(path: &Path) -> Result<LockGuard> {
     Ok(LockGuard { _file: file, path: path.to_path_buf() })
 }
 
-/// Opens (creating it and its directory) a lock file without truncating it.
+/// Opens (creating it and its directory) a lock file without truncating it, never through a
+/// symlink, and only when it is a plain file of ours: a lock file is written (the holder's
+/// pid), so one planted by another user (a symlink, or a hard link to a file elsewhere) must
+/// never be opened (the security issue).
 fn open(path: &Path) -> Result<File> {
-    if let Some(dir) = path.parent() {
-        fs::create_dir_all(dir).at(Op::CreateDir, dir)?;
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(Error::Invalid { path: path.to_path_buf(), reason: "is not a lock file name".into() });
+    };
+    crate::fsio::create_dirs(dir)?;
+    let dir = crate::fsio::Dir::open(dir)?;
+    let file = dir.open_or_create(name, 0o644).at(Op::Lock, path)?;
+    let st = rustix::fs::fstat(&file).map_err(std::io::Error::from).at(Op::Lock, path)?;
+    let regular = rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::RegularFile;
+    if !regular || st.st_nlink != 1 || st.st_uid != rustix::process::geteuid().as_raw() {
+        return Err(Error::Invalid {
+            path: path.to_path_buf(),
+            reason: "is not a lock file of this user (another user's file, or a link); remove it".into(),
+        });
     }
-    OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path).at(Op::Lock, path)
+    Ok(file)
 }
 
 /// The pid of the live process holding the lock at `path`, if any (without taking it).
 pub fn holder(path: &Path) -> Option<Option<u32>> {
-    let mut file = OpenOptions::new().read(true).write(true).open(path).ok()?;
+    use std::os::unix::fs::OpenOptionsExt;
+    let nofollow = rustix::fs::OFlags::NOFOLLOW.bits() as i32;
+    let mut file = OpenOptions::new().read(true).write(true).custom_flags(nofollow).open(path).ok()?;
     match file.try_lock_shared() {
         Ok(()) => None,
         Err(_) => Some(read_pid(&mut file)),
@@ -82,6 +98,38 @@ pub fn mirror_lock_path(target: &Path) -> PathBuf {
     let key = Digest::of_bytes(target.as_os_str().as_bytes()).to_hex();
     let uid = rustix::process::getuid().as_raw();
     std::env::temp_dir().join(format!("synccore-locks-{uid}")).join(format!("mirror-{}.lock", &key[..16]))
+}
+
+/// Takes the lock for mirroring into `target` (see [`mirror_lock_path`]), in a private
+/// directory of this user.
+pub fn acquire_mirror(target: &Path) -> Result<LockGuard> {
+    let path = mirror_lock_path(target);
+    if let Some(dir) = path.parent() {
+        check_private_dir(dir)?;
+    }
+    acquire(&path)
+}
+
+/// Makes sure the directory of mirror locks (under the shared temporary directory, where any
+/// user may create names) is a real directory of this user that nobody else can write,
+/// creating it so; anything else is refused with a message saying what to remove.
+pub fn check_private_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    match fs::DirBuilder::new().mode(0o700).create(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(e).at(Op::CreateDir, dir),
+        _ => {}
+    }
+    let meta = fs::symlink_metadata(dir).at(Op::Stat, dir)?;
+    let ours = meta.uid() == rustix::process::geteuid().as_raw();
+    if !meta.is_dir() || !ours || meta.mode() & 0o022 != 0 {
+        return Err(Error::Invalid {
+            path: dir.to_path_buf(),
+            reason: "is not a private directory of this user (another user's, a symlink, or writable \
+                     by others); remove it so that it can be made again"
+                .into(),
+        });
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -61,7 +61,14 @@ struct ReopeningFile {
 
 impl ReopeningFile {
     fn open(path: &Path) -> Result<Self> {
-        let file = OpenOptions::new().create(true).append(true).open(path).at(Op::Create, path)?;
+        // Never through a symlink planted at the log's name (the security issue).
+        let nofollow = rustix::fs::OFlags::NOFOLLOW.bits() as i32;
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .custom_flags(nofollow)
+            .open(path)
+            .at(Op::Create, path)?;
         let ino = file.metadata().at(Op::Stat, path)?.ino();
         Ok(ReopeningFile {
             path: path.to_path_buf(),

@@ -4,11 +4,12 @@
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 
-use crate::apply::{self, ApplyStats, Event};
-use crate::checksum::file_checksum;
+use crate::apply::{self, ApplyStats, Event, Trees};
+use crate::checksum::file_checksum_in;
 use crate::error::{Error, Rail, Result};
+use crate::fsio::Root;
 use crate::plan::{self, MirrorOptions, Plan};
-use crate::scan::{self, Tree, join};
+use crate::scan::{self, Tree};
 
 /// How a pass runs.
 #[derive(Debug, Clone, Copy)]
@@ -62,18 +63,21 @@ pub fn run_pass(
     shutdown: &AtomicBool,
     observe: &mut dyn FnMut(Event<'_>),
 ) -> Result<PassReport> {
+    // Both roots are opened once; everything below them is reached through them, never by
+    // path (the security issue).
+    let target_root = open_if_present(target)?;
     let (src, dst) = std::thread::scope(|s| {
         let dst = s.spawn(|| {
             crate::fault::point("scan-target");
-            scan_target(target)
+            target_root.as_ref().map_or_else(|| Ok(Tree::default()), scan::scan)
         });
-        let src = scan::scan(source);
+        let src = Root::open(source).and_then(|root| Ok((scan::scan(&root)?, root)));
         // A panic must never pass for an empty target (the hardening issue, point 12).
         (src, dst.join().unwrap_or(Err(Error::Panicked { what: "scanning the target" })))
     });
     let dst = dst?;
-    let src = match src {
-        Ok(tree) => tree,
+    let (src, source_root) = match src {
+        Ok(found) => found,
         // A source that vanished (unmounted disk) must never empty the backup.
         Err(Error::Missing { .. } | Error::NotADirectory { .. }) if !dst.entries.is_empty() => {
             return Err(Error::Aborted(Rail::EmptySide { empty: source.into(), other: target.into() }));
@@ -85,10 +89,10 @@ pub fn run_pass(
     };
     check_empty_source(&src, &dst, source, target, options)?;
 
-    let checksum = |e: &crate::entry::Entry, root: &Path| file_checksum(&join(root, &e.path)).ok();
     let mut same_content = |s: &crate::entry::Entry, d: &crate::entry::Entry| {
         // Any read failure counts as "different": the copy then reports the real error.
-        matches!((checksum(s, source), checksum(d, target)), (Some(a), Some(b)) if a == b)
+        let theirs = target_root.as_ref().and_then(|t| file_checksum_in(t, &d.path).ok());
+        matches!((file_checksum_in(&source_root, &s.path).ok(), theirs), (Some(a), Some(b)) if a == b)
     };
     let plan = plan::mirror(&src, &dst, MirrorOptions::for_this_process(options.checksum), &mut same_content);
     check_deletes(&plan, &dst, target, options)?;
@@ -96,10 +100,13 @@ pub fn run_pass(
     let mut report = PassReport { scan_errors: src.errors, special: src.special, ..PassReport::default() };
     report.scan_errors.extend(dst.errors);
     if !options.dry_run {
-        if !target.exists() {
+        let target_root = if let Some(root) = target_root {
+            root
+        } else {
             crate::fsio::create_dirs(target)?;
-        }
-        report.stats = apply::apply(&plan, source, target, shutdown, observe);
+            Root::open(target)?
+        };
+        report.stats = apply::apply(&plan, Trees::new(&source_root, &target_root), shutdown, observe);
         if report.stats.panicked {
             return Err(Error::Panicked { what: "copying" });
         }
@@ -108,11 +115,13 @@ pub fn run_pass(
     Ok(report)
 }
 
-/// Scans the target; a missing target is an empty tree (it is created before writing).
-fn scan_target(target: &Path) -> Result<Tree> {
-    match scan::scan(target) {
-        Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => Ok(Tree::default()),
-        other => other,
+/// The target's root, or `None` when it does not exist yet (an empty tree; it is created
+/// before anything is written).
+fn open_if_present(target: &Path) -> Result<Option<Root>> {
+    match Root::open(target) {
+        Ok(root) => Ok(Some(root)),
+        Err(Error::Missing { .. }) => Ok(None),
+        Err(err) => Err(err),
     }
 }
 

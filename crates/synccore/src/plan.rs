@@ -48,9 +48,9 @@ pub enum Action {
     /// Move an entry aside to a new name in the same tree (a conflict's loser), never
     /// replacing anything there.
     Rename { to: RelPath, was: Stamp },
-    /// Hard-link an existing file (outside the target, e.g. in the previous version slot) at
-    /// this path: same content, mode and mtime, no data written (SPEC section 3 "Versioned").
-    HardLink { existing: std::path::PathBuf },
+    /// Hard-link an existing file of the link tree (the previous version slot) at this path:
+    /// same content, mode, mtime and owner, no data written (SPEC section 3 "Versioned").
+    HardLink { existing: RelPath },
 }
 
 /// The kinds of step, for counting and for log lines (SPEC section 3 "one line per operation").

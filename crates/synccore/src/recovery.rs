@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, IoResultExt, Result};
-use crate::fsio;
+use crate::error::{Error, Result};
+use crate::fsio::{self, Root};
 use crate::jsonbytes::Bytes;
 
 /// The default interval arguments handed to each versioning child.
@@ -39,22 +39,18 @@ struct ConfigFile {
 /// name the file and the problem.
 pub fn load_config(path: &Path, default_script: &Path) -> Result<Config> {
     let invalid = |reason: String| Error::Invalid { path: path.to_path_buf(), reason };
-    let text = match fs::read(path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            let file = ConfigFile {
-                script: default_script.to_path_buf(),
-                interval: DEFAULT_INTERVAL.iter().map(ToString::to_string).collect(),
-            };
-            let mut json = serde_json::to_vec_pretty(&file).map_err(|e| invalid(e.to_string()))?;
-            json.push(b'\n');
-            if let Some(dir) = path.parent() {
-                crate::fsio::create_dirs(dir)?;
-            }
-            fsio::write_atomic(path, &json)?;
-            json
-        }
-        Err(e) => return Err(e).at(crate::error::Op::Read, path),
+    let (dir, name) = beside(path, true)?;
+    let text = if let Some(text) = dir.read(name)? {
+        text
+    } else {
+        let file = ConfigFile {
+            script: default_script.to_path_buf(),
+            interval: DEFAULT_INTERVAL.iter().map(ToString::to_string).collect(),
+        };
+        let mut json = serde_json::to_vec_pretty(&file).map_err(|e| invalid(e.to_string()))?;
+        json.push(b'\n');
+        dir.write_atomic(name, &json)?;
+        json
     };
     let value: serde_json::Value =
         serde_json::from_slice(&text).map_err(|e| invalid(format!("invalid JSON: {e}")))?;
@@ -160,10 +156,13 @@ struct InfoRow {
 /// Reads `.info.json`; a missing file is an empty register. A corrupt one is an error naming
 /// the file: it is never silently replaced.
 pub fn load_info(path: &Path) -> Result<Info> {
-    let text = match fs::read(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Info::default()),
-        Err(e) => return Err(e).at(crate::error::Op::Read, path),
+    let text = match beside(path, false) {
+        Ok((dir, name)) => match dir.read(name)? {
+            Some(text) => text,
+            None => return Ok(Info::default()),
+        },
+        Err(Error::Missing { .. }) => return Ok(Info::default()),
+        Err(err) => return Err(err),
     };
     let corrupt = |reason: String| Error::Invalid {
         path: path.to_path_buf(),
@@ -228,8 +227,27 @@ pub fn record(path: &Path, dirs: &[(PathBuf, std::ffi::OsString, PathBuf, PathBu
     let mut json = serde_json::to_vec_pretty(&file)
         .map_err(|e| Error::Invalid { path: path.into(), reason: format!("cannot encode: {e}") })?;
     json.push(b'\n');
-    fsio::write_atomic(path, &json)?;
+    let (dir, name) = beside(path, true)?;
+    dir.write_atomic(name, &json)?;
     Ok(info)
+}
+
+/// The register of protected directories in a home.
+pub fn info_path(home: &Path) -> PathBuf {
+    home.join(".info.json")
+}
+
+/// The directory that holds the program's own file `path` (opened by its canonical path, and
+/// created first when `create`), and the file's name in it: the file is then read and written
+/// only through that directory, never through a symlink (the security issue).
+fn beside(path: &Path, create: bool) -> Result<(Root, &Path)> {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(Error::Invalid { path: path.to_path_buf(), reason: "is not a file name".into() });
+    };
+    if create {
+        fsio::create_dirs(dir)?;
+    }
+    Ok((Root::open(&crate::roots::absolute(dir)?)?, Path::new(name)))
 }
 
 #[cfg(test)]

@@ -22,21 +22,20 @@
 //! temporaries and converges.
 
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
-use crate::apply::{self, ApplyStats};
+use crate::apply::{self, ApplyStats, Trees};
 use crate::bisync::Pair;
-use crate::checksum::{Digest, file_checksum};
+use crate::checksum::{Digest, file_checksum_in};
 use crate::entry::{MODE_MASK, Mtime, Owner, keeps_owners};
 use crate::error::{Error, IoResultExt, Op, Quoted, Result};
-use crate::fsio;
+use crate::fsio::{self, Rename, Root};
 use crate::lock::{self, LockGuard};
 use crate::plan::{self, Action, MirrorOptions, Plan};
 use crate::recovery;
 use crate::relpath::RelPath;
-use crate::scan::{self, Tree, join};
+use crate::scan::{self, Tree};
 use crate::versions::rotation::{self, Repair};
 use crate::versions::undo::{self, Migrated, Stamp};
 use crate::versions::{Layout, Slot};
@@ -102,16 +101,12 @@ pub struct Restored {
     pub special: Vec<RelPath>,
 }
 
-/// The register of protected directories in a home.
-pub fn info_path(home: &Path) -> PathBuf {
-    home.join(".info.json")
-}
-
 /// Restores `dir` (any spelling; it may no longer exist) from `version`, using the register
-/// and versions in `home`.
+/// and versions in `home`. Everything is reached beneath three roots opened once (the home,
+/// the versions directory and DIR's parent), never through a symlink (the security issue).
 pub fn restore(home: &Path, dir: &Path, version: Version, shutdown: &AtomicBool) -> Result<Restored> {
     let dir = crate::roots::absolute(dir)?;
-    let info = recovery::load_info(&info_path(home))?;
+    let info = recovery::load_info(&recovery::info_path(home))?;
     let Some(entry) = info.dirs.get(&dir) else {
         let known: Vec<String> = info.dirs.keys().map(|p| Quoted(p).to_string()).collect();
         let reason = if known.is_empty() {
@@ -121,102 +116,127 @@ pub fn restore(home: &Path, dir: &Path, version: Version, shutdown: &AtomicBool)
         };
         return Err(Error::Invalid { path: dir, reason });
     };
-    let layout = Layout::at(entry.versions.clone());
-    let _locks = take_locks(home, &dir, &entry.partner, &entry.versions)?;
+    let layout = Layout::at(&entry.versions);
+    let _locks = take_locks(home, &dir, &entry.partner, &layout)?;
+    let Some(v) = layout.open(false)? else {
+        return Err(Error::Invalid {
+            path: layout.slot(Slot::Latest),
+            reason: "no version has been kept yet".into(),
+        });
+    };
 
     // 1. Old undo slots first: the rotation repair removes temporary names, and the previous
     // program left one of its slots under such a name.
-    let migrated = undo::migrate(&layout)?;
-    let repair = rotation::repair(&layout)?;
-    let staging = staging_path(&dir);
-    let parent = staging.parent().unwrap_or(Path::new("/")).to_path_buf();
-    let mut removed_leftovers = undo::remove_leftovers(&layout)?;
-    if std::fs::symlink_metadata(&staging).is_ok() {
-        fsio::remove_tree(&staging)?;
+    let migrated = undo::migrate(&v)?;
+    let repair = rotation::repair(&v)?;
+    let (parent_path, dir_name) = match (dir.parent(), dir.file_name()) {
+        (Some(parent), Some(name)) => (parent.to_path_buf(), PathBuf::from(name)),
+        _ => {
+            return Err(Error::Invalid { path: dir, reason: "cannot be restored (it has no parent)".into() });
+        }
+    };
+    fsio::create_dirs(&parent_path)?;
+    let parent = Root::open(&parent_path)?;
+    let staging = staging_name(&dir);
+    let mut removed_leftovers = undo::remove_leftovers(&v)?;
+    if parent.exists(&staging) {
+        parent.remove_tree(&staging)?;
         removed_leftovers += 1;
     }
-    let (source, from) = source_of(&layout, version)?;
+    let (source, from) = source_of(&v, version)?;
+    let from_root = v.open_root(&from)?;
 
     // 2–4. Until the exchange, a failure removes the copy and leaves DIR as it was.
-    fsio::create_dirs(&parent)?;
     let before_swap = (|| {
-        let stats = copy_tree(&from, &staging, shutdown)?;
-        let (kept, basis) = keep(&dir, &layout, shutdown)?;
-        fsio::make_durable(&staging)?;
-        check_unchanged(&dir, basis.as_ref())?;
+        let stats = copy_tree(&from_root, &parent, &staging, shutdown)?;
+        let current = open_dir(&parent, &dir_name)?;
+        let (kept, basis) = keep(current.as_ref(), &v, shutdown)?;
+        parent.sync_fs()?;
+        check_unchanged(&parent, &dir_name, basis.as_ref())?;
         Ok((stats, kept, basis))
     })();
     let (stats, kept, basis) = before_swap.inspect_err(|_| {
-        let _ = fsio::remove_tree(&staging);
+        let _ = parent.remove_tree(&staging);
     })?;
     let special = basis.as_ref().map(|t| t.special.clone()).unwrap_or_default();
     // Both renames are atomic: when one fails, the staging name still holds the copy.
     let discard = |_: &Error| {
-        let _ = fsio::remove_tree(&staging);
+        let _ = parent.remove_tree(&staging);
     };
     let kept_late = match basis {
         None => {
             // DIR was missing: the copy takes its name, never replacing one that appeared.
-            fsio::commit_new(&staging, &dir).inspect_err(discard)?;
-            fsio::sync_dir(&parent)?;
+            parent.rename(&staging, &dir_name, Rename::NoReplace).inspect_err(discard)?;
+            parent.sync_dir(Path::new(""))?;
             None
         }
         Some(basis) => {
-            fsio::exchange(&staging, &dir).inspect_err(discard)?;
-            fsio::sync_dir(&parent)?;
+            parent.rename(&staging, &dir_name, Rename::Exchange).inspect_err(discard)?;
+            parent.sync_dir(Path::new(""))?;
             // The staging name now holds DIR's old content. A write that slipped in between
             // the check and the exchange is kept too, before the old content goes.
-            let late = match scan::scan(&staging) {
-                Ok(now) if same_entries(&now, &basis) => None,
-                _ => Some(keep(&staging, &layout, shutdown)?.0),
+            let old = open_dir(&parent, &staging)?;
+            let late = match old.as_ref().map(scan::scan) {
+                Some(Ok(now)) if same_entries(&now, &basis) => None,
+                _ => Some(keep(old.as_ref(), &v, shutdown)?.0),
             };
-            fsio::remove_tree(&staging)?;
+            parent.remove_tree(&staging)?;
             late
         }
     };
+    let from = v.path_of(&from);
     Ok(Restored { dir, from, source, kept, kept_late, stats, migrated, repair, removed_leftovers, special })
+}
+
+/// The directory `name` of `parent` as a root, `None` when it is missing.
+fn open_dir(parent: &Root, name: &Path) -> Result<Option<Root>> {
+    match parent.open_root(name) {
+        Ok(root) => Ok(Some(root)),
+        Err(Error::Missing { .. }) => Ok(None),
+        Err(err) => Err(err),
+    }
 }
 
 /// Refuses while a sync of the pair or the versioning of DIR runs (naming its pid), and holds
 /// the versions lock for the restore so that no versioning child starts meanwhile.
-fn take_locks(home: &Path, dir: &Path, partner: &Path, versions: &Path) -> Result<LockGuard> {
+fn take_locks(home: &Path, dir: &Path, partner: &Path, layout: &Layout) -> Result<LockGuard> {
     let path = Pair::locate(home, dir.into(), partner.into()).lock_path();
     if let Some(pid) = lock::holder(&path) {
         return Err(Error::Locked { path, pid });
     }
-    lock::acquire(&versions.join("lock"))
+    lock::acquire(&layout.lock())
 }
 
-/// Where DIR's new content is built: beside DIR (one file system, so it can be exchanged),
-/// named after a hash of DIR's path so that a retried restore finds (and removes) what a
-/// killed one left, and so that the name stays short whatever DIR's.
-fn staging_path(dir: &Path) -> PathBuf {
+/// The name DIR's new content is built under, beside DIR (one file system, so it can be
+/// exchanged): a hash of DIR's path, so that a retried restore finds (and removes) what a
+/// killed one left, and short whatever DIR's name.
+fn staging_name(dir: &Path) -> PathBuf {
     let hash = Digest::of_bytes(dir.as_os_str().as_bytes()).to_hex();
-    let parent = dir.parent().unwrap_or(Path::new("/"));
-    parent.join(format!("{}restore-{}", fsio::TEMP_PREFIX, &hash[..16]))
+    PathBuf::from(format!("{}restore-{}", fsio::TEMP_PREFIX, &hash[..16]))
 }
 
-/// The directory to restore from, or an input error naming what is missing.
-fn source_of(layout: &Layout, version: Version) -> Result<(Source, PathBuf)> {
+/// The directory (relative to the versions directory `v`) to restore from, or an input error
+/// naming what is missing.
+fn source_of(v: &Root, version: Version) -> Result<(Source, PathBuf)> {
     let wanted = match version {
         Version::Latest | Version::Previous => {
             let (slot, missing) = match version {
                 Version::Latest => (Slot::Latest, "no version has been kept yet"),
                 _ => (Slot::Previous, "no previous version has been kept yet"),
             };
-            let path = layout.slot(slot);
-            if !path.is_dir() {
-                return Err(Error::Invalid { path, reason: missing.into() });
+            let rel = PathBuf::from(slot.dir_name());
+            if !is_dir(v, &rel) {
+                return Err(Error::Invalid { path: v.path_of(&rel), reason: missing.into() });
             }
-            return Ok((Source::Slot(slot), path));
+            return Ok((Source::Slot(slot), rel));
         }
         Version::Undo(wanted) => wanted,
     };
-    let dir = layout.undo();
-    let stamps = undo::list(&dir)?;
+    let stamps = undo::list(v)?;
     if let Some(stamp) = undo::choose(&stamps, wanted) {
-        return Ok((Source::Generation(stamp), dir.join(stamp.to_string())));
+        return Ok((Source::Generation(stamp), undo::generation(stamp)));
     }
+    let dir = v.path_of(Path::new(undo::UNDO_DIR));
     let (path, reason) = match wanted {
         _ if stamps.is_empty() => {
             (dir, "no undo generation exists yet (no restore has kept anything to undo)".to_string())
@@ -230,17 +250,23 @@ fn source_of(layout: &Layout, version: Version) -> Result<(Source, PathBuf)> {
     Err(Error::Invalid { path, reason })
 }
 
-/// Copies the tree at `from` into the new directory `to` with the one copy engine (atomic,
-/// durable copies; modes, mtimes and symlinks kept), then gives `to` the root's mode and mtime.
-/// Fails unless the copy is complete.
-fn copy_tree(from: &Path, to: &Path, shutdown: &AtomicBool) -> Result<ApplyStats> {
+fn is_dir(root: &Root, rel: &Path) -> bool {
+    root.stat(rel)
+        .is_ok_and(|st| rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Directory)
+}
+
+/// Copies the tree `from` into the new directory `name` of `parent` with the one copy engine
+/// (atomic, durable copies; modes, mtimes and symlinks kept), then gives it the root's mode
+/// and mtime. Fails unless the copy is complete.
+fn copy_tree(from: &Root, parent: &Root, name: &Path, shutdown: &AtomicBool) -> Result<ApplyStats> {
     let tree = scan::scan(from)?;
-    let root = std::fs::symlink_metadata(from).at(Op::Stat, from)?;
-    fsio::create_dir(to, 0o700)?;
+    let root = from.top().stat_self().at(Op::Stat, from.path())?;
+    parent.create_dir(name, 0o700)?;
+    let to = parent.open_root(name)?;
     let plan = copy_plan(&tree);
-    let stats = apply::apply(&plan, from, to, shutdown, &mut |_| {});
-    ensure_complete(from, &tree, &stats)?;
-    set_root_meta(to, &root)?;
+    let stats = apply::apply(&plan, Trees::new(from, &to), shutdown, &mut |_| {});
+    ensure_complete(from.path(), &tree, &stats)?;
+    set_root_meta(&to, &root)?;
     Ok(stats)
 }
 
@@ -273,63 +299,67 @@ fn copy_plan(tree: &Tree) -> Plan {
 
 /// Gives a copied tree's root the mode, mtime (and, run as root, owner) of the original's,
 /// after its contents are in place (which moved its mtime).
-fn set_root_meta(to: &Path, root: &std::fs::Metadata) -> Result<()> {
-    let owner = keeps_owners().then(|| Owner::of(root));
-    fsio::set_meta(to, Some(root.mode() & MODE_MASK), Some(Mtime::of(root)), owner)
+fn set_root_meta(to: &Root, root: &rustix::fs::Stat) -> Result<()> {
+    let owner = keeps_owners().then(|| Owner::of_stat(root));
+    to.set_meta(Path::new(""), Some(root.st_mode & MODE_MASK), Some(Mtime::of_stat(root)), owner)
 }
 
-/// Keeps the tree at `src` (DIR, or DIR's old content after the exchange) as a new undo
-/// generation. Returns what was kept and the scan it was kept from (`None`: `src` is missing).
-fn keep(src: &Path, layout: &Layout, shutdown: &AtomicBool) -> Result<(Kept, Option<Tree>)> {
-    let tree = match scan::scan(src) {
-        Ok(tree) => tree,
-        Err(err) if is_missing(&err) => return Ok((Kept::Nothing, None)),
-        Err(err) => return Err(err),
-    };
+/// Keeps the tree `src` (DIR, or DIR's old content after the exchange; `None`: missing) as a
+/// new undo generation in the versions directory `v`. Returns what was kept and the scan it
+/// was kept from.
+fn keep(src: Option<&Root>, v: &Root, shutdown: &AtomicBool) -> Result<(Kept, Option<Tree>)> {
+    let Some(src) = src else { return Ok((Kept::Nothing, None)) };
+    let tree = scan::scan(src)?;
     if tree.entries.is_empty() && tree.errors.is_empty() {
         return Ok((Kept::Nothing, Some(tree)));
     }
-    ensure_complete(src, &tree, &ApplyStats::default())?;
-    let undo_dir = undo::ensure(layout)?;
-    let stamps = undo::list(&undo_dir)?;
-    let newest = stamps.last().map(|s| (*s, undo_dir.join(s.to_string())));
-    let root = std::fs::symlink_metadata(src).at(Op::Stat, src)?;
+    ensure_complete(src.path(), &tree, &ApplyStats::default())?;
+    undo::ensure(v)?;
+    let stamps = undo::list(v)?;
+    let newest = stamps.last().map(|s| (*s, undo::generation(*s)));
+    let root = src.top().stat_self().at(Op::Stat, src.path())?;
 
     // Candidates for sharing, the newest generation first (so that an unchanged tree is seen
     // to be one).
     let candidates: Vec<PathBuf> = newest
         .iter()
-        .map(|(_, path)| path.clone())
-        .chain([layout.slot(Slot::Latest), layout.slot(Slot::Previous)])
-        .filter(|p| p.is_dir())
+        .map(|(_, rel)| rel.clone())
+        .chain([Slot::Latest, Slot::Previous].map(|s| PathBuf::from(s.dir_name())))
+        .filter(|rel| is_dir(v, rel))
         .collect();
     let mut plan = copy_plan(&tree);
-    let links = link_identical(&mut plan, src, &candidates, &mut |p| file_checksum(p).ok());
-    if let Some((stamp, path)) = newest
+    let links = link_identical(&mut plan, src, v, &candidates);
+    if let Some((stamp, rel)) = &newest
         && links.all_to_first
-        && same_as(&tree, &root, &path)
+        && same_as(&tree, &root, v, rel)
     {
-        return Ok((Kept::SameAsNewest { stamp, path }, Some(tree)));
+        return Ok((Kept::SameAsNewest { stamp: *stamp, path: v.path_of(rel) }, Some(tree)));
     }
 
-    let building = undo::building(layout);
-    fsio::remove_tree(&building)?;
-    fsio::create_dir(&building, 0o700)?;
+    let building = undo::building();
+    v.remove_tree(&building)?;
+    v.create_dir(&building, 0o700)?;
     let built = (|| {
-        let stats = apply::apply(&plan, src, &building, shutdown, &mut |_| {});
-        ensure_complete(src, &tree, &stats)?;
-        set_root_meta(&building, &root)?;
-        fsio::make_durable(&building)?;
+        let to = v.open_root(&building)?;
+        let stats = apply::apply(&plan, Trees { from: src, to: &to, links: Some(v) }, shutdown, &mut |_| {});
+        ensure_complete(src.path(), &tree, &stats)?;
+        set_root_meta(&to, &root)?;
+        to.sync_fs()?;
         Ok(stats)
     })();
     let stats = built.inspect_err(|_| {
-        let _ = fsio::remove_tree(&building);
+        let _ = v.remove_tree(&building);
     })?;
     let stamp = Stamp::next(chrono::Utc::now().timestamp(), &stamps);
-    let path = undo_dir.join(stamp.to_string());
-    fsio::commit_new(&building, &path)?;
-    fsio::sync_dir(&undo_dir)?;
-    let kept = Kept::Generation { stamp, path, linked_files: links.linked, copied_bytes: stats.copied_bytes };
+    let rel = undo::generation(stamp);
+    v.rename(&building, &rel, Rename::NoReplace)?;
+    v.sync_dir(Path::new(undo::UNDO_DIR))?;
+    let kept = Kept::Generation {
+        stamp,
+        path: v.path_of(&rel),
+        linked_files: links.linked,
+        copied_bytes: stats.copied_bytes,
+    };
     Ok((kept, Some(tree)))
 }
 
@@ -345,45 +375,39 @@ struct Links {
     all_to_first: bool,
 }
 
-/// Turns each copy of a file of `src` that a candidate tree (tried in order) holds at the
-/// same path with identical content, mode, mtime and (run as root, where copies keep owners)
-/// owner into a hard link to it: a link shares all of them, so anything less must stay a copy. `digest` hashes a file (`None` when
-/// it cannot be read: the copy then reports the real problem).
-fn link_identical(
-    plan: &mut Plan,
-    src: &Path,
-    candidates: &[PathBuf],
-    digest: &mut dyn FnMut(&Path) -> Option<Digest>,
-) -> Links {
+/// Turns each copy of a file of `src` that a candidate tree of `v` (tried in order) holds at
+/// the same path with identical content, mode, mtime and (run as root, where copies keep
+/// owners) owner into a hard link to it: a link shares all of them, so anything less must
+/// stay a copy. A file that cannot be read stays a copy (which then reports the problem).
+fn link_identical(plan: &mut Plan, src: &Root, v: &Root, candidates: &[PathBuf]) -> Links {
     let mut links = Links { linked: 0, all_to_first: !candidates.is_empty() };
     for step in &mut plan.steps {
-        let Action::Copy { size, mode, mtime, .. } = step.action else { continue };
-        let file = join(src, &step.path);
+        let Action::Copy { size, mode, mtime, owner } = step.action else { continue };
         let mut first = false;
-        if let Ok(ours) = std::fs::symlink_metadata(&file) {
-            let mut our_digest = None;
-            for (i, root) in candidates.iter().enumerate() {
-                let existing = join(root, &step.path);
-                let Ok(theirs) = std::fs::symlink_metadata(&existing) else { continue };
-                let same_meta = theirs.is_file()
-                    && theirs.len() == size
-                    && theirs.mode() & MODE_MASK == mode
-                    && Mtime::of(&theirs) == mtime
-                    && (!keeps_owners() || Owner::of(&theirs) == Owner::of(&ours))
-                    && theirs.nlink() < MAX_LINKS;
-                if !same_meta {
-                    continue;
-                }
-                if our_digest.is_none() {
-                    our_digest = Some(digest(&file));
-                }
-                let Some(Some(d)) = our_digest else { break };
-                if digest(&existing) == Some(d) {
-                    step.action = Action::HardLink { existing };
-                    links.linked += 1;
-                    first = i == 0;
-                    break;
-                }
+        let mut our_digest = None;
+        for (i, candidate) in candidates.iter().enumerate() {
+            let existing = candidate.join(step.path.as_path());
+            let Ok(theirs) = v.stat(&existing) else { continue };
+            let same_meta = rustix::fs::FileType::from_raw_mode(theirs.st_mode)
+                == rustix::fs::FileType::RegularFile
+                && theirs.st_size as u64 == size
+                && theirs.st_mode & MODE_MASK == mode
+                && Mtime::of_stat(&theirs) == mtime
+                && (!keeps_owners() || Owner::of_stat(&theirs) == owner)
+                && theirs.st_nlink < MAX_LINKS;
+            if !same_meta {
+                continue;
+            }
+            if our_digest.is_none() {
+                our_digest = Some(file_checksum_in(src, &step.path).ok());
+            }
+            let Some(Some(d)) = our_digest else { break };
+            let existing = RelPath::from_path(&existing);
+            if file_checksum_in(v, &existing).ok() == Some(d) {
+                step.action = Action::HardLink { existing };
+                links.linked += 1;
+                first = i == 0;
+                break;
             }
         }
         links.all_to_first &= first;
@@ -391,12 +415,13 @@ fn link_identical(
     links
 }
 
-/// True when the tree at `other` has exactly `tree`'s entries (kinds, sizes, modes, mtimes,
-/// symlink targets, owners where they are kept) and `root`'s mode and mtime; the caller has
-/// checked the contents.
-fn same_as(tree: &Tree, root: &std::fs::Metadata, other: &Path) -> bool {
-    let Ok(theirs) = scan::scan(other) else { return false };
-    let Ok(their_root) = std::fs::symlink_metadata(other) else { return false };
+/// True when the tree `other` of `v` has exactly `tree`'s entries (kinds, sizes, modes,
+/// mtimes, symlink targets, owners where they are kept) and `root`'s mode and mtime; the
+/// caller has checked the contents.
+fn same_as(tree: &Tree, root: &rustix::fs::Stat, v: &Root, other: &Path) -> bool {
+    let Ok(other) = v.open_root(other) else { return false };
+    let Ok(theirs) = scan::scan(&other) else { return false };
+    let Ok(their_root) = other.top().stat_self() else { return false };
     let owners = keeps_owners();
     let key = |e: &crate::entry::Entry| {
         (e.path.clone(), e.kind.clone(), e.size, e.mode, e.mtime, owners.then_some(e.owner))
@@ -404,8 +429,8 @@ fn same_as(tree: &Tree, root: &std::fs::Metadata, other: &Path) -> bool {
     theirs.errors.is_empty()
         && theirs.entries.len() == tree.entries.len()
         && theirs.entries.iter().map(key).eq(tree.entries.iter().map(key))
-        && (their_root.mode() & MODE_MASK, Mtime::of(&their_root))
-            == (root.mode() & MODE_MASK, Mtime::of(root))
+        && (their_root.st_mode & MODE_MASK, Mtime::of_stat(&their_root))
+            == (root.st_mode & MODE_MASK, Mtime::of_stat(root))
 }
 
 /// True when two scans of one tree saw the same entries (inodes included) and no errors.
@@ -413,31 +438,23 @@ fn same_entries(now: &Tree, then: &Tree) -> bool {
     now.errors.is_empty() && now.entries == then.entries && now.special == then.special
 }
 
-/// Fails when DIR is no longer what [`keep`] kept (`None`: it was missing), so that nothing
-/// written meanwhile is swapped away unkept.
-fn check_unchanged(dir: &Path, basis: Option<&Tree>) -> Result<()> {
-    let unchanged = match (scan::scan(dir), basis) {
-        (Err(err), None) if is_missing(&err) => true,
-        (Ok(now), Some(then)) => same_entries(&now, then),
+/// Fails when DIR (`name` in `parent`) is no longer what [`keep`] kept (`None`: it was
+/// missing), so that nothing written meanwhile is swapped away unkept.
+fn check_unchanged(parent: &Root, name: &Path, basis: Option<&Tree>) -> Result<()> {
+    let unchanged = match (open_dir(parent, name)?, basis) {
+        (None, None) => true,
+        (Some(now), Some(then)) => scan::scan(&now).is_ok_and(|now| same_entries(&now, then)),
         _ => false,
     };
     if unchanged {
         return Ok(());
     }
     Err(Error::Incomplete {
-        path: dir.into(),
+        path: parent.path_of(name),
         reason: "changed while the restore was keeping what it held; nothing was changed, run the \
                  restore again"
             .into(),
     })
-}
-
-fn is_missing(err: &Error) -> bool {
-    match err {
-        Error::Missing { .. } => true,
-        Error::Io { source, .. } => source.kind() == std::io::ErrorKind::NotFound,
-        _ => false,
-    }
 }
 
 #[cfg(test)]
@@ -448,15 +465,32 @@ mod tests {
 
     const T: Mtime = Mtime { secs: 1_700_000_000, nanos: 5 };
 
+    fn set(p: &Path, mode: Option<u32>, mtime: Option<Mtime>) {
+        use std::os::unix::fs::PermissionsExt;
+        if let Some(mode) = mode {
+            fs::set_permissions(p, fs::Permissions::from_mode(mode)).unwrap();
+        }
+        if let Some(m) = mtime {
+            fs::File::open(p)
+                .unwrap()
+                .set_times(fs::FileTimes::new().set_modified(m.to_system_time()))
+                .unwrap();
+        }
+    }
+
     fn put(root: &Path, rel: &str, content: &str, mode: u32) {
         let p = root.join(rel);
         fs::create_dir_all(p.parent().unwrap()).unwrap();
         fs::write(&p, content).unwrap();
-        fsio::set_meta(&p, Some(mode), Some(T), None).unwrap();
+        set(&p, Some(mode), Some(T));
+    }
+
+    fn open(p: &Path) -> Root {
+        Root::open(p).unwrap()
     }
 
     fn plan_of(root: &Path) -> Plan {
-        copy_plan(&scan::scan(root).unwrap())
+        copy_plan(&scan::scan(&open(root)).unwrap())
     }
 
     fn kinds(plan: &Plan) -> Vec<String> {
@@ -470,7 +504,8 @@ mod tests {
     #[test]
     fn only_identical_files_become_links_newest_candidate_first() {
         let d = tempfile::tempdir().unwrap();
-        let (src, newest, latest) = (d.path().join("dir"), d.path().join("gen"), d.path().join("_1"));
+        let v = d.path().join("v");
+        let (src, newest, latest) = (d.path().join("dir"), v.join("gen"), v.join("_1"));
         for (rel, content, mode) in [
             ("same", "s", 0o644),
             ("mode", "m", 0o600),
@@ -485,34 +520,26 @@ mod tests {
         put(&newest, "content", "C", 0o644);
         put(&latest, "same", "s", 0o644);
         put(&latest, "only-in-1", "o", 0o644);
+        let candidates = [PathBuf::from("gen"), PathBuf::from("_1")];
         let mut plan = plan_of(&src);
-        let mut hashed = Vec::new();
-        let links = link_identical(&mut plan, &src, &[newest.clone(), latest.clone()], &mut |p| {
-            hashed.push(p.to_path_buf());
-            file_checksum(p).ok()
-        });
+        let links = link_identical(&mut plan, &open(&src), &open(&v), &candidates);
         assert_eq!(
             kinds(&plan),
             ["copy content", "copy mode", "copy new", "hardlink only-in-1", "hardlink same"]
         );
         assert_eq!(
             plan.steps.iter().find(|s| s.path.to_string() == "same").unwrap().action,
-            Action::HardLink { existing: newest.join("same") }
+            Action::HardLink { existing: RelPath::from_bytes(b"gen/same") }
         );
         assert_eq!(links, Links { linked: 2, all_to_first: false });
-        assert!(
-            !hashed.contains(&src.join("mode")) && !hashed.contains(&src.join("new")),
-            "metadata decides first: {hashed:?}"
-        );
 
         // A tree whose every file is in the first candidate.
         let mut plan = plan_of(&newest);
-        let links =
-            link_identical(&mut plan, &newest, std::slice::from_ref(&newest), &mut |p| file_checksum(p).ok());
+        let links = link_identical(&mut plan, &open(&newest), &open(&v), &candidates[..1]);
         assert_eq!(links, Links { linked: 3, all_to_first: true });
         // No candidate: nothing is linked, nothing is "all in the first".
         let mut plan = plan_of(&src);
-        assert_eq!(link_identical(&mut plan, &src, &[], &mut |_| unreachable!()), Links::default());
+        assert_eq!(link_identical(&mut plan, &open(&src), &open(&v), &[]), Links::default());
     }
 
     #[test]
@@ -521,18 +548,19 @@ mod tests {
         let (a, b) = (d.path().join("a"), d.path().join("b"));
         for root in [&a, &b] {
             put(root, "x/y", "1", 0o644);
-            fsio::set_meta(&root.join("x"), Some(0o755), Some(T), None).unwrap();
-            fsio::set_meta(root, Some(0o750), Some(T), None).unwrap();
+            set(&root.join("x"), Some(0o755), Some(T));
+            set(root, Some(0o750), Some(T));
         }
-        let meta = |p: &Path| fs::symlink_metadata(p).unwrap();
-        let tree = scan::scan(&a).unwrap();
-        assert!(same_as(&tree, &meta(&a), &b));
-        fsio::set_meta(&b, Some(0o700), None, None).unwrap();
-        assert!(!same_as(&tree, &meta(&a), &b), "root mode differs");
-        fsio::set_meta(&b, Some(0o750), None, None).unwrap();
-        fsio::set_meta(&b.join("x/y"), None, Some(Mtime { secs: 1, nanos: 0 }), None).unwrap();
-        assert!(!same_as(&tree, &meta(&a), &b), "a file's mtime differs");
-        assert!(!same_as(&tree, &meta(&a), &d.path().join("missing")));
+        let stat = |p: &Path| open(p).top().stat_self().unwrap();
+        let tree = scan::scan(&open(&a)).unwrap();
+        let v = open(d.path());
+        assert!(same_as(&tree, &stat(&a), &v, Path::new("b")));
+        set(&b, Some(0o700), None);
+        assert!(!same_as(&tree, &stat(&a), &v, Path::new("b")), "root mode differs");
+        set(&b, Some(0o750), None);
+        set(&b.join("x/y"), None, Some(Mtime { secs: 1, nanos: 0 }));
+        assert!(!same_as(&tree, &stat(&a), &v, Path::new("b")), "a file's mtime differs");
+        assert!(!same_as(&tree, &stat(&a), &v, Path::new("missing")));
     }
 
     #[test]
@@ -564,15 +592,16 @@ mod tests {
     fn unknown_stamps_and_missing_slots_are_input_errors_naming_what_exists() {
         let d = tempfile::tempdir().unwrap();
         let layout = Layout::new(d.path(), Path::new("/some/dir"));
-        let err = |v| source_of(&layout, v).unwrap_err();
+        let v = layout.open(true).unwrap().unwrap();
+        let err = |version| source_of(&v, version).unwrap_err();
         assert!(err(Version::Latest).to_string().contains("no version has been kept yet"));
         assert!(err(Version::Previous).to_string().contains("_0\": no previous version"));
         assert!(err(Version::Undo(None)).to_string().contains("no undo generation exists yet"));
         fs::create_dir_all(layout.undo().join("20261125T143000Z")).unwrap();
         fs::create_dir_all(layout.undo().join("20261125T143000Z-2")).unwrap();
-        let (source, path) = source_of(&layout, Version::Undo(None)).unwrap();
+        let (source, path) = source_of(&v, Version::Undo(None)).unwrap();
         assert_eq!(source, Source::Generation(Stamp::parse("20261125T143000Z-2").unwrap()));
-        assert_eq!(path, layout.undo().join("20261125T143000Z-2"));
+        assert_eq!(path, Path::new("_undo/20261125T143000Z-2"));
         let missing = err(Version::Undo(Stamp::parse("20000101T000000Z")));
         assert_eq!(missing.exit_code(), 2);
         assert!(
@@ -588,11 +617,10 @@ mod tests {
         let mut long = b"/x/".to_vec();
         long.extend([0xff; 250]);
         let dir = Path::new(std::ffi::OsStr::from_bytes(&long));
-        let staging = staging_path(dir);
-        assert_eq!(staging.parent(), dir.parent());
-        assert!(fsio::is_temp_name(staging.file_name().unwrap()));
-        assert!(staging.file_name().unwrap().len() < 64, "short whatever DIR's name");
-        assert_ne!(staging_path(Path::new("/x/a")), staging_path(Path::new("/x/b")));
+        let staging = staging_name(dir);
+        assert!(fsio::is_temp_name(staging.as_os_str()));
+        assert!(staging.as_os_str().len() < 64, "short whatever DIR's name");
+        assert_ne!(staging_name(Path::new("/x/a")), staging_name(Path::new("/x/b")));
     }
 
     #[test]

@@ -1,16 +1,23 @@
-//! Walks a tree into a sorted list of entries (SPEC section 2), never following symlinks.
-//! (A small walker of its own rather than walkdir: see [`walk`] for the measured reason.)
-//! Problems below the root are not fatal: they are collected with their paths, and every path
-//! that could not be read is remembered so that nothing under it is ever deleted elsewhere.
+//! Walks a tree into a sorted list of entries (SPEC section 2), never following a symlink.
+//! Each directory is opened relative to its parent's open descriptor (`O_NOFOLLOW`) and each
+//! entry is `lstat`ed relative to its directory, so a directory swapped for a symlink while
+//! the walk runs cannot lead it outside the root (the security issue): the swapped entry is
+//! reported as what it now is. (A walker of its own rather than walkdir, which follows paths:
+//! see docs/architecture.md for which walker walks what.) Problems below the root are not
+//! fatal: they are collected with their paths, and every path that could not be read is
+//! remembered so that nothing under it is ever deleted elsewhere.
 
+use std::ffi::{OsStr, OsString};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustix::fs::FileType;
 
 use crate::entry::{Entry, Kind, MODE_MASK, Mtime, Owner};
 use crate::error::{Error, IoResultExt, Op, Result};
-use crate::fsio::is_temp_name;
+use crate::fsio::{Dir, Root, is_temp_name};
 use crate::relpath::RelPath;
 
 /// The result of walking one root.
@@ -46,107 +53,156 @@ impl Tree {
     }
 }
 
-/// Walks `root` (which must be a directory). Fails only when the root itself cannot be read.
-pub fn scan(root: &Path) -> Result<Tree> {
-    let meta = std::fs::symlink_metadata(root).at(Op::Stat, root)?;
-    if !meta.is_dir() {
-        return Err(Error::NotADirectory { path: root.to_path_buf() });
-    }
+/// Walks the tree at `root`. Fails only when the root itself cannot be read.
+pub fn scan(root: &Root) -> Result<Tree> {
+    let top = root.top();
     // Fail early, with the root's own name, when the root cannot be listed at all.
-    std::fs::read_dir(root).at(Op::ReadDir, root)?;
-
+    top.entries().at(Op::ReadDir, root.path())?;
     let mut tree = Tree::default();
-    walk(root, &mut tree);
+    walk(top, &mut tree);
     // Directories are listed depth first in no particular order; the total order is bytes.
     tree.entries.sort_unstable_by(|a, b| a.path.cmp(&b.path));
     // The tree lives for the whole pass: give back the growth slack (up to half of it).
     tree.entries.shrink_to_fit();
-    // A directory that failed to list was pushed as an entry too: keep it, it exists.
     Ok(tree)
 }
 
-/// Lists every directory below `root` depth first. Each entry is stat'ed relative to its
-/// open directory (`DirEntry::metadata` is `fstatat(dirfd, name)`): a path lookup of one
-/// component instead of the whole path, which halves the kernel time of a no-change pass
-/// over a large tree compared with a walker that stats full paths. Nothing is followed.
-fn walk(root: &Path, tree: &mut Tree) {
-    let mut pending: Vec<(PathBuf, Vec<u8>)> = vec![(root.to_path_buf(), Vec::new())];
-    while let Some((dir, rel)) = pending.pop() {
-        let listing = match std::fs::read_dir(&dir) {
-            Ok(listing) => listing,
-            // A directory that vanished since it was listed is simply gone.
-            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+/// Opens `path` as a root and walks it (for trees the caller has no root of yet).
+pub fn scan_path(path: &Path) -> Result<Tree> {
+    scan(&Root::open(path)?)
+}
+
+/// A directory waiting to be listed: its parent, its name there, its relative path, and the
+/// index of its own entry (so that the entry can be corrected when the directory turns out
+/// to have been replaced since it was stat'ed).
+struct Pending {
+    parent: Arc<Dir>,
+    name: OsString,
+    rel: Vec<u8>,
+    entry: usize,
+}
+
+/// Lists every directory below `top` depth first.
+fn walk(top: &Arc<Dir>, tree: &mut Tree) {
+    let mut pending = Vec::new();
+    let mut dropped = Vec::new();
+    list(top, &[], tree, &mut pending);
+    while let Some(p) = pending.pop() {
+        let dir = match p.parent.open_subdir(&p.name) {
+            Ok(dir) => Arc::new(dir),
+            // Removed since it was listed: it is simply gone.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                dropped.push(p.entry);
+                continue;
+            }
+            // Replaced (by a symlink, say) since it was listed: never followed, recorded as
+            // what it is now.
+            Err(e) if is_not_a_dir(&e) => {
+                let rel = RelPath::from_bytes(&p.rel);
+                match entry_at(&p.parent, &p.name, rel.clone()) {
+                    Ok(Some(now)) if !now.is_dir() => tree.entries[p.entry] = now,
+                    Ok(None) => {
+                        dropped.push(p.entry);
+                        tree.special.push(rel);
+                    }
+                    _ => {
+                        tree.unreadable.push(rel);
+                        tree.errors.push(Error::Io {
+                            op: Op::ReadDir,
+                            path: p.parent.path_of(&p.name),
+                            source: e,
+                        });
+                    }
+                }
+                continue;
+            }
             Err(e) => {
-                tree.unreadable.push(RelPath::from_bytes(&rel));
-                tree.errors.push(Error::Io { op: Op::ReadDir, path: dir, source: e });
+                tree.unreadable.push(RelPath::from_bytes(&p.rel));
+                tree.errors.push(Error::Io { op: Op::ReadDir, path: p.parent.path_of(&p.name), source: e });
                 continue;
             }
         };
-        for item in listing {
-            let dent = match item {
-                Ok(dent) => dent,
-                Err(e) => {
-                    tree.unreadable.push(RelPath::from_bytes(&rel));
-                    tree.errors.push(Error::Io { op: Op::ReadDir, path: dir.clone(), source: e });
-                    break;
+        list(&dir, &p.rel, tree, &mut pending);
+    }
+    if !dropped.is_empty() {
+        dropped.sort_unstable();
+        let mut index = 0;
+        tree.entries.retain(|_| {
+            index += 1;
+            dropped.binary_search(&(index - 1)).is_err()
+        });
+    }
+}
+
+/// Lists one directory (`rel` below the root), `lstat`ing each entry relative to it; its
+/// subdirectories are queued on `pending`.
+fn list(dir: &Arc<Dir>, rel: &[u8], tree: &mut Tree, pending: &mut Vec<Pending>) {
+    let names = match dir.entries() {
+        Ok(names) => names,
+        Err(e) => {
+            tree.unreadable.push(RelPath::from_bytes(rel));
+            tree.errors.push(Error::Io { op: Op::ReadDir, path: dir.path().to_path_buf(), source: e });
+            return;
+        }
+    };
+    for (name, _) in names {
+        let mut child = Vec::with_capacity(rel.len() + 1 + name.len());
+        if !rel.is_empty() {
+            child.extend_from_slice(rel);
+            child.push(b'/');
+        }
+        child.extend_from_slice(name.as_bytes());
+        let path = RelPath::from_bytes(&child);
+        if is_temp_name(&name) {
+            tree.leftovers.push(path);
+            continue;
+        }
+        match entry_at(dir, &name, path.clone()) {
+            Ok(Some(entry)) => {
+                if entry.is_dir() {
+                    pending.push(Pending {
+                        parent: Arc::clone(dir),
+                        name,
+                        rel: child,
+                        entry: tree.entries.len(),
+                    });
                 }
-            };
-            let name = dent.file_name();
-            let mut child = Vec::with_capacity(rel.len() + 1 + name.len());
-            if !rel.is_empty() {
-                child.extend_from_slice(&rel);
-                child.push(b'/');
+                tree.entries.push(entry);
             }
-            child.extend_from_slice(name.as_bytes());
-            let path = RelPath::from_bytes(&child);
-            if is_temp_name(&name) {
-                tree.leftovers.push(path);
-                continue;
-            }
-            let entry = match dent.metadata() {
-                Ok(meta) => entry_from(&meta, path.clone(), &dir.join(&name)),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => Err(Error::Io { op: Op::Stat, path: dir.join(&name), source: e }),
-            };
-            match entry {
-                Ok(Some(entry)) => {
-                    if entry.is_dir() {
-                        pending.push((dir.join(&name), child));
-                    }
-                    tree.entries.push(entry);
-                }
-                Ok(None) => tree.special.push(path),
-                Err(err) => {
-                    tree.unreadable.push(path);
-                    tree.errors.push(err);
-                }
+            Ok(None) => tree.special.push(path),
+            // Gone since it was listed.
+            Err(err) if err.io_kind() == Some(io::ErrorKind::NotFound) => {}
+            Err(err) => {
+                tree.unreadable.push(path);
+                tree.errors.push(err);
             }
         }
     }
 }
 
-/// Reads one entry's metadata; `Ok(None)` for special files.
-pub fn entry_of(path: &Path, rel: RelPath) -> Result<Option<Entry>> {
-    let meta = std::fs::symlink_metadata(path).at(Op::Stat, path)?;
-    entry_from(&meta, rel, path)
+/// True for the errors of opening something that is no longer a directory without following
+/// it: `ELOOP` (a symlink) or `ENOTDIR`.
+pub fn is_not_a_dir(e: &io::Error) -> bool {
+    [rustix::io::Errno::LOOP, rustix::io::Errno::NOTDIR]
+        .iter()
+        .any(|x| e.raw_os_error() == Some(x.raw_os_error()))
 }
 
-/// An entry from already-read metadata (`path` is needed only to read a symlink's target);
-/// `Ok(None)` for special files.
-fn entry_from(meta: &std::fs::Metadata, rel: RelPath, path: &Path) -> Result<Option<Entry>> {
-    let ft = meta.file_type();
-    let kind = if ft.is_file() {
-        Kind::File
-    } else if ft.is_dir() {
-        Kind::Dir
-    } else if ft.is_symlink() {
-        let target = std::fs::read_link(path).at(Op::ReadLink, path)?;
-        Kind::Symlink(target.as_os_str().as_bytes().into())
-    } else {
-        return Ok(None);
+/// The entry `name` in `dir` (`rel` below the root), from its `lstat`; `Ok(None)` for special
+/// files.
+pub fn entry_at(dir: &Dir, name: &OsStr, rel: RelPath) -> Result<Option<Entry>> {
+    let st = dir.stat(name).at(Op::Stat, &dir.path_of(name))?;
+    let kind = match FileType::from_raw_mode(st.st_mode) {
+        FileType::RegularFile => Kind::File,
+        FileType::Directory => Kind::Dir,
+        FileType::Symlink => {
+            let target = dir.read_link(name).at(Op::ReadLink, &dir.path_of(name))?;
+            Kind::Symlink(target.into())
+        }
+        _ => return Ok(None),
     };
     let size = match &kind {
-        Kind::File => meta.len(),
+        Kind::File => st.st_size as u64,
         Kind::Dir => 0,
         Kind::Symlink(t) => t.len() as u64,
     };
@@ -154,14 +210,20 @@ fn entry_from(meta: &std::fs::Metadata, rel: RelPath, path: &Path) -> Result<Opt
         path: rel,
         kind,
         size,
-        mtime: Mtime::of(meta),
-        mode: meta.mode() & MODE_MASK,
-        ino: meta.ino(),
-        owner: Owner::of(meta),
+        mtime: Mtime::of_stat(&st),
+        mode: st.st_mode & MODE_MASK,
+        ino: st.st_ino,
+        owner: Owner::of_stat(&st),
     }))
 }
 
-/// Joins a relative path onto a root.
+/// The entry at `rel` below `root`, if it exists and is not a special file.
+pub fn entry_of(root: &Root, rel: &RelPath) -> Result<Option<Entry>> {
+    let (dir, name) = root.parent_of(rel.as_path()).at(Op::Stat, &root.path_of(rel.as_path()))?;
+    entry_at(&dir, name, rel.clone())
+}
+
+/// Joins a relative path onto a root path (for messages and the programs' own files).
 pub fn join(root: &Path, rel: &RelPath) -> PathBuf {
     root.join(rel.as_path())
 }

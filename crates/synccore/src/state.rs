@@ -4,8 +4,6 @@
 //! A corrupt or newer-format file is reported and treated as "no base" (union semantics,
 //! which never delete).
 
-use std::fs;
-use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -13,8 +11,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::checksum::Digest;
 use crate::entry::{Kind, Mtime, Owner};
-use crate::error::{Error, IoResultExt, Result};
-use crate::fsio;
+use crate::error::{Error, Result};
+use crate::fsio::{Rename, Root};
 use crate::jsonbytes::Bytes;
 use crate::relpath::RelPath;
 
@@ -121,10 +119,13 @@ struct Header {
 pub struct Pair {
     /// Canonical roots of side A and side B, in the pair's recorded order.
     pub roots: [PathBuf; 2],
-    /// `<home>/pairs/<id>`, `<id>` derived from both roots independently of their order.
+    /// The home (canonical) that holds the pair's directory.
+    pub home: PathBuf,
+    /// `pairs/<id>` below the home, `<id>` derived from both roots independently of their
+    /// order.
     pub dir: PathBuf,
-    /// A base written by an earlier version under the key of the reversed order, not yet
-    /// moved to [`Pair::dir`].
+    /// A base (relative to the home) written by an earlier version under the key of the
+    /// reversed order, not yet moved to [`Pair::dir`].
     legacy: Option<PathBuf>,
 }
 
@@ -132,53 +133,56 @@ impl Pair {
     /// Finds the pair of `a` and `b` (canonical) under `home`, reading (never writing) the
     /// recorded base to learn the pair's order.
     pub fn locate(home: &Path, a: PathBuf, b: PathBuf) -> Self {
-        let pairs = home.join("pairs");
+        let pairs = Path::new("pairs");
         let dir = pairs.join(key(&a, &b, true));
         let state = dir.join(STATE_FILE);
+        let home_root = Root::open(home).ok();
+        let exists = |rel: &Path| home_root.as_ref().is_some_and(|r| r.exists(rel));
         // Earlier versions keyed the pair by the order of the arguments of its first pass.
         let legacy = [key(&a, &b, false), key(&b, &a, false)]
             .into_iter()
             .map(|k| pairs.join(k).join(STATE_FILE))
-            .find(|p| *p != state && !state.exists() && p.exists());
-        let recorded = read_header(legacy.as_deref().unwrap_or(&state));
+            .find(|p| *p != state && !exists(&state) && exists(p));
+        let recorded = home_root.and_then(|r| read_header(&r, legacy.as_deref().unwrap_or(&state)));
         let roots = match recorded {
             Some((ra, rb)) if ra == b && rb == a => [b, a],
             _ => [a, b],
         };
-        Pair { roots, dir, legacy }
+        Pair { roots, home: home.to_path_buf(), dir, legacy }
     }
 
-    /// The base to read: [`Pair::state`], or a legacy one not moved yet.
+    /// The base to read, relative to the home: [`Pair::state`], or a legacy one not moved yet.
     pub fn base_to_read(&self) -> PathBuf {
         self.legacy.clone().unwrap_or_else(|| self.state())
     }
 
-    /// `<pair dir>/state.json`, where the base is written.
+    /// `pairs/<id>/state.json` (relative to the home), where the base is written.
     pub fn state(&self) -> PathBuf {
         self.dir.join(STATE_FILE)
     }
 
     /// The pair's lock file.
     pub fn lock_path(&self) -> PathBuf {
-        self.dir.join("lock")
+        self.home.join(&self.dir).join("lock")
     }
 
     /// True when the pair has a base (it was synced before).
     pub fn has_base(&self) -> bool {
-        self.legacy.is_some() || self.state().exists()
+        self.legacy.is_some() || self.home.join(self.state()).exists()
     }
 
     /// Moves a legacy base to [`Pair::state`] (atomically; call with the lock held, never in a
     /// dry run), so that an upgrade never turns the next pass into a first (union) pass.
     pub fn adopt_legacy_base(&mut self) -> Result<()> {
         let Some(legacy) = self.legacy.take() else { return Ok(()) };
-        fsio::create_dirs(&self.dir)?;
-        fsio::commit_new(&legacy, &self.state())?;
-        fsio::sync_dir(&self.dir)?;
+        let home = Root::open(&self.home)?;
+        home.create_dirs(&self.dir)?;
+        home.rename(&legacy, &self.state(), Rename::NoReplace)?;
+        home.sync_dir(&self.dir)?;
         if let Some(old_dir) = legacy.parent() {
             // The old directory held only the base and a lock file; leave it if anything else.
-            let _ = fs::remove_file(old_dir.join("lock"));
-            let _ = fs::remove_dir(old_dir);
+            let _ = home.remove_file(&old_dir.join("lock"));
+            let _ = home.remove_dir(old_dir);
         }
         Ok(())
     }
@@ -196,22 +200,19 @@ fn key(a: &Path, b: &Path, sorted: bool) -> String {
     Digest::of_bytes(&bytes).to_hex()[..16].to_string()
 }
 
-/// The sides recorded in the state file at `path`, if it is readable.
-fn read_header(path: &Path) -> Option<(PathBuf, PathBuf)> {
-    let text = fs::read(path).ok()?;
+/// The sides recorded in the state file at `rel` below `home`, if it is readable.
+fn read_header(home: &Root, rel: &Path) -> Option<(PathBuf, PathBuf)> {
+    let text = home.read(rel).ok()??;
     let header: Header = serde_json::from_slice(&text).ok()?;
     Some((header.a.into_path()?, header.b.into_path()?))
 }
 
-/// Loads the base at `path`. `Ok(None)` when there is none yet; `Err` (reported by the caller,
-/// then treated as no base) when it is unreadable, corrupt or of a newer format.
-pub fn load(path: &Path) -> Result<Option<State>> {
-    let text = match fs::read(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e).at(crate::error::Op::Read, path),
-    };
-    let corrupt = |reason: String| Error::Invalid { path: path.into(), reason };
+/// Loads the base at `rel` below `home`. `Ok(None)` when there is none yet; `Err` (reported by
+/// the caller, then treated as no base) when it is unreadable, corrupt or of a newer format.
+pub fn load(home: &Root, rel: &Path) -> Result<Option<State>> {
+    let Some(text) = home.read(rel)? else { return Ok(None) };
+    let path = home.path_of(rel);
+    let corrupt = |reason: String| Error::Invalid { path: path.clone(), reason };
     let header: Header =
         serde_json::from_slice(&text).map_err(|e| corrupt(format!("corrupt merge state: {e}")))?;
     let rows: Vec<Row> = match header.format {
@@ -250,8 +251,8 @@ pub fn load(path: &Path) -> Result<Option<State>> {
     Ok(Some(State { entries }))
 }
 
-/// Writes the base atomically.
-pub fn save(path: &Path, a: &Path, b: &Path, state: &State) -> Result<()> {
+/// Writes the base at `rel` below `home` atomically.
+pub fn save(home: &Root, rel: &Path, a: &Path, b: &Path, state: &State) -> Result<()> {
     let entries = state
         .entries
         .iter()
@@ -282,23 +283,25 @@ pub fn save(path: &Path, a: &Path, b: &Path, state: &State) -> Result<()> {
         entries,
     };
     let json = serde_json::to_vec(&file).map_err(|e| Error::Invalid {
-        path: path.into(),
+        path: home.path_of(rel),
         reason: format!("cannot encode merge state: {e}"),
     })?;
-    if let Some(dir) = path.parent() {
-        crate::fsio::create_dirs(dir)?;
+    if let Some(dir) = rel.parent() {
+        home.create_dirs(dir)?;
     }
-    fsio::write_atomic(path, &json)
+    home.write_atomic(rel, &json)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     #[test]
     fn round_trips_every_kind_and_raw_names() {
         let d = tempfile::tempdir().unwrap();
-        let p = d.path().join("pairs/x/state.json");
+        let home = Root::open(d.path()).unwrap();
+        let p = Path::new("pairs/x/state.json");
         let e = |kind, hash| BaseEntry {
             kind,
             size: 3,
@@ -316,14 +319,15 @@ mod tests {
                 (RelPath::from_bytes(b"l"), e(Kind::Symlink(b"t\xfe".to_vec().into()), None)),
             ],
         };
-        save(&p, Path::new("/a"), Path::new("/b"), &state).unwrap();
-        assert_eq!(load(&p).unwrap(), Some(state));
-        assert_eq!(load(&d.path().join("none")).unwrap(), None);
+        save(&home, p, Path::new("/a"), Path::new("/b"), &state).unwrap();
+        assert_eq!(load(&home, p).unwrap(), Some(state));
+        assert_eq!(load(&home, Path::new("none")).unwrap(), None);
     }
 
     #[test]
     fn format_1_is_still_read() {
         let d = tempfile::tempdir().unwrap();
+        let home = Root::open(d.path()).unwrap();
         let p = d.path().join("state.json");
         let hash = Digest::of_bytes(b"x").to_hex();
         let text = format!(
@@ -331,7 +335,7 @@ mod tests {
                 ["f", "f", 3, -5, 7, 420, 1, 2, "{hash}"], ["l", "l", 1, 0, 0, 511, 3, 4, {{"hex": "fe"}}]]}}"#
         );
         fs::write(&p, text).unwrap();
-        let state = load(&p).unwrap().unwrap();
+        let state = load(&home, Path::new("state.json")).unwrap().unwrap();
         let file = state.get(&RelPath::from_bytes(b"f")).unwrap();
         assert_eq!((file.hash, file.owner, file.ino), (Some(Digest::of_bytes(b"x")), None, [1, 2]));
         let link = state.get(&RelPath::from_bytes(b"l")).unwrap();
@@ -344,7 +348,7 @@ mod tests {
         let (x, y) = (PathBuf::from("/data/x"), PathBuf::from("/data/y"));
         let first = Pair::locate(d.path(), y.clone(), x.clone());
         assert_eq!(first.roots, [y.clone(), x.clone()], "no base yet: the given order");
-        save(&first.state(), &y, &x, &State::default()).unwrap();
+        save(&Root::open(d.path()).unwrap(), &first.state(), &y, &x, &State::default()).unwrap();
         let swapped = Pair::locate(d.path(), x.clone(), y.clone());
         assert_eq!(swapped.roots, [y, x], "the recorded order");
         assert_eq!((&swapped.dir, swapped.lock_path()), (&first.dir, first.lock_path()));
@@ -353,11 +357,12 @@ mod tests {
     #[test]
     fn corrupt_and_newer_files_are_errors_naming_the_path() {
         let d = tempfile::tempdir().unwrap();
+        let home = Root::open(d.path()).unwrap();
         let p = d.path().join("state.json");
         fs::write(&p, b"{not json").unwrap();
-        let err = load(&p).unwrap_err().to_string();
+        let err = load(&home, Path::new("state.json")).unwrap_err().to_string();
         assert!(err.contains("state.json") && err.contains("corrupt"), "{err}");
         fs::write(&p, br#"{"format": 99, "a": "/a", "b": "/b", "saved": "", "entries": []}"#).unwrap();
-        assert!(load(&p).unwrap_err().to_string().contains("format 99"));
+        assert!(load(&home, Path::new("state.json")).unwrap_err().to_string().contains("format 99"));
     }
 }

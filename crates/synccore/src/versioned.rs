@@ -13,22 +13,21 @@
 //! the slots as they were. A missing or empty SOURCE never rotates (SPEC section 7: the
 //! original wiped both versions that way); when versions exist it is the empty-source rail.
 
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use crate::apply::{self, ApplyStats, Event};
-use crate::checksum::{Digest, directory_checksum_of, file_checksum};
+use crate::apply::{self, ApplyStats, Event, Trees};
+use crate::checksum::{Digest, directory_checksum_of, file_checksum_in};
 use crate::entry::{Entry, MODE_MASK, Mtime, Owner, keeps_owners};
 use crate::error::{Error, IoResultExt, Op, Rail, Result};
-use crate::fsio;
+use crate::fsio::Root;
 use crate::plan::{self, Action, MirrorOptions, Plan};
 use crate::relpath::RelPath;
-use crate::scan::{self, Tree, join};
+use crate::scan::{self, Tree};
 use crate::versions::manifest::{FileRecord, Manifest, SlotRecord};
 use crate::versions::rotation::{self, Repair};
-use crate::versions::{Layout, Slot};
+use crate::versions::{Layout, Slot, names};
 
 /// How a versioned pass runs.
 #[derive(Debug, Clone, Copy, Default)]
@@ -113,15 +112,23 @@ pub fn run_pass(
 ) -> Result<VersionedReport> {
     let started = Instant::now();
     let taken = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
-    let repair = if options.dry_run { Repair::default() } else { rotation::repair(layout)? };
+    // The versions directory, reached beneath ROOT without following a symlink; a dry run
+    // creates nothing, so it may be missing then.
+    let v = layout.open(!options.dry_run)?;
+    let repair = match &v {
+        Some(v) if !options.dry_run => rotation::repair(v)?,
+        _ => Repair::default(),
+    };
     let mut report = VersionedReport::new(repair);
-    let latest_dir = layout.slot(Slot::Latest);
-    let (manifest, rebuilt) = load_manifest(source, layout)?;
-    let versions_exist = manifest.latest.is_some() || latest_dir.exists();
+    let latest = Path::new(Slot::Latest.dir_name());
+    let latest_exists = v.as_ref().is_some_and(|v| v.exists(latest));
+    let (manifest, rebuilt) = load_manifest(source, layout, v.as_ref())?;
+    let versions_exist = manifest.latest.is_some() || latest_exists;
 
     // A vanished or empty SOURCE (an unmounted disk) never rotates.
-    let rail = || Error::Aborted(Rail::EmptySide { empty: source.into(), other: layout.dir().into() });
-    let (tree, root_meta) = match scan::scan(source).and_then(|t| Ok((t, root_meta(source)?))) {
+    let rail = || Error::Aborted(Rail::EmptySide { empty: source.into(), other: layout.dir() });
+    let scanned = Root::open(source).and_then(|root| Ok((scan::scan(&root)?, root_meta(&root)?, root)));
+    let (tree, root_meta, source_root) = match scanned {
         Ok(found) => found,
         Err(err) if is_missing(&err) && versions_exist => return Err(rail()),
         Err(err) if is_missing(&err) => return Err(Error::Missing { path: source.into() }),
@@ -137,32 +144,18 @@ pub fn run_pass(
         return if versions_exist { Err(rail()) } else { Ok(report) };
     }
 
-    // The directory checksum, reading only files the cache cannot vouch for.
     let mut rows = Vec::new();
-    let checksum = directory_checksum_of(&tree.entries, |e| {
-        if shutdown.load(Ordering::Relaxed) {
-            return Err(Error::Interrupted);
-        }
-        let digest = if let Some(d) = manifest.cached_digest(e).filter(|_| !options.rehash) {
-            d
-        } else {
-            report.hashed_files += 1;
-            report.hashed_bytes += e.size;
-            file_checksum(&join(source, &e.path))?
+    let checksum =
+        match source_checksum(&tree, &source_root, &manifest, options, shutdown, &mut report, &mut rows) {
+            Ok(c) => c,
+            Err(Error::Interrupted) => {
+                report.outcome = Outcome::Interrupted;
+                return Ok(report);
+            }
+            Err(err) => return Err(err),
         };
-        rows.push(FileRecord { path: e.path.clone(), digest, size: e.size, mtime: e.mtime, ino: e.ino });
-        Ok(digest)
-    });
-    let checksum = match checksum {
-        Ok(c) => c,
-        Err(Error::Interrupted) => {
-            report.outcome = Outcome::Interrupted;
-            return Ok(report);
-        }
-        Err(err) => return Err(err),
-    };
     let old = manifest.latest.as_ref().map(|r| r.checksum);
-    if old == Some(checksum) && latest_dir.exists() {
+    if old == Some(checksum) && latest_exists {
         report.outcome = Outcome::Unchanged { checksum };
         if rebuilt && !options.dry_run {
             // The manifest was lost: write the rebuilt one, with this pass's hashes as cache.
@@ -172,7 +165,9 @@ pub fn run_pass(
             }
             fixed.files = rows;
             let bytes = fixed.to_bytes();
-            fsio::write_atomic(&layout.manifest(), &bytes)?;
+            if let Some(v) = &v {
+                v.write_atomic(Path::new(names::MANIFEST), &bytes)?;
+            }
             report.manifest_bytes = bytes.len() as u64;
         }
         return Ok(report);
@@ -180,16 +175,23 @@ pub fn run_pass(
 
     report.plan =
         plan::mirror(&tree, &Tree::default(), MirrorOptions::for_this_process(false), &mut |_, _| true);
-    link_unchanged(&mut report.plan, &rows, &manifest, &latest_dir, keeps_owners(), &mut |p| {
-        scan::entry_of(p, RelPath::from_bytes(b"-")).ok().flatten()
+    let latest_root = match &v {
+        Some(v) if latest_exists => Some(v.open_root(latest)?),
+        _ => None,
+    };
+    link_unchanged(&mut report.plan, &rows, &manifest, keeps_owners(), &mut |rel| {
+        latest_root.as_ref().and_then(|l| scan::entry_of(l, rel).ok().flatten())
     });
-    if options.dry_run {
-        report.outcome = Outcome::WouldRotate { old, new: checksum };
-        return Ok(report);
-    }
+    let v = match v {
+        Some(v) if !options.dry_run => v,
+        _ => {
+            report.outcome = Outcome::WouldRotate { old, new: checksum };
+            return Ok(report);
+        }
+    };
 
     // Build the new version aside, then swap it in (see `versions::rotation`).
-    if !build(&mut report, source, layout, root_meta, shutdown, observe)? {
+    if !build(&mut report, &source_root, &v, root_meta, shutdown, observe)? {
         return Ok(report);
     }
     let record = SlotRecord {
@@ -200,39 +202,68 @@ pub fn run_pass(
         bytes: rows.iter().map(|r| r.size).sum(),
     };
     let new = Manifest {
-        previous: if latest_dir.exists() { manifest.latest } else { manifest.previous },
+        previous: if latest_exists { manifest.latest } else { manifest.previous },
         latest: Some(record),
         files: rows,
         ..Manifest::new(source)
     };
     let bytes = new.to_bytes();
-    rotation::swap_in(layout, &bytes)?;
+    rotation::swap_in(&v, &bytes)?;
     report.manifest_bytes = bytes.len() as u64;
     report.outcome = Outcome::Rotated { old, new: checksum };
     Ok(report)
 }
 
-/// Carries out `report.plan` into [`Layout::next`] with the one copy engine and makes the tree
-/// durable. False (with the outcome set, the build discarded) unless every step succeeded.
+/// The directory checksum of SOURCE, reading only files the manifest's hash cache cannot
+/// vouch for (all of them with `options.rehash`); `rows` receives every file's record.
+fn source_checksum(
+    tree: &Tree,
+    source: &Root,
+    manifest: &Manifest,
+    options: VersionedOptions,
+    shutdown: &AtomicBool,
+    report: &mut VersionedReport,
+    rows: &mut Vec<FileRecord>,
+) -> Result<Digest> {
+    directory_checksum_of(&tree.entries, |e| {
+        if shutdown.load(Ordering::Relaxed) {
+            return Err(Error::Interrupted);
+        }
+        let digest = if let Some(d) = manifest.cached_digest(e).filter(|_| !options.rehash) {
+            d
+        } else {
+            report.hashed_files += 1;
+            report.hashed_bytes += e.size;
+            file_checksum_in(source, &e.path)?
+        };
+        rows.push(FileRecord { path: e.path.clone(), digest, size: e.size, mtime: e.mtime, ino: e.ino });
+        Ok(digest)
+    })
+}
+
+/// Carries out `report.plan` into [`names::NEXT`] of the versions directory `v` with the one
+/// copy engine (hard links into `_1`) and makes the tree durable. False (with the outcome set,
+/// the build discarded) unless every step succeeded.
 fn build(
     report: &mut VersionedReport,
-    source: &Path,
-    layout: &Layout,
+    source: &Root,
+    v: &Root,
     (root_mode, root_mtime, root_owner): (u32, Mtime, Owner),
     shutdown: &AtomicBool,
     observe: &mut dyn FnMut(Event<'_>),
 ) -> Result<bool> {
-    let next = layout.next();
-    std::fs::create_dir_all(layout.dir()).at(Op::CreateDir, layout.dir())?;
-    fsio::remove_tree(&next)?;
-    fsio::create_dir(&next, 0o700)?;
-    report.stats = apply::apply(&report.plan, source, &next, shutdown, observe);
+    let next = Path::new(names::NEXT);
+    v.remove_tree(next)?;
+    v.create_dir(next, 0o700)?;
+    let next_root = v.open_root(next)?;
+    let trees = Trees { from: source, to: &next_root, links: Some(v) };
+    report.stats = apply::apply(&report.plan, trees, shutdown, observe);
     if report.stats.panicked {
-        fsio::remove_tree(&next)?;
+        v.remove_tree(next)?;
         return Err(Error::Panicked { what: "building the new version" });
     }
     if !report.stats.is_complete() {
-        fsio::remove_tree(&next)?;
+        v.remove_tree(next)?;
         report.outcome = if report.stats.interrupted {
             Outcome::Interrupted
         } else {
@@ -241,22 +272,22 @@ fn build(
         return Ok(false);
     }
     // The slot's root takes SOURCE root's mode and mtime, after its contents are in place.
-    fsio::set_meta(&next, Some(root_mode), Some(root_mtime), keeps_owners().then_some(root_owner))?;
-    fsio::make_durable(&next)?;
+    v.set_meta(next, Some(root_mode), Some(root_mtime), keeps_owners().then_some(root_owner))?;
+    next_root.sync_fs()?;
     Ok(true)
 }
 
 /// Turns each copy of a file that `_1` already holds with equal content hash, mode and mtime
-/// (and owner, with `owners`: a hard link shares all of them) into a hard link to it.
-/// `new_rows` are SOURCE's files with their digests; `old` describes `_1`; `stat` reads the
-/// entry at a path of `_1` (`None` when absent or unreadable).
+/// (and owner, with `owners`: a hard link shares all of them) into a hard link to it (a path
+/// relative to the versions directory, `_1/...`). `new_rows` are SOURCE's files with their
+/// digests; `old` describes `_1`; `stat` reads the entry at a path of `_1` (`None` when absent
+/// or unreadable).
 pub fn link_unchanged(
     plan: &mut Plan,
     new_rows: &[FileRecord],
     old: &Manifest,
-    latest_dir: &Path,
     owners: bool,
-    stat: &mut dyn FnMut(&Path) -> Option<Entry>,
+    stat: &mut dyn FnMut(&RelPath) -> Option<Entry>,
 ) {
     for step in &mut plan.steps {
         let Action::Copy { size, mode, mtime, owner } = step.action else { continue };
@@ -265,10 +296,9 @@ pub fn link_unchanged(
         if new.digest != prev.digest || prev.size != size {
             continue;
         }
-        let existing = join(latest_dir, &step.path);
         // The file in `_1` must be the one the manifest describes, and share mode, mtime and
         // (where owners are kept) owner.
-        let same = stat(&existing).is_some_and(|e| {
+        let same = stat(&step.path).is_some_and(|e| {
             e.is_file()
                 && e.size == size
                 && e.mode == mode
@@ -277,17 +307,25 @@ pub fn link_unchanged(
                 && (!owners || e.owner == owner)
         });
         if same {
-            step.action = Action::HardLink { existing };
+            step.action = Action::HardLink { existing: in_slot(Slot::Latest, &step.path) };
         }
     }
 }
 
-/// The manifest of `layout`, or one rebuilt from the slots when it is missing or unreadable
-/// (the slots are the truth; the manifest only describes them). True when rebuilt from slots
-/// that exist.
-fn load_manifest(source: &Path, layout: &Layout) -> Result<(Manifest, bool)> {
-    let path = layout.manifest();
-    let loaded = match Manifest::load(&path) {
+/// `rel` inside a slot, as a path relative to the versions directory.
+pub fn in_slot(slot: Slot, rel: &RelPath) -> RelPath {
+    let mut bytes = slot.dir_name().as_bytes().to_vec();
+    bytes.push(b'/');
+    bytes.extend_from_slice(rel.as_bytes());
+    RelPath::from_bytes(&bytes)
+}
+
+/// The manifest of the versions directory `v`, or one rebuilt from the slots when it is
+/// missing or unreadable (the slots are the truth; the manifest only describes them). True
+/// when rebuilt from slots that exist.
+fn load_manifest(source: &Path, layout: &Layout, v: Option<&Root>) -> Result<(Manifest, bool)> {
+    let Some(v) = v else { return Ok((Manifest::new(source), false)) };
+    let loaded = match Manifest::load(v) {
         Ok(m) => m,
         Err(err @ Error::Invalid { .. }) => {
             log::warn!("{err}; rebuilding it from the version slots");
@@ -298,29 +336,31 @@ fn load_manifest(source: &Path, layout: &Layout) -> Result<(Manifest, bool)> {
     if let Some(m) = loaded {
         if m.source != source {
             return Err(Error::Invalid {
-                path,
+                path: layout.manifest(),
                 reason: format!("belongs to {}, not to this SOURCE", crate::error::Quoted(&m.source)),
             });
         }
         return Ok((m, false));
     }
     let mut m = Manifest::new(source);
-    m.latest = slot_record(&layout.slot(Slot::Latest))?;
-    m.previous = slot_record(&layout.slot(Slot::Previous))?;
+    m.latest = slot_record(v, Slot::Latest)?;
+    m.previous = slot_record(v, Slot::Previous)?;
     let rebuilt = m.latest.is_some();
     Ok((m, rebuilt))
 }
 
 /// A slot's record computed from its tree (hashing every file), `None` when it does not exist.
-fn slot_record(dir: &Path) -> Result<Option<SlotRecord>> {
-    if !dir.exists() {
+fn slot_record(v: &Root, slot: Slot) -> Result<Option<SlotRecord>> {
+    let rel = Path::new(slot.dir_name());
+    if !v.exists(rel) {
         return Ok(None);
     }
-    let tree = scan::scan(dir)?;
+    let dir = v.open_root(rel)?;
+    let tree = scan::scan(&dir)?;
     if let Some(err) = tree.errors.into_iter().next() {
         return Err(err);
     }
-    let checksum = directory_checksum_of(&tree.entries, |e| file_checksum(&join(dir, &e.path)))?;
+    let checksum = directory_checksum_of(&tree.entries, |e| file_checksum_in(&dir, &e.path))?;
     let files = tree.entries.iter().filter(|e| e.is_file());
     Ok(Some(SlotRecord {
         checksum,
@@ -333,9 +373,9 @@ fn slot_record(dir: &Path) -> Result<Option<SlotRecord>> {
 }
 
 /// SOURCE root's mode, mtime and owner, which the new slot's root takes on.
-fn root_meta(source: &Path) -> Result<(u32, Mtime, Owner)> {
-    let meta = std::fs::symlink_metadata(source).at(Op::Stat, source)?;
-    Ok((meta.mode() & MODE_MASK, Mtime::of(&meta), Owner::of(&meta)))
+fn root_meta(source: &Root) -> Result<(u32, Mtime, Owner)> {
+    let st = source.top().stat_self().at(Op::Stat, source.path())?;
+    Ok((st.st_mode & MODE_MASK, Mtime::of_stat(&st), Owner::of_stat(&st)))
 }
 
 fn is_missing(err: &Error) -> bool {
@@ -393,9 +433,9 @@ mod tests {
             ],
         };
         // `_1` holds every old file with mode 644 and mtime T.
-        let mut stat = |p: &Path| {
+        let mut stat = |p: &RelPath| {
             Some(Entry {
-                path: RelPath::from_path(p),
+                path: p.clone(),
                 kind: Kind::File,
                 size: 3,
                 mtime: T,
@@ -404,14 +444,14 @@ mod tests {
                 owner: Owner::default(),
             })
         };
-        link_unchanged(&mut plan, &new_rows, &old, Path::new("/v/_1"), true, &mut stat);
+        link_unchanged(&mut plan, &new_rows, &old, true, &mut stat);
         let kinds: Vec<String> =
             plan.steps.iter().map(|s| format!("{} {}", s.kind().word(), s.path)).collect();
         assert_eq!(kinds, ["copy changed", "copy mode", "copy new", "hardlink same", "copy touched"]);
-        assert_eq!(plan.steps[3].action, Action::HardLink { existing: "/v/_1/same".into() });
+        assert_eq!(plan.steps[3].action, Action::HardLink { existing: RelPath::from_bytes(b"_1/same") });
         // A `_1` file that is not what the manifest says (or is gone) is never linked.
         let mut plan = Plan { steps: vec![copy("same", 3, 0o644, T)] };
-        link_unchanged(&mut plan, &new_rows, &old, Path::new("/v/_1"), true, &mut |_| None);
+        link_unchanged(&mut plan, &new_rows, &old, true, &mut |_| None);
         assert_eq!(plan.count(plan::StepKind::Copy), 1);
     }
 }

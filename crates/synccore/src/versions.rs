@@ -24,7 +24,8 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
 use crate::checksum::Digest;
-use crate::fsio::TEMP_PREFIX;
+use crate::error::{Error, Result};
+use crate::fsio::Root;
 
 /// The directory below a versions root that holds one directory per protected SOURCE.
 pub const VERSIONS_DIR: &str = "__versions__";
@@ -60,63 +61,106 @@ pub fn version_name(source: &Path) -> OsString {
     OsString::from_vec(name)
 }
 
-/// The paths of one SOURCE's versions below a versions root.
+/// Names inside `__versions__/<name>` (relative to the [`Root`] that [`Layout::open`] gives).
+pub mod names {
+    /// The manifest.
+    pub const MANIFEST: &str = "manifest.json";
+    /// The lock held while a process owns the slots (rotation or restore).
+    pub const LOCK: &str = "lock";
+    /// Where the next `_1` is built (a temporary name: scans skip it, repair removes it).
+    pub const NEXT: &str = ".synccore-tmp-next";
+    /// Where the retired `_0` waits to be removed.
+    pub const DROP: &str = ".synccore-tmp-drop";
+    /// The manifest of a rotation in progress, written before the renames and renamed over
+    /// [`MANIFEST`] after them.
+    pub const PENDING_MANIFEST: &str = ".synccore-tmp-manifest";
+}
+
+/// Where one SOURCE's versions live: `ROOT/__versions__/<name>`. Its files are reached only
+/// through [`Layout::open`], a root opened beneath ROOT without following any symlink (the
+/// security issue); the absolute paths here are for messages and locks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Layout {
-    dir: PathBuf,
+    /// ROOT, the versions root.
+    root: PathBuf,
+    /// `__versions__/<name>` below ROOT.
+    rel: PathBuf,
 }
 
 impl Layout {
     /// The layout for `source` (canonical absolute) below the versions root `root`.
     pub fn new(root: &Path, source: &Path) -> Self {
-        Layout { dir: root.join(VERSIONS_DIR).join(version_name(source)) }
+        Layout { root: root.to_path_buf(), rel: Path::new(VERSIONS_DIR).join(version_name(source)) }
     }
 
     /// The layout whose `ROOT/__versions__/<name>` directory is `dir` (as `.info.json` records
     /// it for a protected directory).
-    pub fn at(dir: PathBuf) -> Self {
-        Layout { dir }
+    pub fn at(dir: &Path) -> Self {
+        let name = dir.file_name().map(PathBuf::from).unwrap_or_default();
+        let parent = dir.parent().unwrap_or(Path::new("/"));
+        match (parent.file_name(), parent.parent()) {
+            (Some(v), Some(root)) if v == VERSIONS_DIR => {
+                Layout { root: root.to_path_buf(), rel: Path::new(VERSIONS_DIR).join(name) }
+            }
+            _ => Layout { root: parent.to_path_buf(), rel: name },
+        }
+    }
+
+    /// ROOT.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// `__versions__/<name>`, relative to ROOT.
+    pub fn rel(&self) -> &Path {
+        &self.rel
     }
 
     /// `ROOT/__versions__/<name>`: everything of this SOURCE lies below it.
-    pub fn dir(&self) -> &Path {
-        &self.dir
+    pub fn dir(&self) -> PathBuf {
+        self.root.join(&self.rel)
     }
 
     /// `ROOT/__versions__/<name>/_1` or `_0`.
     pub fn slot(&self, slot: Slot) -> PathBuf {
-        self.dir.join(slot.dir_name())
+        self.dir().join(slot.dir_name())
     }
 
     /// `ROOT/__versions__/<name>/_undo`: the undo generations of restores (see [`undo`]).
     pub fn undo(&self) -> PathBuf {
-        self.dir.join(undo::UNDO_DIR)
+        self.dir().join(undo::UNDO_DIR)
     }
 
     /// `ROOT/__versions__/<name>/manifest.json`.
     pub fn manifest(&self) -> PathBuf {
-        self.dir.join("manifest.json")
+        self.dir().join(names::MANIFEST)
     }
 
-    /// `ROOT/__versions__/<name>/lock`: held while a process owns the slots (rotation or restore).
+    /// `ROOT/__versions__/<name>/lock`.
     pub fn lock(&self) -> PathBuf {
-        self.dir.join("lock")
+        self.dir().join(names::LOCK)
     }
 
-    /// Where the next `_1` is built (a temporary name: scans skip it, repair removes it).
-    pub fn next(&self) -> PathBuf {
-        self.dir.join(format!("{TEMP_PREFIX}next"))
-    }
-
-    /// Where the retired `_0` waits to be removed.
-    pub fn drop_dir(&self) -> PathBuf {
-        self.dir.join(format!("{TEMP_PREFIX}drop"))
-    }
-
-    /// The manifest of a rotation in progress, written before the renames and renamed over
-    /// [`Layout::manifest`] after them.
-    pub fn pending_manifest(&self) -> PathBuf {
-        self.dir.join(format!("{TEMP_PREFIX}manifest"))
+    /// Opens `__versions__/<name>` beneath ROOT (ROOT itself by its canonical path, everything
+    /// below it without following a symlink). With `create`, missing directories are created;
+    /// without, `Ok(None)` when they do not exist.
+    pub fn open(&self, create: bool) -> Result<Option<Root>> {
+        if create {
+            crate::fsio::create_dirs(&self.root)?;
+        }
+        let root = match Root::open(&self.root) {
+            Ok(root) => root,
+            Err(Error::Missing { .. }) if !create => return Ok(None),
+            Err(err) => return Err(err),
+        };
+        if create {
+            root.create_dirs(&self.rel)?;
+        }
+        match root.open_root(&self.rel) {
+            Ok(dir) => Ok(Some(dir)),
+            Err(Error::Missing { .. }) if !create => Ok(None),
+            Err(err) => Err(err),
+        }
     }
 }
 
@@ -151,9 +195,10 @@ mod tests {
         assert_eq!(layout.manifest(), dir.join("manifest.json"));
         assert_eq!(layout.lock(), dir.join("lock"));
         assert_eq!(layout.undo(), dir.join("_undo"));
-        assert_eq!(Layout::at(dir.clone()), layout);
-        for temp in [layout.next(), layout.drop_dir(), layout.pending_manifest()] {
-            assert!(crate::fsio::is_temp_name(temp.file_name().unwrap()));
+        assert_eq!(Layout::at(&dir), layout);
+        assert_eq!((layout.root(), layout.rel()), (Path::new("/r"), dir.strip_prefix("/r").unwrap()));
+        for temp in [names::NEXT, names::DROP, names::PENDING_MANIFEST] {
+            assert!(crate::fsio::is_temp_name(OsStr::new(temp)));
         }
     }
 }

@@ -101,10 +101,15 @@ fn kill_9_at_commit_points_of_an_update_pass_leaves_old_or_new_and_the_next_pass
     for i in 0..20u32 {
         file(&src, format!("new/n{i:02}").as_bytes(), &rng.bytes(2048), 0o644, (T + 1, i));
     }
-    // Updates replace with rename, new files commit with renameat2.
-    for (syscall, n) in
-        [("rename", 1), ("rename", updates / 2), ("rename", updates), ("renameat2", 1), ("renameat2", 20)]
-    {
+    // Every commit is a renameat2 (beneath BACKUP's open directories): the updates first (in
+    // path order `d..` sorts before `new/`), then the 20 new files.
+    for (syscall, n) in [
+        ("renameat2", 1),
+        ("renameat2", updates / 2),
+        ("renameat2", updates),
+        ("renameat2", updates + 1),
+        ("renameat2", updates + 20),
+    ] {
         if dst.exists() {
             fs::remove_dir_all(&dst).unwrap();
         }

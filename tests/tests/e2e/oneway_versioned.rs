@@ -192,21 +192,8 @@ fn kill_9_at_each_step_of_a_rotation_leaves_old_or_new_and_the_next_pass_repairs
     let sb = tempfile::tempdir().unwrap();
     let p = sb.path();
     let src = p.join("src");
-    let steps = [
-        ("renameat2", 1),
-        ("renameat2", 30),
-        ("linkat", 1),
-        ("linkat", 100),
-        ("rename", 1),
-        ("rename", 2),
-        ("rename", 3),
-        ("rename", 4),
-        ("rename", 5),
-        ("rename", 6),
-    ];
-    for (syscall, n) in steps {
-        let context = format!("killed at {syscall} #{n}");
-        // `_1` = state 2 and `_0` = state 1, then SOURCE becomes state 3.
+    // `_1` = state 2 and `_0` = state 1, then SOURCE becomes state 3.
+    let prepare = || {
         for dir in [&src, &p.join("root")] {
             if dir.exists() {
                 fs::remove_dir_all(dir).unwrap();
@@ -221,12 +208,39 @@ fn kill_9_at_each_step_of_a_rotation_leaves_old_or_new_and_the_next_pass_repairs
         rotating_tree(&src, 3, 3);
         let state3 = snapshot(&src);
         assert!(state1 != state2 && state2 != state3);
-        let v = versions_dir(p);
+        (state1, state2, state3)
+    };
+    let pass = || {
         let mut c = cmd("oneway", p);
         c.args(["src", "root", "--versioned", "--once"]);
-        let out = e2e::run_killed_at(&strace, &c, syscall, n);
-        // ("rename", 6) proves that renames 1 to 5 are every step of the swap: it is never reached.
-        let expect_kill = (syscall, n) != ("rename", 6);
+        c
+    };
+    // Every rename is a renameat2: the build commits each copied file, then the swap makes
+    // five (the pending manifest, `_0` dropped, `_1` to `_0`, the new tree to `_1`, the
+    // manifest) and nothing follows. Where they lie is counted on the very pass.
+    prepare();
+    let total = e2e::count_calls(&strace, &pass(), "renameat2");
+    assert!(total > 5, "a rotation makes at least five renames, counted {total}");
+    let steps = [
+        ("renameat2", 1),
+        ("renameat2", total - 5),
+        ("linkat", 1),
+        ("linkat", 100),
+        ("renameat2", total - 4),
+        ("renameat2", total - 3),
+        ("renameat2", total - 2),
+        ("renameat2", total - 1),
+        ("renameat2", total),
+        ("renameat2", total + 1),
+    ];
+    for (syscall, n) in steps {
+        let context = format!("killed at {syscall} #{n}");
+        let (state1, state2, state3) = prepare();
+        let v = versions_dir(p);
+        let out = e2e::run_killed_at(&strace, &pass(), syscall, n);
+        // The last step proves that the five renames are every step of the swap: it is never
+        // reached.
+        let expect_kill = (syscall, n) != ("renameat2", total + 1);
         assert_eq!(
             e2e::killed(&out),
             expect_kill,

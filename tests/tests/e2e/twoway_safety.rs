@@ -303,8 +303,8 @@ fn kill_9_at_commit_points_of_a_first_pass_then_a_pass_converges_without_conflic
     // without conflicts. Each kill lands at a chosen commit point, the same on every machine
     // (strace sends SIGKILL on entering the N-th call; sleeping 30/150/400 ms first missed
     // the pass on a fast machine, hardening issue part C). A first pass commits each new file
-    // with renameat2: B takes A's 200 files, then A takes B's 100; then `rename` commits the
-    // base.
+    // with renameat2: B takes A's 200 files, then A takes B's 100; then the base is committed
+    // (renameat2 #301).
     let Some(strace) = e2e::strace() else { return };
     let p = Pair::new();
     for (syscall, n) in [
@@ -313,7 +313,7 @@ fn kill_9_at_commit_points_of_a_first_pass_then_a_pass_converges_without_conflic
         ("renameat2", 200),
         ("renameat2", 201),
         ("renameat2", 300),
-        ("rename", 1),
+        ("renameat2", 301),
     ] {
         let context = format!("killed at {syscall} #{n}");
         reset(&p);
@@ -336,16 +336,17 @@ fn kill_9_at_commit_points_of_a_first_pass_then_a_pass_converges_without_conflic
 
 #[test]
 fn kill_9_at_commit_points_of_a_pass_with_a_base_then_a_pass_converges_without_conflicts() {
-    // As above, for a pass that merges edits on both sides against a base: updates replace
-    // files with `rename` (B takes A's edits first, then A takes B's), the base comes last.
+    // As above, for a pass that merges edits on both sides against a base: every commit is a
+    // renameat2 (B takes A's edits first, then A takes B's edits and B's 10 new files), the
+    // base comes last.
     let Some(strace) = e2e::strace() else { return };
     let p = Pair::new();
     let (a_edits, b_edits) = (
         (0..CRASH_FILES).filter(|i| i % 5 == 0).count() as u32,
         (0..CRASH_FILES).filter(|i| i % 7 == 0 && i % 5 != 0).count() as u32,
     );
-    for n in [1, a_edits, a_edits + 1, a_edits + b_edits, a_edits + b_edits + 1] {
-        let context = format!("killed at rename #{n}");
+    for n in [1, a_edits, a_edits + 1, a_edits + b_edits, a_edits + b_edits + 1, a_edits + b_edits + 11] {
+        let context = format!("killed at renameat2 #{n}");
         reset(&p);
         let mut written = crash_pair(&p);
         p.sync();
@@ -376,7 +377,7 @@ fn kill_9_at_commit_points_of_a_pass_with_a_base_then_a_pass_converges_without_c
             written.insert(rel.clone(), vec![bytes.clone()]);
             expect.insert(rel, Some(bytes));
         }
-        assert!(pass_killed_at(&p, &strace, "rename", n), "{context}: the pass ended first");
+        assert!(pass_killed_at(&p, &strace, "renameat2", n), "{context}: the pass ended first");
         no_partial_files(&p, &written, &context);
         let log = p.sync();
         assert!(

@@ -23,7 +23,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::checksum::Digest;
 use crate::entry::{Entry, Mtime};
-use crate::error::{Error, IoResultExt, Op, Result};
+use crate::error::{Error, Result};
+use crate::fsio::Root;
 use crate::relpath::RelPath;
 
 /// The manifest format this code writes and reads.
@@ -113,14 +114,12 @@ impl Manifest {
         }
     }
 
-    /// Reads the manifest at `path`; `Ok(None)` when there is none. Anything unreadable or of
-    /// another format is [`Error::Invalid`] naming the file.
-    pub fn load(path: &Path) -> Result<Option<Manifest>> {
-        let bytes = match std::fs::read(path) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            other => other.at(Op::Read, path)?,
-        };
-        Self::from_bytes(&bytes).map(Some).map_err(|reason| Error::Invalid { path: path.into(), reason })
+    /// Reads the manifest of the versions directory `v`; `Ok(None)` when there is none.
+    /// Anything unreadable or of another format is [`Error::Invalid`] naming the file.
+    pub fn load(v: &Root) -> Result<Option<Manifest>> {
+        let rel = Path::new(crate::versions::names::MANIFEST);
+        let Some(bytes) = v.read(rel)? else { return Ok(None) };
+        Self::from_bytes(&bytes).map(Some).map_err(|reason| Error::Invalid { path: v.path_of(rel), reason })
     }
 
     /// Parses a manifest (rows are sorted if they are not).
@@ -277,10 +276,11 @@ mod tests {
         m.format = 99;
         assert!(Manifest::from_bytes(&m.to_bytes()).unwrap_err().contains("format 99"));
         let d = tempfile::tempdir().unwrap();
-        assert_eq!(Manifest::load(&d.path().join("none.json")).unwrap(), None);
-        std::fs::write(d.path().join("bad.json"), "[]").unwrap();
-        let err = Manifest::load(&d.path().join("bad.json")).unwrap_err();
-        assert!(err.to_string().contains("bad.json"), "{err}");
+        let v = Root::open(d.path()).unwrap();
+        assert_eq!(Manifest::load(&v).unwrap(), None);
+        std::fs::write(d.path().join("manifest.json"), "[]").unwrap();
+        let err = Manifest::load(&v).unwrap_err();
+        assert!(err.to_string().contains("manifest.json"), "{err}");
     }
 
     #[test]

@@ -39,9 +39,9 @@
 
 use std::path::Path;
 
-use crate::error::{IoResultExt, Op, Result};
-use crate::fsio;
-use crate::versions::{Layout, Slot};
+use crate::error::Result;
+use crate::fsio::{self, Rename, Root};
+use crate::versions::{Slot, names};
 
 /// Which of the rotation's paths exist.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -100,11 +100,12 @@ impl Repair {
     }
 }
 
-/// Swaps the built tree at [`Layout::next`] in as `_1` (the old `_1` becomes `_0`, the old `_0`
-/// is dropped) and installs `manifest` (steps 2–7). The built tree must already be durable.
-pub fn swap_in(layout: &Layout, manifest: &[u8]) -> Result<()> {
-    fsio::write_atomic(&layout.pending_manifest(), manifest)?;
-    settle(layout)
+/// Swaps the built tree at [`names::NEXT`] in as `_1` (the old `_1` becomes `_0`, the old
+/// `_0` is dropped) and installs `manifest` (steps 2–7). `v` is the versions directory
+/// ([`crate::versions::Layout::open`]). The built tree must already be durable.
+pub fn swap_in(v: &Root, manifest: &[u8]) -> Result<()> {
+    v.write_atomic(Path::new(names::PENDING_MANIFEST), manifest)?;
+    settle(v)
 }
 
 /// At most this many moves settle any state (the longest path through the table is six).
@@ -112,82 +113,73 @@ const MAX_MOVES: usize = 16;
 
 /// Drives the state machine to `Done`, or fails when something keeps it from settling (say,
 /// another process recreating paths behind our back despite the lock).
-fn settle(layout: &Layout) -> Result<()> {
-    drive(layout, MAX_MOVES)?;
-    match next_move(found(layout)) {
+fn settle(v: &Root) -> Result<()> {
+    drive(v, MAX_MOVES)?;
+    match next_move(found(v)) {
         Move::Done => Ok(()),
-        stuck => Err(crate::error::Error::Invalid {
-            path: layout.dir().to_path_buf(),
+        stuck => Err(crate::error::Error::Incomplete {
+            path: v.path().to_path_buf(),
             reason: format!("the versions do not settle (next move {stuck:?}); please inspect them"),
         }),
     }
 }
 
-/// Brings the versions directory to a settled state after whatever a killed pass left: finishes
-/// a committed rotation, discards an unfinished build, removes leftover temporaries.
-pub fn repair(layout: &Layout) -> Result<Repair> {
+/// Brings the versions directory `v` to a settled state after whatever a killed pass left:
+/// finishes a committed rotation, discards an unfinished build, removes leftover temporaries.
+pub fn repair(v: &Root) -> Result<Repair> {
     let mut report = Repair::default();
-    let dir = layout.dir();
-    let entries = match std::fs::read_dir(dir) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(report),
-        other => other.at(Op::ReadDir, dir)?,
-    };
-    let own = [layout.next(), layout.drop_dir(), layout.pending_manifest()];
-    for dent in entries {
-        let path = dent.at(Op::ReadDir, dir)?.path();
-        let is_temp = path.file_name().is_some_and(fsio::is_temp_name);
+    let own = [names::NEXT, names::DROP, names::PENDING_MANIFEST];
+    for name in v.entries(Path::new(""))? {
         // The previous program's retired undo slot holds user data under a temporary name:
         // it is left for the next restore to migrate (`undo::migrate`).
-        let legacy = path.file_name().is_some_and(crate::versions::undo::is_old_retired);
-        if is_temp && !own.contains(&path) && !legacy {
-            fsio::remove_tree(&path)?;
+        let legacy = crate::versions::undo::is_old_retired(&name);
+        if fsio::is_temp_name(&name) && !own.iter().any(|o| name == *o) && !legacy {
+            v.remove_tree(Path::new(&name))?;
             report.removed_leftovers += 1;
         }
     }
-    let start = found(layout);
-    settle(layout)?;
+    let start = found(v);
+    settle(v)?;
     report.finished_rotation = start.pending;
     report.discarded_build = !start.pending && start.next;
     if start.drop && !start.pending {
         report.removed_leftovers += 1;
     }
     if report.removed_leftovers > 0 {
-        fsio::sync_dir(dir)?;
+        v.sync_dir(Path::new(""))?;
     }
     Ok(report)
 }
 
 /// What exists now.
-pub fn found(layout: &Layout) -> Found {
+pub fn found(v: &Root) -> Found {
+    let exists = |name: &str| v.exists(Path::new(name));
     Found {
-        pending: exists(&layout.pending_manifest()),
-        next: exists(&layout.next()),
-        latest: exists(&layout.slot(Slot::Latest)),
-        previous: exists(&layout.slot(Slot::Previous)),
-        drop: exists(&layout.drop_dir()),
+        pending: exists(names::PENDING_MANIFEST),
+        next: exists(names::NEXT),
+        latest: exists(Slot::Latest.dir_name()),
+        previous: exists(Slot::Previous.dir_name()),
+        drop: exists(names::DROP),
     }
-}
-
-fn exists(path: &Path) -> bool {
-    std::fs::symlink_metadata(path).is_ok()
 }
 
 /// Runs the state machine for at most `max_moves` moves (tests stop it early to simulate a
 /// crash); returns the number of moves made.
-fn drive(layout: &Layout, max_moves: usize) -> Result<usize> {
-    let dir = layout.dir();
-    let (latest, previous) = (layout.slot(Slot::Latest), layout.slot(Slot::Previous));
+fn drive(v: &Root, max_moves: usize) -> Result<usize> {
+    let (latest, previous) = (Slot::Latest.dir_name(), Slot::Previous.dir_name());
     let mut moves = 0;
     while moves < max_moves {
-        let rename = |from: &Path, to: &Path| fsio::commit(from, to).and_then(|()| fsio::sync_dir(dir));
-        match next_move(found(layout)) {
+        let rename = |from: &str, to: &str| {
+            v.rename(Path::new(from), Path::new(to), Rename::Replace).and_then(|()| v.sync_dir(Path::new("")))
+        };
+        match next_move(found(v)) {
             Move::Done => break,
-            Move::RemoveDrop => fsio::remove_tree(&layout.drop_dir())?,
-            Move::RemoveNext => fsio::remove_tree(&layout.next())?,
-            Move::PreviousToDrop => rename(&previous, &layout.drop_dir())?,
-            Move::LatestToPrevious => rename(&latest, &previous)?,
-            Move::NextToLatest => rename(&layout.next(), &latest)?,
-            Move::CommitManifest => rename(&layout.pending_manifest(), &layout.manifest())?,
+            Move::RemoveDrop => v.remove_tree(Path::new(names::DROP))?,
+            Move::RemoveNext => v.remove_tree(Path::new(names::NEXT))?,
+            Move::PreviousToDrop => rename(previous, names::DROP)?,
+            Move::LatestToPrevious => rename(latest, previous)?,
+            Move::NextToLatest => rename(names::NEXT, latest)?,
+            Move::CommitManifest => rename(names::PENDING_MANIFEST, names::MANIFEST)?,
         }
         moves += 1;
     }
@@ -197,6 +189,7 @@ fn drive(layout: &Layout, max_moves: usize) -> Result<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::versions::Layout;
     use std::fs;
 
     fn layout(root: &Path) -> Layout {
@@ -262,7 +255,7 @@ mod tests {
             for crash_after in 0..=7 {
                 let d = tempfile::tempdir().unwrap();
                 let l = layout(d.path());
-                fs::create_dir_all(l.dir()).unwrap();
+                let v = l.open(true).unwrap().unwrap();
                 if has_previous {
                     put(&l.slot(Slot::Previous), "old0");
                 }
@@ -271,15 +264,15 @@ mod tests {
                     fs::write(l.manifest(), "M-old").unwrap();
                 }
                 let old = state(&l);
-                put(&l.next(), "new");
+                put(&l.dir().join(names::NEXT), "new");
                 // A half-written manifest temporary from write_atomic, too.
-                fs::write(fsio::temp_path(l.dir()), "half").unwrap();
+                fs::write(l.dir().join(fsio::temp_name()), "half").unwrap();
                 let committed = crash_after > 0;
                 if committed {
-                    fsio::write_atomic(&l.pending_manifest(), b"M-new").unwrap();
-                    drive(&l, crash_after - 1).unwrap();
+                    v.write_atomic(Path::new(names::PENDING_MANIFEST), b"M-new").unwrap();
+                    drive(&v, crash_after - 1).unwrap();
                 }
-                let report = repair(&l).unwrap();
+                let report = repair(&v).unwrap();
                 let now = state(&l);
                 if committed {
                     let previous = if has_latest { Some("old1".into()) } else { old.1.clone() };
@@ -289,7 +282,7 @@ mod tests {
                     assert!(report.discarded_build);
                 }
                 assert!(leftovers(&l).is_empty(), "{:?}", leftovers(&l));
-                assert_eq!(repair(&l).unwrap(), Repair::default(), "a second repair has nothing to do");
+                assert_eq!(repair(&v).unwrap(), Repair::default(), "a second repair has nothing to do");
             }
         }
     }
@@ -298,29 +291,31 @@ mod tests {
     fn swap_in_rotates_and_drops_the_oldest() {
         let d = tempfile::tempdir().unwrap();
         let l = layout(d.path());
-        for (i, v) in ["v1", "v2", "v3"].iter().enumerate() {
-            put(&l.next(), v);
-            swap_in(&l, format!("M{i}").as_bytes()).unwrap();
+        let v = l.open(true).unwrap().unwrap();
+        for (i, version) in ["v1", "v2", "v3"].iter().enumerate() {
+            put(&l.dir().join(names::NEXT), version);
+            swap_in(&v, format!("M{i}").as_bytes()).unwrap();
         }
         assert_eq!(state(&l), (Some("v3".into()), Some("v2".into()), Some("M2".into())));
         assert!(leftovers(&l).is_empty());
-        assert_eq!(repair(&l).unwrap(), Repair::default());
+        assert_eq!(repair(&v).unwrap(), Repair::default());
     }
 
     #[test]
     fn repair_leaves_an_old_retired_undo_slot_for_the_restore_to_migrate() {
         let d = tempfile::tempdir().unwrap();
         let l = layout(d.path());
+        let v = l.open(true).unwrap().unwrap();
         put(&l.dir().join(".synccore-tmp-undo-old"), "old undo");
         put(&l.dir().join(".synccore-tmp-undo"), "a copy that an old restore left half-built");
-        assert_eq!(repair(&l).unwrap().removed_leftovers, 1);
+        assert_eq!(repair(&v).unwrap().removed_leftovers, 1);
         assert_eq!(version(&l.dir().join(".synccore-tmp-undo-old")).as_deref(), Some("old undo"));
     }
 
     #[test]
-    fn repair_of_a_missing_directory_is_a_no_op() {
+    fn a_missing_versions_directory_is_not_created_to_be_repaired() {
         let d = tempfile::tempdir().unwrap();
-        assert_eq!(repair(&layout(d.path())).unwrap(), Repair::default());
+        assert!(layout(d.path()).open(false).unwrap().is_none());
         assert!(!d.path().join("__versions__").exists());
     }
 }

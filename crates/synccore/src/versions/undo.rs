@@ -19,15 +19,15 @@
 //! [`migrate`] turns both into generations (stamped with their mtime) before anything else
 //! touches the versions, by renames only, so a crash at any point of it loses nothing.
 
+use std::ffi::OsString;
 use std::fmt;
-use std::os::unix::fs::MetadataExt;
+use std::io;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, NaiveDateTime};
 
-use crate::error::{Error, IoResultExt, Op, Result};
-use crate::fsio::{self, TEMP_PREFIX};
-use crate::versions::Layout;
+use crate::error::{Error, Result};
+use crate::fsio::{self, Rename, Root, TEMP_PREFIX};
 
 /// The directory of the generations below `__versions__/<name>`.
 pub const UNDO_DIR: &str = "_undo";
@@ -124,18 +124,13 @@ pub fn choose(stamps: &[Stamp], wanted: Option<Stamp>) -> Option<Stamp> {
     }
 }
 
-/// The generations in `undo` (an `_undo` directory), oldest first; none when it is missing.
-/// Anything that is not a directory named by a stamp is not a generation.
-pub fn list(undo: &Path) -> Result<Vec<Stamp>> {
-    let listing = match std::fs::read_dir(undo) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        other => other.at(Op::ReadDir, undo)?,
-    };
+/// The generations in `_undo` of the versions directory `v`, oldest first; none when it is
+/// missing. Anything that is not a directory named by a stamp is not a generation.
+pub fn list(v: &Root) -> Result<Vec<Stamp>> {
     let mut stamps = Vec::new();
-    for dent in listing {
-        let dent = dent.at(Op::ReadDir, undo)?;
-        let Some(stamp) = dent.file_name().to_str().and_then(Stamp::parse) else { continue };
-        if dent.file_type().is_ok_and(|t| t.is_dir()) {
+    for name in names_in(v, Path::new(UNDO_DIR))? {
+        let Some(stamp) = name.to_str().and_then(Stamp::parse) else { continue };
+        if is_dir(v, &Path::new(UNDO_DIR).join(&name)) {
             stamps.push(stamp);
         }
     }
@@ -143,18 +138,29 @@ pub fn list(undo: &Path) -> Result<Vec<Stamp>> {
     Ok(stamps)
 }
 
-/// True when `undo` is an old single slot: it holds something other than generations and our
+/// The names in the directory `rel` of `v`; none when it is missing (or not a directory).
+fn names_in(v: &Root, rel: &Path) -> Result<Vec<OsString>> {
+    match v.entries(rel) {
+        Err(err) if is_missing(&err) => Ok(Vec::new()),
+        other => other,
+    }
+}
+
+fn is_missing(err: &Error) -> bool {
+    matches!(err.io_kind(), Some(io::ErrorKind::NotFound | io::ErrorKind::NotADirectory))
+}
+
+fn is_dir(v: &Root, rel: &Path) -> bool {
+    v.stat(rel)
+        .is_ok_and(|st| rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Directory)
+}
+
+/// True when `_undo` is an old single slot: it holds something other than generations and our
 /// temporaries (the old program's copy never held a temporary name: scans skip them).
-fn is_old_style(undo: &Path) -> Result<bool> {
-    let listing = match std::fs::read_dir(undo) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-        other => other.at(Op::ReadDir, undo)?,
-    };
-    for dent in listing {
-        let dent = dent.at(Op::ReadDir, undo)?;
-        let name = dent.file_name();
+fn is_old_style(v: &Root) -> Result<bool> {
+    for name in names_in(v, Path::new(UNDO_DIR))? {
         let generation =
-            name.to_str().and_then(Stamp::parse).is_some() && dent.file_type().is_ok_and(|t| t.is_dir());
+            name.to_str().and_then(Stamp::parse).is_some() && is_dir(v, &Path::new(UNDO_DIR).join(&name));
         if !generation && !fsio::is_temp_name(&name) {
             return Ok(true);
         }
@@ -175,35 +181,34 @@ pub struct Migrated {
 /// reaches `_undo/<stamp>` by one rename; a run after a crash finds each slot where one of
 /// these renames left it and carries on. Call with the versions lock held, before
 /// [`crate::versions::rotation::repair`] (which removes temporary names).
-pub fn migrate(layout: &Layout) -> Result<Vec<Migrated>> {
-    let undo = layout.undo();
-    let legacy = layout.dir().join(LEGACY_DIR);
-    if is_old_style(&undo)? {
-        if exists(&legacy) {
+pub fn migrate(v: &Root) -> Result<Vec<Migrated>> {
+    let (undo, legacy) = (Path::new(UNDO_DIR), Path::new(LEGACY_DIR));
+    if is_old_style(v)? {
+        if v.exists(legacy) {
             return Err(Error::Invalid {
-                path: legacy,
+                path: v.path_of(legacy),
                 reason: format!(
                     "an old undo slot is being migrated while {} holds another; move one of them \
                      out of the versions directory",
-                    crate::error::Quoted(&undo)
+                    crate::error::Quoted(&v.path_of(undo))
                 ),
             });
         }
-        fsio::commit_new(&undo, &legacy)?;
-        fsio::sync_dir(layout.dir())?;
+        v.rename(undo, legacy, Rename::NoReplace)?;
+        v.sync_dir(Path::new(""))?;
     }
     let mut migrated = Vec::new();
-    for from in [legacy, layout.dir().join(OLD_RETIRED)] {
-        let meta = match std::fs::symlink_metadata(&from) {
-            Ok(meta) if meta.is_dir() => meta,
-            _ => continue,
-        };
-        ensure(layout)?;
-        let to = undo.join(Stamp::free(meta.mtime(), &list(&undo)?).to_string());
-        fsio::commit_new(&from, &to)?;
-        fsio::sync_dir(&undo)?;
-        fsio::sync_dir(layout.dir())?;
-        migrated.push(Migrated { from, to });
+    for from in [legacy, Path::new(OLD_RETIRED)] {
+        let Ok(st) = v.stat(from) else { continue };
+        if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::Directory {
+            continue;
+        }
+        ensure(v)?;
+        let to = undo.join(Stamp::free(st.st_mtime, &list(v)?).to_string());
+        v.rename(from, &to, Rename::NoReplace)?;
+        v.sync_dir(undo)?;
+        v.sync_dir(Path::new(""))?;
+        migrated.push(Migrated { from: v.path_of(from), to: v.path_of(&to) });
     }
     Ok(migrated)
 }
@@ -214,50 +219,43 @@ pub fn is_old_retired(name: &std::ffi::OsStr) -> bool {
     name == OLD_RETIRED
 }
 
-/// Creates `_undo` (durably) if it is missing; returns its path.
-pub fn ensure(layout: &Layout) -> Result<PathBuf> {
-    let undo = layout.undo();
-    match std::fs::create_dir(&undo) {
-        Ok(()) => fsio::sync_dir(layout.dir())?,
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(e).at(Op::CreateDir, &undo),
+/// Creates `_undo` (durably) in the versions directory `v` if it is missing.
+pub fn ensure(v: &Root) -> Result<()> {
+    match v.create_dir(Path::new(UNDO_DIR), 0o755) {
+        Ok(()) => v.sync_dir(Path::new("")),
+        Err(err) if err.io_kind() == Some(io::ErrorKind::AlreadyExists) => Ok(()),
+        Err(err) => Err(err),
     }
-    Ok(undo)
 }
 
-/// Where a new generation is built before it is renamed to `_undo/<stamp>`.
-pub fn building(layout: &Layout) -> PathBuf {
-    layout.undo().join(format!("{TEMP_PREFIX}generation"))
+/// Where a new generation is built before it is renamed to `_undo/<stamp>` (relative to the
+/// versions directory).
+pub fn building() -> PathBuf {
+    Path::new(UNDO_DIR).join(format!("{TEMP_PREFIX}generation"))
+}
+
+/// `_undo/<stamp>`, relative to the versions directory.
+pub fn generation(stamp: Stamp) -> PathBuf {
+    Path::new(UNDO_DIR).join(stamp.to_string())
 }
 
 /// Removes the temporaries a killed restore left in `_undo` (half-built generations);
 /// returns how many.
-pub fn remove_leftovers(layout: &Layout) -> Result<usize> {
-    let undo = layout.undo();
-    let listing = match std::fs::read_dir(&undo) {
-        Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory) => {
-            return Ok(0);
-        }
-        other => other.at(Op::ReadDir, &undo)?,
-    };
+pub fn remove_leftovers(v: &Root) -> Result<usize> {
     let mut removed = 0;
-    for dent in listing {
-        let dent = dent.at(Op::ReadDir, &undo)?;
-        if fsio::is_temp_name(&dent.file_name()) {
-            fsio::remove_tree(&dent.path())?;
+    for name in names_in(v, Path::new(UNDO_DIR))? {
+        if fsio::is_temp_name(&name) {
+            v.remove_tree(&Path::new(UNDO_DIR).join(name))?;
             removed += 1;
         }
     }
     Ok(removed)
 }
 
-fn exists(path: &Path) -> bool {
-    std::fs::symlink_metadata(path).is_ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::versions::Layout;
     use std::fs;
 
     const NOV_25: i64 = 1_795_617_000; // 2026-11-25T14:30:00Z
@@ -333,10 +331,10 @@ mod tests {
         assert_eq!(choose(&[], None), None);
     }
 
-    fn layout(root: &Path) -> Layout {
+    fn layout(root: &Path) -> (Layout, Root) {
         let layout = Layout::new(root, Path::new("/some/dir"));
-        fs::create_dir_all(layout.dir()).unwrap();
-        layout
+        let v = layout.open(true).unwrap().unwrap();
+        (layout, v)
     }
 
     fn mtime(path: &Path, secs: i64) {
@@ -347,21 +345,21 @@ mod tests {
     #[test]
     fn listing_ignores_what_is_not_a_generation() {
         let d = tempfile::tempdir().unwrap();
-        let l = layout(d.path());
-        assert_eq!(list(&l.undo()).unwrap(), []);
+        let (l, v) = layout(d.path());
+        assert_eq!(list(&v).unwrap(), []);
         fs::create_dir_all(l.undo().join("20261125T143000Z-2")).unwrap();
         fs::create_dir_all(l.undo().join("20261125T143000Z")).unwrap();
-        fs::create_dir_all(building(&l)).unwrap();
+        fs::create_dir_all(l.dir().join(building())).unwrap();
         fs::write(l.undo().join("20261126T000000Z"), "a file is not a generation").unwrap();
-        assert_eq!(list(&l.undo()).unwrap(), [s("20261125T143000Z"), s("20261125T143000Z-2")]);
-        assert_eq!(remove_leftovers(&l).unwrap(), 1);
-        assert!(!building(&l).exists());
+        assert_eq!(list(&v).unwrap(), [s("20261125T143000Z"), s("20261125T143000Z-2")]);
+        assert_eq!(remove_leftovers(&v).unwrap(), 1);
+        assert!(!l.dir().join(building()).exists());
     }
 
     #[test]
     fn an_old_slot_becomes_a_generation_stamped_with_its_mtime() {
         let d = tempfile::tempdir().unwrap();
-        let l = layout(d.path());
+        let (l, v) = layout(d.path());
         fs::create_dir_all(l.undo().join("sub")).unwrap();
         fs::write(l.undo().join("sub/f"), "old").unwrap();
         mtime(&l.undo(), NOV_25);
@@ -369,25 +367,25 @@ mod tests {
         fs::create_dir_all(&retired).unwrap();
         fs::write(retired.join("g"), "older").unwrap();
         mtime(&retired, NOV_25);
-        let done = migrate(&l).unwrap();
+        let done = migrate(&v).unwrap();
         assert_eq!(done.len(), 2);
         assert_eq!(fs::read_to_string(l.undo().join("20261125T143000Z/sub/f")).unwrap(), "old");
         assert_eq!(fs::read_to_string(l.undo().join("20261125T143000Z-2/g")).unwrap(), "older");
         assert!(!l.dir().join(LEGACY_DIR).exists() && !retired.exists());
-        assert_eq!(migrate(&l).unwrap(), [], "a second run has nothing to do");
+        assert_eq!(migrate(&v).unwrap(), [], "a second run has nothing to do");
         // Generations alone (and our temporaries) are not an old slot; nor is an empty `_undo`.
-        fs::create_dir_all(building(&l)).unwrap();
-        assert!(!is_old_style(&l.undo()).unwrap());
+        fs::create_dir_all(l.dir().join(building())).unwrap();
+        assert!(!is_old_style(&v).unwrap());
         let d = tempfile::tempdir().unwrap();
-        let l = layout(d.path());
+        let (l, v) = layout(d.path());
         fs::create_dir(l.undo()).unwrap();
-        assert_eq!(migrate(&l).unwrap(), []);
+        assert_eq!(migrate(&v).unwrap(), []);
     }
 
     #[test]
     fn a_migration_interrupted_after_its_first_rename_is_finished() {
         let d = tempfile::tempdir().unwrap();
-        let l = layout(d.path());
+        let (l, v) = layout(d.path());
         // Killed after `_undo` → `_undo-legacy` (and possibly after `_undo` was recreated).
         for recreated in [false, true] {
             let legacy = l.dir().join(LEGACY_DIR);
@@ -397,21 +395,21 @@ mod tests {
             if recreated {
                 fs::create_dir_all(l.undo()).unwrap();
             }
-            let done = migrate(&l).unwrap();
+            let done = migrate(&v).unwrap();
             assert_eq!(done.len(), 1);
             assert_eq!(fs::read_to_string(done[0].to.join("f")).unwrap(), "old");
         }
-        assert_eq!(list(&l.undo()).unwrap(), [s("20261125T143000Z"), s("20261125T143000Z-2")]);
+        assert_eq!(list(&v).unwrap(), [s("20261125T143000Z"), s("20261125T143000Z-2")]);
     }
 
     #[test]
     fn an_old_slot_beside_an_unfinished_migration_is_refused_not_mixed() {
         let d = tempfile::tempdir().unwrap();
-        let l = layout(d.path());
+        let (l, v) = layout(d.path());
         fs::create_dir_all(l.dir().join(LEGACY_DIR)).unwrap();
         fs::create_dir_all(l.undo()).unwrap();
         fs::write(l.undo().join("f"), "a tree").unwrap();
-        let err = migrate(&l).unwrap_err().to_string();
+        let err = migrate(&v).unwrap_err().to_string();
         assert!(err.contains("_undo-legacy") && err.contains("move one"), "{err}");
         assert!(l.undo().join("f").exists());
     }
