@@ -53,25 +53,33 @@ impl State {
     }
 }
 
-/// One entry as stored (format 2).
+/// One entry as stored (format 2): one JSON object per line, with one-letter keys (the base
+/// of a large tree has a row per file, read and written on every pass that changes
+/// something, so its size is its cost; docs/formats.md spells the keys out).
 #[derive(Debug, Serialize, Deserialize)]
 struct Row {
+    #[serde(rename = "p")]
     path: Bytes,
     /// `f` file, `d` directory, `l` symlink.
+    #[serde(rename = "k")]
     kind: char,
+    #[serde(rename = "s")]
     size: u64,
     /// Seconds and nanoseconds.
+    #[serde(rename = "t")]
     mtime: (i64, u32),
+    #[serde(rename = "m")]
     mode: u32,
     /// `[uid, gid]`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "o", default, skip_serializing_if = "Option::is_none")]
     owner: Option<(u32, u32)>,
     /// Inode on side A and side B.
+    #[serde(rename = "i")]
     ino: (u64, u64),
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "h", default, skip_serializing_if = "Option::is_none")]
     hash: Option<Digest>,
     /// A symlink's target.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "l", default, skip_serializing_if = "Option::is_none")]
     target: Option<Bytes>,
 }
 
@@ -93,22 +101,22 @@ impl From<RowV1> for Row {
     }
 }
 
+/// Format 1: one JSON object holding everything.
+#[derive(Debug, Deserialize)]
+struct FileV1 {
+    entries: Vec<RowV1>,
+}
+
+/// The first line of a state file (format 1: the whole file): which format it is and whose
+/// it is.
 #[derive(Debug, Serialize, Deserialize)]
-struct File<R> {
+struct Header {
     format: u32,
     /// The pair's sides in the order it was first synced (see [`Pair`]).
     a: Bytes,
     b: Bytes,
+    #[serde(default)]
     saved: String,
-    entries: Vec<R>,
-}
-
-/// The parts of a state file that say which format it is and whose it is.
-#[derive(Debug, Deserialize)]
-struct Header {
-    format: u32,
-    a: Bytes,
-    b: Bytes,
 }
 
 /// A pair of directories and where its base and lock live. The pair is the same whichever
@@ -200,10 +208,13 @@ fn key(a: &Path, b: &Path, sorted: bool) -> String {
     Digest::of_bytes(&bytes).to_hex()[..16].to_string()
 }
 
-/// The sides recorded in the state file at `rel` below `home`, if it is readable.
+/// The sides recorded in the state file at `rel` below `home`, if it is readable: its first
+/// line only.
 fn read_header(home: &Root, rel: &Path) -> Option<(PathBuf, PathBuf)> {
-    let text = home.read(rel).ok()??;
-    let header: Header = serde_json::from_slice(&text).ok()?;
+    let file = home.open_read(rel).ok()?;
+    let mut line = Vec::new();
+    std::io::BufRead::read_until(&mut std::io::BufReader::new(file), b'\n', &mut line).ok()?;
+    let header: Header = serde_json::from_slice(&line).ok()?;
     Some((header.a.into_path()?, header.b.into_path()?))
 }
 
@@ -213,12 +224,15 @@ pub fn load(home: &Root, rel: &Path) -> Result<Option<State>> {
     let Some(text) = home.read(rel)? else { return Ok(None) };
     let path = home.path_of(rel);
     let corrupt = |reason: String| Error::Invalid { path: path.clone(), reason };
-    let header: Header =
-        serde_json::from_slice(&text).map_err(|e| corrupt(format!("corrupt merge state: {e}")))?;
+    let mut lines = text.split(|&b| b == b'\n').filter(|l| !l.is_empty());
+    let first = lines.next().unwrap_or_default();
+    // Format 1 is one object, normally on one line (else the whole text is that object).
+    let header: Header = serde_json::from_slice(first)
+        .or_else(|_| serde_json::from_slice(&text))
+        .map_err(|e| corrupt(format!("corrupt merge state: {e}")))?;
     let rows: Vec<Row> = match header.format {
-        1 => serde_json::from_slice::<File<RowV1>>(&text)
-            .map(|f| f.entries.into_iter().map(Row::from).collect()),
-        FORMAT => serde_json::from_slice::<File<Row>>(&text).map(|f| f.entries),
+        1 => serde_json::from_slice::<FileV1>(&text).map(|f| f.entries.into_iter().map(Row::from).collect()),
+        FORMAT => lines.map(serde_json::from_slice::<Row>).collect(),
         other => {
             return Err(corrupt(format!(
                 "merge state format {other} is not {FORMAT} (written by another version)"
@@ -251,45 +265,44 @@ pub fn load(home: &Root, rel: &Path) -> Result<Option<State>> {
     Ok(Some(State { entries }))
 }
 
-/// Writes the base at `rel` below `home` atomically.
+/// Writes the base at `rel` below `home` atomically: the header line, then one line per entry.
 pub fn save(home: &Root, rel: &Path, a: &Path, b: &Path, state: &State) -> Result<()> {
-    let entries = state
-        .entries
-        .iter()
-        .map(|(p, e)| {
-            let (kind, target) = match &e.kind {
-                Kind::File => ('f', None),
-                Kind::Dir => ('d', None),
-                Kind::Symlink(t) => ('l', Some(Bytes::of(t))),
-            };
-            Row {
-                path: Bytes::of(p.as_bytes()),
-                kind,
-                size: e.size,
-                mtime: (e.mtime.secs, e.mtime.nanos),
-                mode: e.mode,
-                owner: e.owner.map(|o| (o.uid, o.gid)),
-                ino: (e.ino[0], e.ino[1]),
-                hash: e.hash,
-                target,
-            }
-        })
-        .collect();
-    let file = File {
+    let encode = |e: serde_json::Error| Error::Invalid {
+        path: home.path_of(rel),
+        reason: format!("cannot encode merge state: {e}"),
+    };
+    let header = Header {
         format: FORMAT,
         a: Bytes::of(a.as_os_str().as_bytes()),
         b: Bytes::of(b.as_os_str().as_bytes()),
         saved: chrono::Utc::now().to_rfc3339(),
-        entries,
     };
-    let json = serde_json::to_vec(&file).map_err(|e| Error::Invalid {
-        path: home.path_of(rel),
-        reason: format!("cannot encode merge state: {e}"),
-    })?;
+    let mut out = serde_json::to_vec(&header).map_err(encode)?;
+    out.push(b'\n');
+    for (p, e) in &state.entries {
+        let (kind, target) = match &e.kind {
+            Kind::File => ('f', None),
+            Kind::Dir => ('d', None),
+            Kind::Symlink(t) => ('l', Some(Bytes::of(t))),
+        };
+        let row = Row {
+            path: Bytes::of(p.as_bytes()),
+            kind,
+            size: e.size,
+            mtime: (e.mtime.secs, e.mtime.nanos),
+            mode: e.mode,
+            owner: e.owner.map(|o| (o.uid, o.gid)),
+            ino: (e.ino[0], e.ino[1]),
+            hash: e.hash,
+            target,
+        };
+        serde_json::to_writer(&mut out, &row).map_err(encode)?;
+        out.push(b'\n');
+    }
     if let Some(dir) = rel.parent() {
         home.create_dirs(dir)?;
     }
-    home.write_atomic(rel, &json)
+    home.write_atomic(rel, &out)
 }
 
 #[cfg(test)]
