@@ -1,8 +1,10 @@
-//! Command-line arguments of `oneway` (SPEC section 3), turned once into validated options.
+//! Command-line arguments of `oneway` (SPEC section 3): its own plus the flags both programs
+//! share ([`synccli::args::CommonArgs`]).
 
 use std::path::PathBuf;
 
 use clap::Parser;
+use synccli::args::CommonArgs;
 
 /// Mirror SOURCE into BACKUP, once or periodically, atomically and without ever writing SOURCE.
 #[derive(Debug, Parser)]
@@ -20,42 +22,11 @@ pub struct Args {
     #[arg(long, visible_alias = "versioned-backup")]
     pub versioned: bool,
 
-    /// Seconds between passes, 1 to 31536000 (one year).
-    // A bound, not just `1..`: `now + interval` must never overflow (hardening issue, part A).
-    #[arg(short, long, value_name = "SECS", default_value_t = 60, value_parser = synccore::interval::parse_secs)]
-    pub interval: u64,
-
-    /// Log file (appended to; recreated if deleted while running).
-    #[arg(short, long, value_name = "FILE", default_value = "oneway.log")]
-    pub log: PathBuf,
-
-    /// Run one pass and exit with its status.
-    #[arg(long)]
-    pub once: bool,
-
-    /// Print the plan a real pass would carry out and change nothing (implies --once).
-    #[arg(long)]
-    pub dry_run: bool,
-
     /// Compare equal-size files by content even when their mtimes agree (with --versioned:
-    /// hash every file instead of trusting the manifest's hash cache).
+    /// hash every file instead of trusting the hash cache).
     #[arg(long)]
     pub checksum: bool,
 
-    /// Abort a pass that would delete more than this percentage of BACKUP's files (mirror only:
-    /// a versioned pass deletes nothing but the oldest version).
-    #[arg(long, value_name = "PERCENT", default_value_t = 50, value_parser = clap::value_parser!(u8).range(0..=100))]
-    pub max_delete: u8,
-
-    /// Carry out a pass that a safety rail (max-delete, empty source) would abort.
-    #[arg(long)]
-    pub force: bool,
-
-    /// Show only warnings and errors on the console.
-    #[arg(short, long, conflicts_with = "verbose")]
-    pub quiet: bool,
-
-    /// Show debug detail on the console and in the log.
-    #[arg(long)]
-    pub verbose: bool,
+    #[command(flatten)]
+    pub common: CommonArgs,
 }

@@ -1,160 +1,373 @@
-//! `oneway --versioned` (SPEC section 3 "Versioned"): its inputs, its lock and the log lines of
-//! a pass. What a pass decides and does is `synccore::versioned`; the layout is
-//! `synccore::versions`.
+//! One pass of `oneway --versioned` (SPEC section 3 "Versioned"): repair what a killed pass
+//! left, scan SOURCE, compute its directory checksum reusing the hash cache ([`cache`]), and
+//! only when the checksum differs from `_1`'s build a new version and rotate it in.
 //!
-//! A missing SOURCE at start-up is bad input (exit 2, SPEC section 5) unless versions of it
-//! already exist: then it is the unmounted-disk case of the empty-source rail, so the run goes
-//! on and each pass refuses to rotate (exit 3 with `--once`; a logged warning and the next
-//! pass in periodic mode, which is what a child of `twoway`'s recovery needs). A SOURCE that
-//! vanishes or empties between passes is handled the same way.
+//! The new version is a diff of SOURCE against an empty tree, carried out by the one copy
+//! engine into the versions' build directory, in which every copy of a file whose content
+//! hash, mode, mtime and owner equal those of the file in `_1` becomes a hard link to it. A
+//! version therefore costs only the bytes that changed.
+//!
+//! A version is a complete picture of SOURCE or nothing: a pass that cannot read all of SOURCE,
+//! or whose build meets a failure or a file changing under it, discards the build and leaves
+//! the slots as they were. A missing or empty SOURCE never rotates (SPEC section 7: the
+//! original wiped both versions that way); when versions exist it is the empty-source rail,
+//! which `--force` does not override. A version that would drop more than `--max-delete` of
+//! `_1`'s files aborts like a mirror pass (the architecture issue, point 1).
 
-use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
+pub mod cache;
+pub mod report;
+
+use std::path::Path;
 use std::time::Instant;
 
-use synccore::apply::Event;
-use synccore::error::{Error, Quoted};
-use synccore::lock::{self, LockGuard};
-use synccore::plan::{Action, StepKind};
-use synccore::roots;
-use synccore::versioned::{Outcome, VersionedOptions, run_pass};
-use synccore::versions::{Layout, Slot};
+use synccore::apply::{self, ApplyStats, Event, Trees};
+use synccore::checksum::{Digest, directory_checksum_of, file_checksum_in};
+use synccore::diff::{self, DiffOptions};
+use synccore::entry::{MODE_MASK, Mtime, Owner, keeps_owners};
+use synccore::error::{Error, IoResultExt, Op, Result};
+use synccore::fsio::Root;
+use synccore::plan::Plan;
+use synccore::rails::{self, Rails};
+use synccore::relpath::RelPath;
+use synccore::scan::{self, Tree};
+use synccore::shutdown::Shutdown;
+use synccore::versions::manifest::{FileRecord, Manifest, SlotRecord};
+use synccore::versions::rotation::{self, Repair};
+use synccore::versions::{Layout, Slot, names};
 
-use synccore::observe::{Progress, Totals};
+use self::cache::Hashed;
 
-/// The canonical SOURCE of a versioned run: an existing directory, or a missing one whose
-/// versions exist below `root`.
-pub fn source_dir(source: &Path, root: &Path) -> Result<PathBuf, Error> {
-    match roots::existing_dir(source) {
-        Err(Error::Missing { path }) => {
-            let absolute = roots::absolute(source)?;
-            let layout = Layout::new(&roots::future_dir(root)?, &absolute);
-            if layout.manifest().exists() || layout.slot(Slot::Latest).exists() {
-                Ok(absolute)
-            } else {
-                Err(Error::Missing { path })
-            }
+/// How a versioned pass runs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct VersionedOptions {
+    /// Decide and report only; change (and create) nothing.
+    pub dry_run: bool,
+    /// Hash every file, ignoring the hash cache (`--checksum`).
+    pub rehash: bool,
+    /// The max-delete rail (the empty-source rail is never overridden here).
+    pub rails: Rails,
+}
+
+/// What a pass decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// SOURCE's directory checksum equals `_1`'s: nothing was written.
+    Unchanged { checksum: Digest },
+    /// A new `_1` was rotated in (`old` is the checksum of the `_1` it replaced, if any).
+    Rotated { old: Option<Digest>, new: Digest },
+    /// Dry run: a real pass would rotate.
+    WouldRotate { old: Option<Digest>, new: Digest },
+    /// SOURCE is empty and no versions exist yet: nothing to keep.
+    EmptySource,
+    /// The new version could not be made complete; it was discarded, the slots are unchanged.
+    Abandoned { reason: &'static str },
+    /// A shutdown request stopped the pass; the slots are unchanged.
+    Interrupted,
+}
+
+/// What a versioned pass found and did.
+#[derive(Debug)]
+pub struct VersionedReport {
+    pub outcome: Outcome,
+    /// What the start-of-pass repair did.
+    pub repair: Repair,
+    /// The plan that builds the new version (empty when nothing rotates).
+    pub plan: Plan,
+    /// What building it did; `copied_bytes` is the file data written.
+    pub stats: ApplyStats,
+    /// What hashing SOURCE read (cache misses).
+    pub hashed: Hashed,
+    /// Size of the manifest written (0 when none was).
+    pub manifest_bytes: u64,
+    /// Per-path problems met while scanning or building.
+    pub scan_errors: Vec<Error>,
+    /// Source entries skipped because they are special files.
+    pub special: Vec<RelPath>,
+}
+
+impl VersionedReport {
+    fn new(repair: Repair) -> Self {
+        VersionedReport {
+            outcome: Outcome::EmptySource,
+            repair,
+            plan: Plan::default(),
+            stats: ApplyStats::default(),
+            hashed: Hashed::default(),
+            manifest_bytes: 0,
+            scan_errors: Vec::new(),
+            special: Vec::new(),
         }
-        other => other,
+    }
+
+    /// True when some entry failed or the version was abandoned because of a failure (exit 1).
+    pub fn had_errors(&self) -> bool {
+        !self.scan_errors.is_empty()
+            || self.stats.failed > 0
+            || matches!(self.outcome, Outcome::Abandoned { .. })
     }
 }
 
-/// Takes the lock of SOURCE's versions. A dry run creates nothing, not even the lock file: it
-/// only refuses to run beside a live holder.
-pub fn lock(layout: &Layout, dry_run: bool) -> Result<Option<LockGuard>, Error> {
-    if dry_run {
-        return match lock::holder(&layout.lock()) {
-            Some(pid) => Err(Error::Locked { path: layout.lock(), pid }),
-            None => Ok(None),
-        };
-    }
-    lock::acquire(&layout.lock()).map(Some)
+/// The versions of one SOURCE as a pass finds them.
+struct Versions {
+    /// The versions directory (`None`: a dry run before the first version).
+    dir: Option<Root>,
+    manifest: Manifest,
+    /// The manifest was lost and rebuilt from the slots.
+    rebuilt: bool,
+    latest_exists: bool,
 }
 
-/// Runs a versioned pass, logs it, and returns its exit status (0, 1, 2 or 3).
-pub fn one_pass(
+impl Versions {
+    fn exist(&self) -> bool {
+        self.manifest.latest.is_some() || self.latest_exists
+    }
+}
+
+/// SOURCE as a pass scanned it.
+struct Source {
+    root: Root,
+    tree: Tree,
+    /// The root's mode, mtime and owner, which the new slot's root takes on.
+    meta: (u32, Mtime, Owner),
+}
+
+/// Runs one versioned pass of `source` (canonical) into the slots of `layout`. The caller holds
+/// the lock at [`Layout::lock`] (unless dry-running). Safety rails return [`Error::Aborted`]
+/// before anything changes.
+pub fn run_pass(
     source: &Path,
     layout: &Layout,
     options: VersionedOptions,
-    shutdown: &AtomicBool,
-    totals: &mut Totals,
-) -> u8 {
+    shutdown: &Shutdown,
+    observe: &mut dyn FnMut(Event<'_>),
+) -> Result<VersionedReport> {
     let started = Instant::now();
-    let mut progress = Progress::default();
-    let result = run_pass(source, layout, options, shutdown, &mut |event| {
-        log_event(&event);
-        progress.tick();
-    });
-    let pass = totals.passes + 1;
-    let report = match result {
-        Ok(report) => report,
-        Err(err @ Error::Aborted(_)) => {
-            log::warn!("not rotating: {err}; the versions are kept as they are");
-            return err.exit_code() as u8;
+    let taken = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+    let (versions, repair) = open_versions(source, layout, options.dry_run)?;
+    let mut report = VersionedReport::new(repair);
+    let Some(src) = scan_source(source, layout, &versions, &mut report)? else { return Ok(report) };
+
+    let mut rows = Vec::new();
+    let manifest = &versions.manifest;
+    let summed = cache::source_checksum(
+        &src.tree,
+        &src.root,
+        manifest,
+        options.rehash,
+        shutdown.flag(),
+        &mut report.hashed,
+        &mut rows,
+    );
+    let checksum = match summed {
+        Ok(c) => c,
+        Err(Error::Interrupted) => {
+            report.outcome = Outcome::Interrupted;
+            return Ok(report);
         }
-        Err(err) => {
-            log::error!("pass aborted: {err}");
-            totals.errors += 1;
-            return err.exit_code() as u8;
+        Err(err) => return Err(err),
+    };
+    let old = manifest.latest.as_ref().map(|r| r.checksum);
+    if old == Some(checksum) && versions.latest_exists {
+        report.outcome = Outcome::Unchanged { checksum };
+        if versions.rebuilt && !options.dry_run {
+            report.manifest_bytes = write_rebuilt_manifest(&versions, taken, rows)?;
+        }
+        return Ok(report);
+    }
+
+    report.plan = plan_version(&src.tree, &versions, &rows)?;
+    let dropped =
+        manifest.files.iter().filter(|r| rows.binary_search_by(|n| n.path.cmp(&r.path)).is_err()).count();
+    options.rails.check_deletes(dropped, manifest.files.len(), &layout.dir())?;
+    let v = match versions.dir {
+        Some(ref v) if !options.dry_run => v,
+        _ => {
+            report.outcome = Outcome::WouldRotate { old, new: checksum };
+            return Ok(report);
         }
     };
-    let repair = report.repair;
-    if repair.finished_rotation {
-        log::warn!("finished a rotation that an earlier run left half done");
+
+    // Build the new version aside, then swap it in (see `versions::rotation`).
+    if !build(&mut report, &src.root, v, src.meta, shutdown, observe)? {
+        return Ok(report);
     }
-    if repair.discarded_build {
-        log::warn!("discarded a version an earlier run left half built; the slots are unchanged");
-    }
-    if repair.removed_leftovers > 0 {
-        log::info!("cleanup: removed {} leftover temporaries", repair.removed_leftovers);
-    }
-    for err in &report.scan_errors {
-        log::error!("{err}");
-    }
-    for path in &report.special {
-        log::warn!("skipped special file \"{path}\" (fifo, socket or device)");
-    }
-    totals.errors += report.scan_errors.len() as u64;
-    totals.stats.add(&report.stats);
-    let secs = started.elapsed().as_secs_f64();
-    let show = |d: &Option<synccore::checksum::Digest>| d.map_or_else(|| "none".to_owned(), |d| d.to_hex());
-    let plan = &report.plan;
-    let (copies, links) = (plan.count(StepKind::Copy), plan.count(StepKind::HardLink));
-    match &report.outcome {
-        Outcome::Unchanged { checksum } => {
-            if options.dry_run {
-                println!("would not rotate: unchanged, directory checksum {checksum}");
-                log::info!("dry run: would not rotate (directory checksum {checksum} unchanged)");
-            }
-            log::debug!(
-                "pass {pass}: unchanged (directory checksum {checksum}), nothing written; \
-                 {} files hashed, {secs:.2} s",
-                report.hashed_files
-            );
-        }
-        Outcome::Rotated { old, new } => {
-            totals.rotations += 1;
-            log::info!("rotate {}: {} -> {new}", Quoted(&layout.dir()), show(old));
-            log::info!(
-                "pass {pass}: rotated; {copies} files copied, {} bytes written, {links} hard links, \
-                 manifest {} bytes, {} files hashed ({} bytes read), {} failed, {secs:.2} s",
-                report.stats.copied_bytes,
-                report.manifest_bytes,
-                report.hashed_files,
-                report.hashed_bytes,
-                report.stats.failed
-            );
-        }
-        Outcome::WouldRotate { old, new } => {
-            for step in &plan.steps {
-                println!("{step}");
-            }
-            println!("would rotate: {} -> {new}", show(old));
-            log::info!(
-                "dry run: would rotate {} -> {new}: {copies} copies ({} bytes), {links} hard links; \
-                 nothing changed",
-                show(old),
-                plan.bytes()
-            );
-        }
-        Outcome::EmptySource => {
-            log::warn!("{} is empty and has no versions yet; nothing to keep", Quoted(source));
-        }
-        Outcome::Abandoned { reason } => {
-            log::error!("no new version: {reason}; the versions are unchanged");
-        }
-        Outcome::Interrupted => log::info!("pass {pass} interrupted; the versions are unchanged"),
-    }
-    u8::from(report.had_errors())
+    let record = SlotRecord {
+        checksum,
+        taken,
+        duration_ms: started.elapsed().as_millis() as u64,
+        files: rows.len() as u64,
+        bytes: rows.iter().map(|r| r.size).sum(),
+    };
+    let new = Manifest {
+        previous: if versions.latest_exists {
+            versions.manifest.latest.clone()
+        } else {
+            versions.manifest.previous.clone()
+        },
+        latest: Some(record),
+        files: rows,
+        ..Manifest::new(source)
+    };
+    let bytes = new.to_bytes();
+    rotation::swap_in(v, &bytes)?;
+    report.manifest_bytes = bytes.len() as u64;
+    report.outcome = Outcome::Rotated { old, new: checksum };
+    Ok(report)
 }
 
-/// Copies are logged like a mirror's; the rest of building a version (directories, hard links,
-/// symlinks, metadata) only in verbose mode, so that a rotation's log shows what changed.
-fn log_event(event: &Event<'_>) {
-    match event {
-        Event::Done(step) if matches!(step.action, Action::Copy { .. }) => log::info!("{step}"),
-        Event::Done(step) => log::debug!("{step}"),
-        Event::Failed(step, err) => log::error!("{step} failed: {err}"),
-        Event::Skipped(step, why) => log::warn!("{step} skipped: {why}; the new version is discarded"),
+/// Opens the versions directory beneath ROOT (creating it unless dry-running), repairs what a
+/// killed pass left, and loads (or rebuilds) the manifest.
+fn open_versions(source: &Path, layout: &Layout, dry_run: bool) -> Result<(Versions, Repair)> {
+    let dir = layout.open(!dry_run)?;
+    let repair = match &dir {
+        Some(v) if !dry_run => rotation::repair(v)?,
+        _ => Repair::default(),
+    };
+    let latest_exists = dir.as_ref().is_some_and(|v| v.exists(Path::new(Slot::Latest.dir_name())));
+    let (manifest, rebuilt) = load_manifest(source, layout, dir.as_ref())?;
+    Ok((Versions { dir, manifest, rebuilt, latest_exists }, repair))
+}
+
+/// Scans SOURCE. A vanished or empty SOURCE (an unmounted disk) never rotates: the empty-side
+/// rail when versions exist; `Ok(None)` (nothing to keep, or a scan with errors, recorded in
+/// `report`) when the pass is over.
+fn scan_source(
+    source: &Path,
+    layout: &Layout,
+    versions: &Versions,
+    report: &mut VersionedReport,
+) -> Result<Option<Source>> {
+    let scanned = Root::open(source).and_then(|root| {
+        let st = root.top().stat_self().at(Op::Stat, root.path())?;
+        let meta = (st.st_mode & MODE_MASK, Mtime::of_stat(&st), Owner::of_stat(&st));
+        Ok(Source { tree: scan::scan(&root)?, root, meta })
+    });
+    let src = scanned.map_err(|err| rails::missing_root(err, versions.exist(), source, &layout.dir()))?;
+    report.special.clone_from(&src.tree.special);
+    if !src.tree.errors.is_empty() {
+        report.scan_errors = src.tree.errors;
+        report.outcome = Outcome::Abandoned { reason: "SOURCE could not be read completely" };
+        return Ok(None);
     }
+    let empty = src.tree.entries.is_empty();
+    // `--force` never lets an empty SOURCE replace the versions (SPEC section 3).
+    Rails::default().check_empty_side(empty, versions.exist(), false, source, &layout.dir())?;
+    Ok((!empty).then_some(src))
+}
+
+/// Writes a manifest that was lost and rebuilt from the slots, with this pass's hashes as its
+/// cache; returns its size.
+fn write_rebuilt_manifest(versions: &Versions, taken: String, rows: Vec<FileRecord>) -> Result<u64> {
+    let mut fixed = versions.manifest.clone();
+    if let Some(latest) = fixed.latest.as_mut() {
+        latest.taken = taken;
+    }
+    fixed.files = rows;
+    let bytes = fixed.to_bytes();
+    if let Some(v) = &versions.dir {
+        v.write_atomic(Path::new(names::MANIFEST), &bytes)?;
+    }
+    Ok(bytes.len() as u64)
+}
+
+/// The plan that builds the new version: SOURCE diffed against an empty tree, every copy of a
+/// file `_1` already holds turned into a hard link to it.
+fn plan_version(tree: &Tree, versions: &Versions, rows: &[FileRecord]) -> Result<Plan> {
+    let mut plan = diff::plan(tree, &Tree::default(), DiffOptions::for_this_process(false), &mut |_, _| true);
+    let latest_root = match &versions.dir {
+        Some(v) if versions.latest_exists => Some(v.open_root(Path::new(Slot::Latest.dir_name()))?),
+        _ => None,
+    };
+    cache::link_unchanged(&mut plan, rows, &versions.manifest, keeps_owners(), &mut |rel| {
+        latest_root.as_ref().and_then(|l| scan::entry_of(l, rel).ok().flatten())
+    });
+    Ok(plan)
+}
+
+/// Carries out `report.plan` into [`names::NEXT`] of the versions directory `v` with the one
+/// copy engine (hard links into `_1`) and makes the tree durable. False (with the outcome set,
+/// the build discarded) unless every step succeeded.
+fn build(
+    report: &mut VersionedReport,
+    source: &Root,
+    v: &Root,
+    (root_mode, root_mtime, root_owner): (u32, Mtime, Owner),
+    shutdown: &Shutdown,
+    observe: &mut dyn FnMut(Event<'_>),
+) -> Result<bool> {
+    let next = Path::new(names::NEXT);
+    v.remove_tree(next)?;
+    v.create_dir(next, 0o700)?;
+    let next_root = v.open_root(next)?;
+    let trees = Trees { from: source, to: &next_root, links: Some(v) };
+    report.stats = apply::apply(&report.plan, trees, shutdown.flag(), observe);
+    if report.stats.panicked {
+        v.remove_tree(next)?;
+        return Err(Error::Panicked { what: "building the new version" });
+    }
+    if !report.stats.is_complete() {
+        v.remove_tree(next)?;
+        report.outcome = if report.stats.interrupted {
+            Outcome::Interrupted
+        } else {
+            Outcome::Abandoned { reason: "the new version could not be built completely" }
+        };
+        return Ok(false);
+    }
+    // The slot's root takes SOURCE root's mode and mtime, after its contents are in place.
+    v.set_meta(next, Some(root_mode), Some(root_mtime), keeps_owners().then_some(root_owner))?;
+    next_root.sync_fs()?;
+    Ok(true)
+}
+
+/// The manifest of the versions directory `v`, or one rebuilt from the slots when it is
+/// missing or unreadable (the slots are the truth; the manifest only describes them). True
+/// when rebuilt from slots that exist.
+fn load_manifest(source: &Path, layout: &Layout, v: Option<&Root>) -> Result<(Manifest, bool)> {
+    let Some(v) = v else { return Ok((Manifest::new(source), false)) };
+    let loaded = match Manifest::load(v) {
+        Ok(m) => m,
+        Err(err @ Error::Corrupt { .. }) => {
+            log::warn!("{err}; rebuilding it from the version slots");
+            None
+        }
+        Err(err) => return Err(err),
+    };
+    if let Some(m) = loaded {
+        if m.source != source {
+            return Err(Error::Invalid {
+                path: layout.manifest(),
+                reason: format!("belongs to {}, not to this SOURCE", synccore::error::Quoted(&m.source)),
+            });
+        }
+        return Ok((m, false));
+    }
+    let mut m = Manifest::new(source);
+    m.latest = slot_record(v, Slot::Latest)?;
+    m.previous = slot_record(v, Slot::Previous)?;
+    let rebuilt = m.latest.is_some();
+    Ok((m, rebuilt))
+}
+
+/// A slot's record computed from its tree (hashing every file), `None` when it does not exist.
+fn slot_record(v: &Root, slot: Slot) -> Result<Option<SlotRecord>> {
+    let rel = Path::new(slot.dir_name());
+    if !v.exists(rel) {
+        return Ok(None);
+    }
+    let dir = v.open_root(rel)?;
+    let tree = scan::scan_owned(&dir)?;
+    if let Some(err) = tree.errors.into_iter().next() {
+        return Err(err);
+    }
+    let checksum = directory_checksum_of(&tree.entries, |e| file_checksum_in(&dir, &e.path))?;
+    let files = tree.entries.iter().filter(|e| e.is_file());
+    Ok(Some(SlotRecord {
+        checksum,
+        // Unknown: the epoch, which also keeps the (empty) hash cache from ever being trusted.
+        taken: "1970-01-01T00:00:00Z".into(),
+        duration_ms: 0,
+        files: files.clone().count() as u64,
+        bytes: files.map(|e| e.size).sum(),
+    }))
 }

@@ -13,6 +13,7 @@ use clap::builder::{PossibleValue, TypedValueParser};
 use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::parser::ValueSource;
 use clap::{Arg, ArgAction, Command, CommandFactory, Parser};
+use synccli::args::CommonArgs;
 use synccore::versions::undo::Stamp;
 
 /// The versions `--restore` can bring back.
@@ -148,44 +149,14 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
 
-    /// Seconds between passes, 1 to 31536000 (one year).
-    // A bound, not just `1..`: `now + interval` must never overflow (hardening issue, part A).
-    #[arg(short, long, value_name = "SECS", default_value_t = 60, value_parser = synccore::interval::parse_secs)]
-    pub interval: u64,
-
-    /// Log file (appended to; recreated if deleted while running).
-    #[arg(short, long, value_name = "FILE", default_value = "twoway.log")]
-    pub log: PathBuf,
-
     /// Where the merge state and locks live.
     #[arg(long, value_name = "DIR", long_help = HOME_HELP)]
     pub home: Option<PathBuf>,
-
-    /// Run one pass and exit with its status.
-    #[arg(long)]
-    pub once: bool,
-
-    /// Print the plan a real pass would carry out and change nothing (implies --once).
-    #[arg(long)]
-    pub dry_run: bool,
-
-    /// Abort a pass that would delete more than this percentage of a side's files.
-    #[arg(long, value_name = "PERCENT", default_value_t = 50, value_parser = clap::value_parser!(u8).range(0..=100))]
-    pub max_delete: u8,
-
-    /// Carry out a pass that a safety rail (max-delete, empty side) would abort.
-    #[arg(long)]
-    pub force: bool,
 
     /// Do not run the recovery system (no versioning children, no config.json).
     #[arg(long)]
     pub no_recovery: bool,
 
-    /// Show only warnings and errors on the console.
-    #[arg(short, long, conflicts_with = "verbose")]
-    pub quiet: bool,
-
-    /// Show debug detail on the console and in the log.
-    #[arg(long)]
-    pub verbose: bool,
+    #[command(flatten)]
+    pub common: CommonArgs,
 }

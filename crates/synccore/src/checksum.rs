@@ -25,12 +25,7 @@ pub struct Digest(pub [u8; 32]);
 impl Digest {
     /// The lowercase hex form.
     pub fn to_hex(&self) -> String {
-        let mut s = String::with_capacity(64);
-        for b in self.0 {
-            s.push(char::from(HEX[usize::from(b >> 4)]));
-            s.push(char::from(HEX[usize::from(b & 15)]));
-        }
-        s
+        hex::encode(self.0)
     }
 
     /// SHA-256 of a byte string.
@@ -38,8 +33,6 @@ impl Digest {
         Digest(Sha256::digest(bytes).into())
     }
 }
-
-const HEX: &[u8; 16] = b"0123456789abcdef";
 
 impl fmt::Display for Digest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -62,19 +55,12 @@ impl FromStr for Digest {
     type Err = ParseDigestError;
 
     fn from_str(s: &str) -> Result<Self, ParseDigestError> {
-        let s = s.as_bytes();
-        if s.len() != 64 {
+        // Lowercase only: the one spelling the programs write.
+        if s.bytes().any(|b| b.is_ascii_uppercase()) {
             return Err(ParseDigestError);
         }
-        let nibble = |c: u8| match c {
-            b'0'..=b'9' => Ok(c - b'0'),
-            b'a'..=b'f' => Ok(c - b'a' + 10),
-            _ => Err(ParseDigestError),
-        };
         let mut out = [0u8; 32];
-        for (i, pair) in s.chunks_exact(2).enumerate() {
-            out[i] = nibble(pair[0])? << 4 | nibble(pair[1])?;
-        }
+        hex::decode_to_slice(s, &mut out).map_err(|_| ParseDigestError)?;
         Ok(Digest(out))
     }
 }

@@ -116,8 +116,19 @@ pub enum Error {
     #[error("{} is locked by another running process{}", Quoted(path), holder_suffix(*pid))]
     Locked { path: PathBuf, pid: Option<u32> },
 
+    /// Bad input: a path or value the user gave that cannot be used (exit 2).
     #[error("{}: {reason}", Quoted(path))]
     Invalid { path: PathBuf, reason: String },
+
+    /// One of the program's own files (a merge state, a manifest, a register) cannot be
+    /// used: unreadable JSON, a newer format. Reported with what happens instead.
+    #[error("{}: {reason}", Quoted(path))]
+    Corrupt { path: PathBuf, reason: String },
+
+    /// Something the program needs before it can work could not be set up (signal handlers,
+    /// the log): not the user's input, not a per-file failure.
+    #[error("cannot set up {what}: {reason}")]
+    Setup { what: &'static str, reason: String },
 
     /// A copy that feeds a swap (a restore's copy of a version, of DIR into an undo
     /// generation) was not complete; nothing was swapped (hardening issue, point 2).
@@ -154,7 +165,9 @@ impl Error {
             | Error::RenameIo { .. }
             | Error::Interrupted
             | Error::Panicked { .. }
-            | Error::Incomplete { .. } => 1,
+            | Error::Incomplete { .. }
+            | Error::Corrupt { .. }
+            | Error::Setup { .. } => 1,
         }
     }
 }

@@ -523,6 +523,21 @@ fn set_entry_owner(dir: &Dir, name: &OsStr, owner: Owner) -> io::Result<()> {
     Ok(())
 }
 
+/// The directory that holds the program's own file `path` (a config file, a register),
+/// opened as a root by its canonical path (and created first when `create`), and the file's
+/// name in it: the file is then read and written only through that directory's descriptor,
+/// never through a symlink (the security issue).
+pub fn open_beside(path: &Path, create: bool) -> Result<(Root, &Path)> {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(Error::Invalid { path: path.to_path_buf(), reason: "is not a file name".into() });
+    };
+    let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+    if create {
+        create_dirs(dir)?;
+    }
+    Ok((Root::open(&crate::roots::absolute(dir)?)?, Path::new(name)))
+}
+
 /// Creates a directory and its missing parents by path (the programs' own top directories:
 /// homes, logs, a BACKUP that does not exist yet), before a [`Root`] is opened on it.
 pub fn create_dirs(path: &Path) -> Result<()> {

@@ -1,8 +1,9 @@
-//! Byte strings in JSON files: paths are raw bytes, JSON strings are UTF-8. A byte string is
-//! written as a plain string when it is valid UTF-8, else as `{"hex": "<bytes as hex>"}`, so
-//! every name round-trips byte-exactly while ordinary names stay readable.
+//! Byte strings in JSON: paths are raw bytes, JSON strings are UTF-8. Every file the programs
+//! write (the merge state, the versions manifest, `.info.json`) and the `--json` events use
+//! this one encoding: a plain string when the bytes are valid UTF-8, else
+//! `{"hex": "<bytes as lowercase hex>"}`, so every name round-trips byte-exactly while
+//! ordinary names stay readable.
 
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -20,12 +21,7 @@ impl Bytes {
     pub fn of(bytes: &[u8]) -> Self {
         match std::str::from_utf8(bytes) {
             Ok(s) => Bytes::Utf8(s.to_owned()),
-            Err(_) => Bytes::Raw {
-                hex: bytes.iter().fold(String::new(), |mut s, b| {
-                    let _ = write!(s, "{b:02x}");
-                    s
-                }),
-            },
+            Err(_) => Bytes::Raw { hex: hex::encode(bytes) },
         }
     }
 
@@ -39,10 +35,7 @@ impl Bytes {
     pub fn into_bytes(self) -> Option<Vec<u8>> {
         match self {
             Bytes::Utf8(s) => Some(s.into_bytes()),
-            Bytes::Raw { hex } => (0..hex.len())
-                .step_by(2)
-                .map(|i| hex.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
-                .collect(),
+            Bytes::Raw { hex } => hex::decode(hex).ok(),
         }
     }
 

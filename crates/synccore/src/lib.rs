@@ -1,30 +1,25 @@
-//! `synccore`: the engine shared by `oneway` and `twoway`. One pipeline serves both:
-//! **scan → plan → apply**, with the versions layout, merge state and locks beside it.
-//! The library decides and acts; it never parses arguments, prints or exits (the binaries do).
+//! `synccore`: the primitives `oneway` and `twoway` share, the design card's "checksum, diff
+//! and copy primitives". One pipeline serves both programs: **scan → diff (a plan) → apply**,
+//! with every entry reached beneath its root through directory descriptors (`fsio`). Beside
+//! it: the versions layout that `oneway` writes and `twoway --restore` reads (with the repair
+//! of an interrupted rotation), locks, the safety rails and the shutdown signal. The library
+//! decides and acts; it never parses arguments, prints or exits.
 
 pub mod apply;
-pub mod bisync;
 pub mod checksum;
+pub mod diff;
 pub mod entry;
 pub mod error;
 pub mod fault;
 pub mod fsio;
-pub mod interval;
 pub mod jsonbytes;
 pub mod lock;
-pub mod logging;
-pub mod merge;
-pub mod mirror;
-pub mod observe;
 pub mod plan;
-pub mod recovery;
+pub mod rails;
 pub mod relpath;
-pub mod restore;
 pub mod roots;
 pub mod scan;
 pub mod shutdown;
-pub mod state;
-pub mod versioned;
 pub mod versions;
 
 pub use error::{Error, Result};

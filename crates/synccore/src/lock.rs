@@ -72,14 +72,33 @@ fn open(path: &Path) -> Result<File> {
     Ok(file)
 }
 
-/// The pid of the live process holding the lock at `path`, if any (without taking it).
-pub fn holder(path: &Path) -> Option<Option<u32>> {
+/// A live process that holds a lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Holder {
+    /// Its pid, as it wrote it into the lock file (`None` when unreadable).
+    pub pid: Option<u32>,
+}
+
+/// The live process holding the lock at `path`, if any (without taking it).
+pub fn holder(path: &Path) -> Option<Holder> {
     use std::os::unix::fs::OpenOptionsExt;
     let nofollow = rustix::fs::OFlags::NOFOLLOW.bits() as i32;
     let mut file = OpenOptions::new().read(true).write(true).custom_flags(nofollow).open(path).ok()?;
     match file.try_lock_shared() {
         Ok(()) => None,
-        Err(_) => Some(read_pid(&mut file)),
+        Err(_) => Some(Holder { pid: read_pid(&mut file) }),
+    }
+}
+
+/// The lock a pass holds: taken for a real pass; for a dry run, which writes nothing (not even
+/// a lock file), only a refusal when a live process holds it.
+pub fn acquire_unless_dry_run(path: &Path, dry_run: bool) -> Result<Option<LockGuard>> {
+    if !dry_run {
+        return acquire(path).map(Some);
+    }
+    match holder(path) {
+        Some(Holder { pid }) => Err(Error::Locked { path: path.to_path_buf(), pid }),
+        None => Ok(None),
     }
 }
 
@@ -100,14 +119,14 @@ pub fn mirror_lock_path(target: &Path) -> PathBuf {
     std::env::temp_dir().join(format!("synccore-locks-{uid}")).join(format!("mirror-{}.lock", &key[..16]))
 }
 
-/// Takes the lock for mirroring into `target` (see [`mirror_lock_path`]), in a private
-/// directory of this user.
-pub fn acquire_mirror(target: &Path) -> Result<LockGuard> {
+/// The lock file for mirroring into `target` (see [`mirror_lock_path`]), in a private directory
+/// of this user that this makes sure of (creating it).
+pub fn prepare_mirror_lock(target: &Path) -> Result<PathBuf> {
     let path = mirror_lock_path(target);
     if let Some(dir) = path.parent() {
         check_private_dir(dir)?;
     }
-    acquire(&path)
+    Ok(path)
 }
 
 /// Makes sure the directory of mirror locks (under the shared temporary directory, where any
@@ -141,7 +160,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("sub/x.lock");
         let guard = acquire(&p).unwrap();
-        assert_eq!(holder(&p), Some(Some(std::process::id())));
+        assert_eq!(holder(&p), Some(Holder { pid: Some(std::process::id()) }));
         match acquire(&p) {
             Err(Error::Locked { pid, .. }) => assert_eq!(pid, Some(std::process::id())),
             other => panic!("expected Locked, got {other:?}"),

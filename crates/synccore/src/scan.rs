@@ -67,6 +67,46 @@ pub fn scan(root: &Root) -> Result<Tree> {
     Ok(tree)
 }
 
+/// Walks a tree that only the program writes (a version slot, an undo generation) with
+/// walkdir, which the design names for the job: by path, sorted by name, never following
+/// symlinks. It is not used on SOURCE, BACKUP, A, B or DIR, where another user could swap a
+/// directory for a symlink while the walk runs: a path-based walker could be led outside the
+/// tree, the descriptor-based [`scan`] cannot (docs/architecture.md says which walks what).
+/// Reads of the files it lists still go through `root`'s descriptors.
+pub fn scan_owned(root: &Root) -> Result<Tree> {
+    let top = root.path();
+    let mut tree = Tree::default();
+    let walk = walkdir::WalkDir::new(top).min_depth(1).follow_links(false).sort_by_file_name();
+    // Our temporaries (a half-built tree) are not part of it.
+    for item in walk.into_iter().filter_entry(|dent| !is_temp_name(dent.file_name())) {
+        let dent = match item {
+            Ok(dent) => dent,
+            Err(e) => {
+                let path = e.path().unwrap_or(top).to_path_buf();
+                let rel =
+                    path.strip_prefix(top).map_or_else(|_| RelPath::from_bytes(b""), RelPath::from_path);
+                tree.unreadable.push(rel);
+                let source = e.into_io_error().unwrap_or_else(|| io::Error::other("a directory loop"));
+                tree.errors.push(Error::Io { op: Op::ReadDir, path, source });
+                continue;
+            }
+        };
+        let Ok(rel) = dent.path().strip_prefix(top).map(RelPath::from_path) else { continue };
+        let (dir, name) = root.parent_of(rel.as_path()).at(Op::Stat, dent.path())?;
+        match entry_at(&dir, name, rel.clone()) {
+            Ok(Some(entry)) => tree.entries.push(entry),
+            Ok(None) => tree.special.push(rel),
+            Err(err) => {
+                tree.unreadable.push(rel);
+                tree.errors.push(err);
+            }
+        }
+    }
+    // walkdir sorts siblings by name; the total order is the bytes of the whole path.
+    tree.entries.sort_unstable_by(|a, b| a.path.cmp(&b.path));
+    Ok(tree)
+}
+
 /// Opens `path` as a root and walks it (for trees the caller has no root of yet).
 pub fn scan_path(path: &Path) -> Result<Tree> {
     scan(&Root::open(path)?)

@@ -4,7 +4,7 @@
 //! over an unchanged SOURCE read no file contents.
 //!
 //! ```json
-//! {"format":1,"source":"/home/ann/docs",
+//! {"format":2,"source":"/home/ann/docs",
 //!  "_1":{"checksum":"<64 hex>","taken":"2026-03-01T12:00:00.123456789Z","duration_ms":412,
 //!        "files":20000,"bytes":209715200},
 //!  "_0":{...},
@@ -13,8 +13,10 @@
 //!
 //! A file row is `[path, sha256, size, mtime seconds, mtime nanoseconds, inode]`, with size,
 //! mtime and inode as SOURCE had them when the file was hashed. Paths (the source path and
-//! each row's) are JSON strings when they are UTF-8 and arrays of byte values otherwise, so
-//! every name round-trips. Rows are sorted by path bytes.
+//! each row's) use the one encoding of raw bytes of every file the programs write
+//! ([`crate::jsonbytes`]): a string when they are UTF-8, else `{"hex": "…"}`. Format 1 wrote
+//! such paths as arrays of byte values; it is still read. Rows are sorted by path bytes. This
+//! module is the format; what oneway trusts the rows for (its hash cache) is oneway's.
 
 use std::path::{Path, PathBuf};
 
@@ -22,18 +24,13 @@ use serde::de::{self, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::checksum::Digest;
-use crate::entry::{Entry, Mtime};
+use crate::entry::Mtime;
 use crate::error::{Error, Result};
 use crate::fsio::Root;
 use crate::relpath::RelPath;
 
-/// The manifest format this code writes and reads.
-pub const FORMAT: u32 = 1;
-
-/// Cached hashes of files modified less than this long before their hash was taken are not
-/// trusted: a write in the same timestamp tick as the hashing would leave size and mtime equal
-/// (git's "racily clean" entries).
-const RACY_SECS: i64 = 2;
+/// The manifest format this code writes; format 1 is read too.
+pub const FORMAT: u32 = 2;
 
 /// The whole manifest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -115,20 +112,21 @@ impl Manifest {
     }
 
     /// Reads the manifest of the versions directory `v`; `Ok(None)` when there is none.
-    /// Anything unreadable or of another format is [`Error::Invalid`] naming the file.
+    /// Anything unreadable or of another format is [`Error::Corrupt`] naming the file.
     pub fn load(v: &Root) -> Result<Option<Manifest>> {
         let rel = Path::new(crate::versions::names::MANIFEST);
         let Some(bytes) = v.read(rel)? else { return Ok(None) };
-        Self::from_bytes(&bytes).map(Some).map_err(|reason| Error::Invalid { path: v.path_of(rel), reason })
+        Self::from_bytes(&bytes).map(Some).map_err(|reason| Error::Corrupt { path: v.path_of(rel), reason })
     }
 
     /// Parses a manifest (rows are sorted if they are not).
     pub fn from_bytes(bytes: &[u8]) -> Result<Manifest, String> {
         let mut m: Manifest =
             serde_json::from_slice(bytes).map_err(|e| format!("not a valid versions manifest: {e}"))?;
-        if m.format != FORMAT {
+        if m.format != FORMAT && m.format != 1 {
             return Err(format!("manifest format {} is not supported (expected {FORMAT})", m.format));
         }
+        m.format = FORMAT;
         if !m.files.is_sorted_by(|a, b| a.path < b.path) {
             m.files.sort_by(|a, b| a.path.cmp(&b.path));
             m.files.dedup_by(|a, b| a.path == b.path);
@@ -149,26 +147,16 @@ impl Manifest {
     pub fn file(&self, path: &RelPath) -> Option<&FileRecord> {
         self.files.binary_search_by(|r| r.path.cmp(path)).ok().map(|i| &self.files[i])
     }
-
-    /// The cached digest of a SOURCE file, if its (size, mtime, inode) is what it was when it
-    /// was hashed and that mtime lay safely before the hashing.
-    pub fn cached_digest(&self, entry: &Entry) -> Option<Digest> {
-        let taken = self.latest.as_ref()?.taken_secs()?;
-        let row = self.file(&entry.path)?;
-        let same = row.size == entry.size && row.mtime == entry.mtime && row.ino == entry.ino;
-        (same && entry.mtime.secs < taken - RACY_SECS).then_some(row.digest)
-    }
 }
 
-/// Serde for raw bytes: a JSON string when they are UTF-8, else an array of byte values.
+/// Serde for raw bytes in [`crate::jsonbytes`]'s encoding (a string when they are UTF-8, else
+/// `{"hex": …}`); reading also accepts format 1's arrays of byte values.
 mod raw_bytes {
-    use super::{Deserializer, SeqAccess, Serializer, Visitor, de};
+    use super::{Deserializer, SeqAccess, Serialize, Serializer, Visitor, de};
+    use crate::jsonbytes::Bytes;
 
     pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        match std::str::from_utf8(bytes) {
-            Ok(text) => s.serialize_str(text),
-            Err(_) => s.collect_seq(bytes),
-        }
+        Bytes::of(bytes).serialize(s)
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
@@ -181,7 +169,19 @@ mod raw_bytes {
         type Value = Vec<u8>;
 
         fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("a string or an array of bytes")
+            f.write_str("a string, {\"hex\": ...} or an array of bytes")
+        }
+
+        fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Vec<u8>, A::Error> {
+            let mut bytes = None;
+            while let Some(key) = map.next_key::<String>()? {
+                if key != "hex" {
+                    return Err(de::Error::unknown_field(&key, &["hex"]));
+                }
+                let text: String = map.next_value()?;
+                bytes = Some(hex::decode(&text).map_err(|_| de::Error::custom("bad hex in a path"))?);
+            }
+            bytes.ok_or_else(|| de::Error::missing_field("hex"))
         }
 
         fn visit_str<E: de::Error>(self, v: &str) -> Result<Vec<u8>, E> {
@@ -252,11 +252,24 @@ mod tests {
         let bytes = m.to_bytes();
         assert_eq!(Manifest::from_bytes(&bytes).unwrap(), m);
         let text = String::from_utf8(bytes).unwrap();
-        // Non-UTF-8 paths are byte arrays; UTF-8 ones stay readable strings.
-        assert!(text.contains(r#""source":[47,115,114,99,47,98,97,100,255,110,97,109,101]"#), "{text}");
+        // Non-UTF-8 paths are {"hex": ...}; UTF-8 ones stay readable strings.
+        assert!(text.contains(r#""source":{"hex":"2f7372632f626164ff6e616d65"}"#), "{text}");
         assert!(text.contains(r#"["a/b.txt","#), "{text}");
-        assert!(text.contains(r"[122,47,254,10],"), "{text}");
+        assert!(text.contains(r#"[{"hex":"7a2ffe0a"},"#), "{text}");
         assert!(text.contains(r#""_1":{"checksum":""#), "{text}");
+        assert!(text.starts_with(r#"{"format":2,"#), "{text}");
+    }
+
+    #[test]
+    fn format_1_with_byte_arrays_is_still_read() {
+        let digest = Digest::of_bytes(b"x");
+        let text = format!(
+            r#"{{"format":1,"source":[47,115,255],"files":[[[122,254],"{digest}",5,1700000000,7,8]]}}"#
+        );
+        let m = Manifest::from_bytes(text.as_bytes()).unwrap();
+        assert_eq!(m.source, Path::new(OsStr::from_bytes(b"/s\xff")));
+        assert_eq!(m.files[0].path, RelPath::from_bytes(b"z\xfe"));
+        assert_eq!(m.format, FORMAT, "written back as the current format");
     }
 
     #[test]
@@ -281,28 +294,5 @@ mod tests {
         std::fs::write(d.path().join("manifest.json"), "[]").unwrap();
         let err = Manifest::load(&v).unwrap_err();
         assert!(err.to_string().contains("manifest.json"), "{err}");
-    }
-
-    #[test]
-    fn cache_hits_only_on_equal_stamp_taken_well_after_the_mtime() {
-        let m = sample();
-        let row = &m.files[0];
-        let entry = |size, secs, ino| Entry {
-            path: row.path.clone(),
-            kind: crate::entry::Kind::File,
-            size,
-            mtime: Mtime { secs, nanos: 999_999_999 },
-            mode: 0o644,
-            ino,
-            owner: crate::entry::Owner::default(),
-        };
-        assert_eq!(m.cached_digest(&entry(5, 1_700_000_000, 7)), Some(row.digest));
-        assert_eq!(m.cached_digest(&entry(6, 1_700_000_000, 7)), None, "size");
-        assert_eq!(m.cached_digest(&entry(5, 1_700_000_001, 7)), None, "mtime");
-        assert_eq!(m.cached_digest(&entry(5, 1_700_000_000, 8)), None, "inode");
-        // Hashed in the same second the file was written: not trusted.
-        let mut racy = m.clone();
-        racy.latest.as_mut().unwrap().taken = "2023-11-14T22:13:21Z".into(); // 1_700_000_001
-        assert_eq!(racy.cached_digest(&entry(5, 1_700_000_000, 7)), None);
     }
 }

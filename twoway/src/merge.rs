@@ -5,12 +5,14 @@
 
 use std::collections::HashSet;
 
-use crate::checksum::Digest;
-use crate::entry::{Entry, Kind};
-use crate::plan::{Action, MirrorOptions, Plan, Stamp, Step, create_step, delete_step, meta_action};
-use crate::relpath::RelPath;
-use crate::scan::Tree;
-use crate::state::{BaseEntry, State};
+use synccore::checksum::Digest;
+use synccore::diff::{DiffOptions, compare, create_step, delete_step, meta_action};
+use synccore::entry::{Entry, Kind};
+use synccore::plan::{Action, Plan, Stamp, Step};
+use synccore::relpath::RelPath;
+use synccore::scan::Tree;
+
+use crate::base::{Base, BaseEntry};
 
 /// Side A (index 0) or side B (index 1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -34,6 +36,22 @@ impl Side {
         match self {
             Side::A => Side::B,
             Side::B => Side::A,
+        }
+    }
+
+    /// `A: ` or `B: `, the prefix of a log line about this side.
+    pub fn prefix(self) -> &'static str {
+        match self {
+            Side::A => "A: ",
+            Side::B => "B: ",
+        }
+    }
+
+    /// `A` or `B`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Side::A => "A",
+            Side::B => "B",
         }
     }
 
@@ -127,12 +145,12 @@ pub struct MergeOptions {
 impl MergeOptions {
     /// The options of a merge run by this process now.
     pub fn for_this_process() -> Self {
-        MergeOptions { stamp: conflict_stamp(), owners: crate::entry::keeps_owners() }
+        MergeOptions { stamp: conflict_stamp(), owners: synccore::entry::keeps_owners() }
     }
 
-    fn mirror(&self) -> MirrorOptions {
+    fn mirror(&self) -> DiffOptions {
         // The merge already knows one side changed: sizes that agree are decided by content.
-        MirrorOptions { checksum: true, owners: self.owners }
+        DiffOptions { checksum: true, owners: self.owners }
     }
 }
 
@@ -141,13 +159,8 @@ pub type HashFn<'a> = dyn FnMut(Side, &Entry) -> Option<Digest> + 'a;
 
 /// Merges the two scanned sides against the base. Paths at or below a directory that could
 /// not be read on either side are left alone (never treated as deleted).
-pub fn merge(
-    trees: [&Tree; 2],
-    base: Option<&State>,
-    options: &MergeOptions,
-    hash: &mut HashFn<'_>,
-) -> Merge {
-    let empty = State::default();
+pub fn merge(trees: [&Tree; 2], base: Option<&Base>, options: &MergeOptions, hash: &mut HashFn<'_>) -> Merge {
+    let empty = Base::default();
     let base = base.unwrap_or(&empty);
     let rows = join(trees, base);
     let mut decisions: Vec<Option<Decision>> = rows
@@ -216,7 +229,7 @@ struct Row<'t> {
 }
 
 /// A sorted three-way merge-join of both trees and the base.
-fn join<'t>(trees: [&'t Tree; 2], base: &'t State) -> Vec<Row<'t>> {
+fn join<'t>(trees: [&'t Tree; 2], base: &'t Base) -> Vec<Row<'t>> {
     let (sides, based) = ([&trees[0].entries, &trees[1].entries], &base.entries);
     // Cursors into side A, side B and the base.
     let mut at = [0usize; 3];
@@ -356,7 +369,7 @@ fn copy_step(plan: &mut Plan, row: &Row<'_>, to: Side, options: &MergeOptions, h
         Side::A => same_content(target, source, hash),
     };
     let mut removals = Vec::new();
-    let step = crate::plan::compare(from, old, options.mirror(), &mut same, &mut removals);
+    let step = compare(from, old, options.mirror(), &mut same, &mut removals);
     plan.steps.extend(removals);
     plan.steps.extend(step);
 }
@@ -472,11 +485,11 @@ pub fn conflict_stamp() -> String {
 /// the old base entry stays, so the next pass decides that path again.
 pub fn next_base(
     trees: [&Tree; 2],
-    old: Option<&State>,
+    old: Option<&Base>,
     owners: bool,
     known: &dyn Fn(Side, &Entry) -> Option<Digest>,
-) -> State {
-    let empty = State::default();
+) -> Base {
+    let empty = Base::default();
     let old = old.unwrap_or(&empty);
     let mut entries = Vec::with_capacity(trees[0].entries.len());
     for row in join(trees, old) {
@@ -513,14 +526,14 @@ pub fn next_base(
             entries.push((row.path.clone(), o.clone()));
         }
     }
-    State { entries }
+    Base { entries }
 }
 
 #[cfg(test)]
 mod tests {
     use super::Change::{Absent, Created, Deleted, Modified, Unchanged};
     use super::*;
-    use crate::entry::Mtime;
+    use synccore::entry::Mtime;
 
     const NEVER: fn() -> bool = || panic!("content must not be compared");
 
@@ -559,7 +572,7 @@ mod tests {
             mtime: Mtime { secs: mtime, nanos: 0 },
             mode: 0o644,
             ino,
-            owner: crate::entry::Owner::default(),
+            owner: synccore::entry::Owner::default(),
         }
     }
     fn f(path: &str, size: u64, mtime: i64, ino: u64) -> Entry {
@@ -573,7 +586,7 @@ mod tests {
         Tree { entries, ..Tree::default() }
     }
     /// A base in which both sides held exactly `entries` (inodes as given on both sides).
-    fn base(entries: &[Entry]) -> State {
+    fn base(entries: &[Entry]) -> Base {
         let mut v: Vec<_> = entries
             .iter()
             .map(|x| {
@@ -590,10 +603,10 @@ mod tests {
             })
             .collect();
         v.sort_by(|a, b| a.0.cmp(&b.0));
-        State { entries: v }
+        Base { entries: v }
     }
     /// Runs a merge where a file's content is identified by its size (equal size, equal bytes).
-    fn run(a: Vec<Entry>, b: Vec<Entry>, base: Option<&State>) -> [Vec<String>; 2] {
+    fn run(a: Vec<Entry>, b: Vec<Entry>, base: Option<&Base>) -> [Vec<String>; 2] {
         let (ta, tb) = (tree(a), tree(b));
         let opts = MergeOptions { stamp: "20260101T000000Z".into(), owners: false };
         let m = merge([&ta, &tb], base, &opts, &mut |_, e| Some(Digest::of_bytes(&e.size.to_le_bytes())));

@@ -25,20 +25,23 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
-use crate::apply::{self, ApplyStats, Trees};
-use crate::bisync::Pair;
-use crate::checksum::{Digest, file_checksum_in};
-use crate::entry::{MODE_MASK, Mtime, Owner, keeps_owners};
-use crate::error::{Error, IoResultExt, Op, Quoted, Result};
-use crate::fsio::{self, Rename, Root};
-use crate::lock::{self, LockGuard};
-use crate::plan::{self, Action, MirrorOptions, Plan};
-use crate::recovery;
-use crate::relpath::RelPath;
-use crate::scan::{self, Tree};
-use crate::versions::rotation::{self, Repair};
-use crate::versions::undo::{self, Migrated, Stamp};
-use crate::versions::{Layout, Slot};
+use synccore::apply::{self, ApplyStats, Trees};
+use synccore::checksum::{Digest, file_checksum_in};
+use synccore::diff::{self, DiffOptions};
+use synccore::entry::{MODE_MASK, Mtime, Owner, keeps_owners};
+use synccore::error::{Error, IoResultExt, Op, Quoted, Result};
+use synccore::fsio::{self, Rename, Root};
+use synccore::lock::{self, LockGuard};
+use synccore::plan::{Action, Plan};
+use synccore::relpath::RelPath;
+use synccore::scan::{self, Tree};
+use synccore::versions::rotation::{self, Repair};
+use synccore::versions::undo::{self, Migrated, Stamp};
+use synccore::versions::{Layout, Slot};
+
+use crate::base::Pair;
+use crate::cli::VersionArg;
+use crate::recovery::info;
 
 /// Which state to bring back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,8 +108,8 @@ pub struct Restored {
 /// and versions in `home`. Everything is reached beneath three roots opened once (the home,
 /// the versions directory and DIR's parent), never through a symlink (the security issue).
 pub fn restore(home: &Path, dir: &Path, version: Version, shutdown: &AtomicBool) -> Result<Restored> {
-    let dir = crate::roots::absolute(dir)?;
-    let info = recovery::load_info(&recovery::info_path(home))?;
+    let dir = synccore::roots::absolute(dir)?;
+    let info = info::load_info(&info::info_path(home))?;
     let Some(entry) = info.dirs.get(&dir) else {
         let known: Vec<String> = info.dirs.keys().map(|p| Quoted(p).to_string()).collect();
         let reason = if known.is_empty() {
@@ -201,7 +204,7 @@ fn open_dir(parent: &Root, name: &Path) -> Result<Option<Root>> {
 /// the versions lock for the restore so that no versioning child starts meanwhile.
 fn take_locks(home: &Path, dir: &Path, partner: &Path, layout: &Layout) -> Result<LockGuard> {
     let path = Pair::locate(home, dir.into(), partner.into()).lock_path();
-    if let Some(pid) = lock::holder(&path) {
+    if let Some(lock::Holder { pid }) = lock::holder(&path) {
         return Err(Error::Locked { path, pid });
     }
     lock::acquire(&layout.lock())
@@ -294,7 +297,7 @@ fn ensure_complete(from: &Path, tree: &Tree, stats: &ApplyStats) -> Result<()> {
 
 /// The plan that copies `tree` into an empty directory (owners kept where this process can).
 fn copy_plan(tree: &Tree) -> Plan {
-    plan::mirror(tree, &Tree::default(), MirrorOptions::for_this_process(false), &mut |_, _| false)
+    diff::plan(tree, &Tree::default(), DiffOptions::for_this_process(false), &mut |_, _| false)
 }
 
 /// Gives a copied tree's root the mode, mtime (and, run as root, owner) of the original's,
@@ -423,7 +426,7 @@ fn same_as(tree: &Tree, root: &rustix::fs::Stat, v: &Root, other: &Path) -> bool
     let Ok(theirs) = scan::scan(&other) else { return false };
     let Ok(their_root) = other.top().stat_self() else { return false };
     let owners = keeps_owners();
-    let key = |e: &crate::entry::Entry| {
+    let key = |e: &synccore::entry::Entry| {
         (e.path.clone(), e.kind.clone(), e.size, e.mode, e.mtime, owners.then_some(e.owner))
     };
     theirs.errors.is_empty()
@@ -457,11 +460,77 @@ fn check_unchanged(parent: &Root, name: &Path, basis: Option<&Tree>) -> Result<(
     })
 }
 
+/// The restore version named on the command line (`latest` when none is).
+pub fn version_of(v: Option<VersionArg>) -> Version {
+    match v {
+        None | Some(VersionArg::Latest) => Version::Latest,
+        Some(VersionArg::Previous) => Version::Previous,
+        Some(VersionArg::Undo) => Version::Undo(None),
+        Some(VersionArg::UndoAt(stamp)) => Version::Undo(Some(stamp)),
+    }
+}
+
+/// Logs what a restore did (hardening issue point 1: the output names the generation it
+/// created and the one it restored from).
+pub fn log_restored(done: &Restored) {
+    let dir = Quoted(&done.dir);
+    for m in &done.migrated {
+        log::info!("migrated the old undo slot {} to the undo generation {}", Quoted(&m.from), Quoted(&m.to));
+    }
+    if done.repair.did_something() {
+        log::info!(
+            "repaired the versions of {dir}, which an interrupted versioning pass had left unfinished"
+        );
+    }
+    if done.removed_leftovers > 0 {
+        log::info!("removed {} temporaries left by an interrupted restore", done.removed_leftovers);
+    }
+    for path in &done.special {
+        log::warn!("{dir}: special file \"{path}\" (fifo, socket or device) is not kept");
+    }
+    log_kept(&done.dir, &done.kept);
+    if let Some(late) = &done.kept_late {
+        log::warn!("{dir} changed while it was being swapped; what it held then is kept too");
+        log_kept(&done.dir, late);
+    }
+    let source = match done.source {
+        Source::Slot(Slot::Latest) => "the latest version".to_string(),
+        Source::Slot(Slot::Previous) => "the previous version".to_string(),
+        Source::Generation(stamp) => format!("undo generation {stamp}"),
+    };
+    log::info!(
+        "restored {dir} from {source} {} ({} entries, {} bytes)",
+        Quoted(&done.from),
+        done.stats.operations(),
+        done.stats.copied_bytes
+    );
+    if !matches!(done.kept, Kept::Nothing) {
+        log::info!("`--version undo` brings back what it held before");
+    }
+}
+
+fn log_kept(dir: &Path, kept: &Kept) {
+    let dir = Quoted(dir);
+    match kept {
+        Kept::Nothing => log::info!("{dir} was empty or missing: nothing to keep"),
+        Kept::SameAsNewest { stamp, path } => log::info!(
+            "what {dir} held is identical to the undo generation {stamp} ({}); not kept twice",
+            Quoted(path)
+        ),
+        Kept::Generation { stamp, path, linked_files, copied_bytes } => log::info!(
+            "kept what {dir} held as the undo generation {stamp} ({}; {linked_files} files shared \
+             with the versions, {copied_bytes} bytes copied)",
+            Quoted(path)
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::entry::{Entry, Kind};
     use std::fs;
+    use synccore::entry::{Entry, Kind};
+    use synccore::plan::StepKind;
 
     const T: Mtime = Mtime { secs: 1_700_000_000, nanos: 5 };
 
@@ -496,7 +565,7 @@ mod tests {
     fn kinds(plan: &Plan) -> Vec<String> {
         plan.steps
             .iter()
-            .filter(|s| s.kind() != plan::StepKind::Meta)
+            .filter(|s| s.kind() != StepKind::Meta)
             .map(|s| format!("{} {}", s.kind().word(), s.path))
             .collect()
     }
@@ -632,7 +701,7 @@ mod tests {
             mtime: T,
             mode: 0o644,
             ino,
-            owner: crate::entry::Owner::default(),
+            owner: synccore::entry::Owner::default(),
         };
         let tree = |ino| Tree { entries: vec![e(ino)], ..Tree::default() };
         assert!(same_entries(&tree(1), &tree(1)));

@@ -5,7 +5,7 @@
 //!
 //! Why a maximum (hardening issue, part A): the pass loop sleeps until `now + interval`, and
 //! `--interval 18446744073709551615` overflowed that deadline and panicked after the first
-//! pass. One year is far beyond any useful period and far below any overflow; `shutdown::sleep`
+//! pass. One year is far beyond any useful period and far below any overflow; `Shutdown::sleep`
 //! is also made unable to panic, but a value nobody can mean is bad input, refused up front.
 
 use std::num::IntErrorKind;

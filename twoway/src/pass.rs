@@ -1,38 +1,38 @@
 //! One pass of the two-way sync (SPEC section 4): load the base, scan both sides, check the
-//! safety rails, merge, apply each side's plan with the shared engine, then record the new
+//! safety rails, merge, apply each side's plan with the shared copy engine, then record the new
 //! base, written atomically and only after the data operations.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::sync::atomic::AtomicBool;
 
-use crate::apply::{self, ApplyStats, Event, Trees};
-use crate::checksum::{Digest, file_checksum_in};
-use crate::entry::Entry;
-use crate::error::{Error, Rail, Result};
-use crate::fault;
-use crate::fsio::{Rename, Root};
+use synccore::apply::{self, ApplyStats, Event, Trees};
+use synccore::checksum::{Digest, file_checksum_in};
+use synccore::entry::Entry;
+use synccore::error::{Error, Result};
+use synccore::fault;
+use synccore::fsio::{Rename, Root};
+use synccore::plan::Stamp;
+use synccore::rails::{self, Rails};
+use synccore::relpath::RelPath;
+use synccore::scan::{self, Tree};
+use synccore::shutdown::Shutdown;
+
+use crate::base::{self, Base, Pair};
 use crate::merge::{self, Merge, MergeOptions, Side};
-use crate::mirror::MIN_FILES_FOR_DELETE_RAIL;
-use crate::plan::Stamp;
-use crate::relpath::RelPath;
-use crate::scan::{self, Tree};
-use crate::state::{self, State};
-
-pub use crate::state::Pair;
 
 /// How a two-way pass runs.
-#[derive(Debug, Clone, Copy)]
-pub struct Options {
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SyncOptions {
+    /// Plan only; change nothing.
     pub dry_run: bool,
-    pub max_delete_percent: u8,
-    pub force: bool,
+    /// The max-delete and empty-side rails.
+    pub rails: Rails,
 }
 
 /// What a pass found and did.
 #[derive(Debug, Default)]
-pub struct Report {
+pub struct SyncReport {
     pub merge: Merge,
     pub stats: ApplyStats,
     pub scan_errors: Vec<Error>,
@@ -41,7 +41,7 @@ pub struct Report {
     pub base_problem: Option<Error>,
 }
 
-impl Report {
+impl SyncReport {
     /// True when some entry failed (exit code 1).
     pub fn had_errors(&self) -> bool {
         !self.scan_errors.is_empty() || self.stats.failed > 0
@@ -81,18 +81,18 @@ impl HashCache {
 /// Runs one two-way pass. Safety rails return [`Error::Aborted`] before anything changes.
 pub fn run_pass(
     pair: &Pair,
-    options: Options,
-    shutdown: &AtomicBool,
+    options: SyncOptions,
+    shutdown: &Shutdown,
     observe: &mut dyn FnMut(Side, Event<'_>),
-) -> Result<Report> {
-    let mut report = Report::default();
+) -> Result<SyncReport> {
+    let mut report = SyncReport::default();
     // The home is missing only before the first real pass (a dry run creates nothing).
     let home = match Root::open(&pair.home) {
         Ok(home) => Some(home),
         Err(Error::Missing { .. }) => None,
         Err(err) => return Err(err),
     };
-    let base = match home.as_ref().map(|h| state::load(h, &pair.base_to_read())).transpose() {
+    let base = match home.as_ref().map(|h| base::load(h, &pair.base_to_read())).transpose() {
         Ok(base) => base.flatten(),
         Err(err) => {
             report.base_problem = Some(err);
@@ -101,30 +101,54 @@ pub fn run_pass(
     };
     let roots = open_both(&pair.roots)?;
     let mut trees = scan_both(&roots)?;
-    check_empty_sides(&trees, base.as_ref(), &pair.roots, options)?;
+    check_empty_sides(&trees, base.as_ref(), &pair.roots, options.rails)?;
 
     let cache = HashCache::default();
     let merge_options = MergeOptions::for_this_process();
     let mut hash = |side: Side, e: &Entry| cache.get_or_hash(&roots, side, e);
     let merged = merge::merge([&trees[0], &trees[1]], base.as_ref(), &merge_options, &mut hash);
     for side in [Side::A, Side::B] {
-        check_deletes(&merged, &trees, side, &pair.roots, options)?;
+        let i = side.index();
+        options.rails.check_deletes(
+            merged.plans[i].deleted_files(),
+            trees[i].file_count(),
+            &pair.roots[i],
+        )?;
     }
     for (side, tree) in [Side::A, Side::B].into_iter().zip(&mut trees) {
         report.scan_errors.append(&mut tree.errors);
         report.special.extend(tree.special.drain(..).map(|p| (side, p)));
     }
-    if options.dry_run {
-        report.merge = merged;
-        return Ok(report);
+    if !options.dry_run {
+        apply_both(&merged, &roots, shutdown, &mut report, observe)?;
+        // Record the new base from what is on disk now (cheap: metadata only).
+        let stats = &report.stats;
+        let did_something = stats.operations() > 0 || stats.failed > 0 || stats.skipped > 0;
+        let now = if did_something { scan_both(&roots)? } else { trees };
+        let known = |side: Side, e: &Entry| cache.known(side, e);
+        let next = merge::next_base([&now[0], &now[1]], base.as_ref(), merge_options.owners, &known);
+        if base.as_ref() != Some(&next) {
+            save_base(pair, home, report.base_problem.is_some(), &next)?;
+        }
     }
+    report.merge = merged;
+    Ok(report)
+}
 
-    // Conflict losers are set aside first, so that both plans can read them under their new
-    // names; then B takes A's changes and A takes B's.
-    let [ra, rb] = &roots;
+/// Carries out both sides' plans: conflict losers are set aside first, so that both plans can
+/// read them under their new names; then B takes A's changes and A takes B's.
+fn apply_both(
+    merged: &Merge,
+    roots: &[Root; 2],
+    shutdown: &Shutdown,
+    report: &mut SyncReport,
+    observe: &mut dyn FnMut(Side, Event<'_>),
+) -> Result<()> {
+    let [ra, rb] = roots;
     for (side, root) in [(Side::A, ra), (Side::B, rb)] {
         let trees = Trees::new(root, root);
-        let stats = apply::apply(&merged.renames[side.index()], trees, shutdown, &mut |e| observe(side, e));
+        let stats =
+            apply::apply(&merged.renames[side.index()], trees, shutdown.flag(), &mut |e| observe(side, e));
         report.stats.add(&stats);
     }
     for (side, from, to) in [(Side::B, ra, rb), (Side::A, rb, ra)] {
@@ -132,50 +156,41 @@ pub fn run_pass(
             break;
         }
         let trees = Trees::new(from, to);
-        let stats = apply::apply(&merged.plans[side.index()], trees, shutdown, &mut |e| observe(side, e));
+        let stats =
+            apply::apply(&merged.plans[side.index()], trees, shutdown.flag(), &mut |e| observe(side, e));
         report.stats.interrupted |= stats.interrupted;
         report.stats.add(&stats);
     }
-
     if report.stats.panicked {
         // Nothing further changes, not even the base (the hardening issue, point 12).
         return Err(Error::Panicked { what: "copying" });
     }
+    Ok(())
+}
 
-    // Record the new base from what is on disk now (cheap: metadata only).
-    let did_something = report.stats.operations() > 0 || report.stats.failed > 0 || report.stats.skipped > 0;
-    let now = if did_something { scan_both(&roots)? } else { trees };
-    let known = |side: Side, e: &Entry| cache.known(side, e);
-    let next = merge::next_base([&now[0], &now[1]], base.as_ref(), merge_options.owners, &known);
-    if base.as_ref() != Some(&next) {
-        let home = if let Some(home) = home {
-            home
-        } else {
-            crate::fsio::create_dirs(&pair.home)?;
-            Root::open(&pair.home)?
-        };
-        if report.base_problem.is_some() {
-            set_aside_unusable_base(&home, &pair.base_to_read())?;
-        }
-        let [a, b] = &pair.roots;
-        state::save(&home, &pair.state(), a, b, &next)?;
+/// Writes the new base (creating the home on the first pass); an unusable old one is kept
+/// aside first.
+fn save_base(pair: &Pair, home: Option<Root>, set_aside: bool, next: &Base) -> Result<()> {
+    let home = if let Some(home) = home {
+        home
+    } else {
+        synccore::fsio::create_dirs(&pair.home)?;
+        Root::open(&pair.home)?
+    };
+    if set_aside {
+        set_aside_unusable_base(&home, &pair.base_to_read())?;
     }
-    report.merge = merged;
-    Ok(report)
+    let [a, b] = &pair.roots;
+    base::save(&home, &pair.state(), a, b, next)
 }
 
 /// Opens both sides' roots. A side that is missing aborts the pass (an unmounted disk must
 /// never look like "everything was deleted").
 fn open_both(paths: &[PathBuf; 2]) -> Result<[Root; 2]> {
-    let missing = |r: Result<Root>, i: usize| {
-        r.map_err(|err| match err {
-            Error::Missing { .. } | Error::NotADirectory { .. } => {
-                Error::Aborted(Rail::EmptySide { empty: paths[i].clone(), other: paths[1 - i].clone() })
-            }
-            other => other,
-        })
+    let open = |i: usize| {
+        Root::open(&paths[i]).map_err(|err| rails::missing_root(err, true, &paths[i], &paths[1 - i]))
     };
-    Ok([missing(Root::open(&paths[0]), 0)?, missing(Root::open(&paths[1]), 1)?])
+    Ok([open(0)?, open(1)?])
 }
 
 /// Scans both sides in parallel.
@@ -188,18 +203,8 @@ fn scan_both(roots: &[Root; 2]) -> Result<[Tree; 2]> {
         let a = scan::scan(&roots[0]);
         (a, b.join().unwrap_or(Err(Error::Panicked { what: "scanning side B" })))
     });
-    let paths = [roots[0].path().to_path_buf(), roots[1].path().to_path_buf()];
-    let roots = &paths;
     let missing = |r: Result<Tree>, i: usize| {
-        r.map_err(|err| match err {
-            Error::Missing { .. } | Error::NotADirectory { .. } => {
-                Error::Aborted(Rail::EmptySide { empty: roots[i].clone(), other: roots[1 - i].clone() })
-            }
-            Error::Io { ref source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
-                Error::Aborted(Rail::EmptySide { empty: roots[i].clone(), other: roots[1 - i].clone() })
-            }
-            other => other,
-        })
+        r.map_err(|err| rails::missing_root(err, true, roots[i].path(), roots[1 - i].path()))
     };
     Ok([missing(a, 0)?, missing(b, 1)?])
 }
@@ -207,42 +212,14 @@ fn scan_both(roots: &[Root; 2]) -> Result<[Tree; 2]> {
 /// SPEC section 5: a side that is empty while the base had files aborts the pass.
 fn check_empty_sides(
     trees: &[Tree; 2],
-    base: Option<&State>,
+    base: Option<&Base>,
     roots: &[PathBuf; 2],
-    options: Options,
+    rails: Rails,
 ) -> Result<()> {
-    let base_files = base.map_or(0, State::file_count);
+    let base_files = base.is_some_and(|b| b.file_count() > 0);
     for i in 0..2 {
         let empty = trees[i].entries.is_empty() && trees[i].errors.is_empty();
-        if empty && base_files > 0 && !options.force {
-            return Err(Error::Aborted(Rail::EmptySide {
-                empty: roots[i].clone(),
-                other: roots[1 - i].clone(),
-            }));
-        }
-    }
-    Ok(())
-}
-
-fn check_deletes(
-    merged: &Merge,
-    trees: &[Tree; 2],
-    side: Side,
-    roots: &[PathBuf; 2],
-    options: Options,
-) -> Result<()> {
-    let files = trees[side.index()].file_count();
-    let deletes = merged.plans[side.index()].deleted_files();
-    if options.force || files < MIN_FILES_FOR_DELETE_RAIL {
-        return Ok(());
-    }
-    if deletes * 100 > usize::from(options.max_delete_percent) * files {
-        return Err(Error::Aborted(Rail::TooManyDeletes {
-            side: roots[side.index()].clone(),
-            deletes,
-            files,
-            max_percent: options.max_delete_percent,
-        }));
+        rails.check_empty_side(empty, base_files, true, &roots[i], &roots[1 - i])?;
     }
     Ok(())
 }
@@ -262,7 +239,7 @@ fn set_aside_unusable_base(home: &Root, rel: &Path) -> Result<()> {
             aside.push(format!("-{n}"));
         }
         match home.rename(rel, Path::new(&aside), Rename::NoReplace) {
-            Err(Error::RenameIo { source, .. }) if source.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(err) if err.io_kind() == Some(std::io::ErrorKind::AlreadyExists) => {}
             other => return other,
         }
     }

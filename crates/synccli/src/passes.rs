@@ -2,12 +2,11 @@
 //! line every few seconds on long passes, and a summary when they stop (SPEC section 3). Also
 //! the loop of periodic passes, which both programs share.
 
-use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-use crate::apply::{ApplyStats, Event};
-use crate::plan::StepKind;
-use crate::shutdown;
+use synccore::apply::{ApplyStats, Event};
+use synccore::plan::StepKind;
+use synccore::shutdown::Shutdown;
 
 /// Logs one operation's outcome; `prefix` tells where it happened (e.g. `"B: "` for twoway).
 pub fn log_event(prefix: &str, event: &Event<'_>) {
@@ -20,7 +19,7 @@ pub fn log_event(prefix: &str, event: &Event<'_>) {
 
 /// Logs a pass that stopped before doing anything (a rail, a missing root) and returns its
 /// exit status.
-pub fn pass_aborted(totals: &mut Totals, err: &crate::Error) -> u8 {
+pub fn pass_aborted(totals: &mut Totals, err: &synccore::Error) -> u8 {
     log::error!("pass aborted: {err}");
     totals.errors += 1;
     err.exit_code() as u8
@@ -119,7 +118,7 @@ impl Totals {
 pub fn run_passes(
     once: bool,
     interval: Duration,
-    shutdown: &AtomicBool,
+    shutdown: &Shutdown,
     totals: &mut Totals,
     mut pass: impl FnMut(&mut Totals) -> u8,
 ) -> u8 {
@@ -137,7 +136,7 @@ pub fn run_passes(
             totals.log_summary();
             return status;
         }
-        if shutdown::sleep(shutdown, interval) {
+        if shutdown.sleep(interval) {
             break;
         }
     }

@@ -1,18 +1,15 @@
-//! The recovery system's files (SPEC section 4 "Recovery"): `config.json`, which says how
-//! `twoway` starts its versioning children, and `.info.json`, the register of protected
-//! directories that `twoway --restore` looks a directory up in, even after it was deleted.
+//! `config.json` (SPEC section 4 "Recovery"): how `twoway` starts its versioning children,
+//! created with defaults when missing, and refused with a clear error (nothing started) when
+//! invalid.
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-
-use crate::error::{Error, Result};
-use crate::fsio::{self, Root};
-use crate::jsonbytes::Bytes;
+use synccore::error::{Error, Result};
+use synccore::fsio;
 
 /// The default interval arguments handed to each versioning child.
 pub const DEFAULT_INTERVAL: [&str; 2] = ["--interval", "60"];
@@ -39,7 +36,7 @@ struct ConfigFile {
 /// name the file and the problem.
 pub fn load_config(path: &Path, default_script: &Path) -> Result<Config> {
     let invalid = |reason: String| Error::Invalid { path: path.to_path_buf(), reason };
-    let (dir, name) = beside(path, true)?;
+    let (dir, name) = fsio::open_beside(path, true)?;
     let text = if let Some(text) = dir.read(name)? {
         text
     } else {
@@ -81,7 +78,7 @@ pub fn load_config(path: &Path, default_script: &Path) -> Result<Config> {
     let script =
         if script.is_relative() { path.parent().unwrap_or(Path::new(".")).join(script) } else { script };
     check_executable(&script)
-        .map_err(|reason| invalid(format!("script {}: {reason}", crate::error::Quoted(&script))))?;
+        .map_err(|reason| invalid(format!("script {}: {reason}", synccore::error::Quoted(&script))))?;
     Ok(Config { script, interval, unknown_keys })
 }
 
@@ -99,12 +96,12 @@ fn check_interval(args: &[String]) -> std::result::Result<(), String> {
             return Err(format!(
                 "\"interval\" must be [\"--interval\", \"SECS\"] (or []), not {args:?}, with SECS in \
                  {}..={}",
-                crate::interval::MIN_SECS,
-                crate::interval::MAX_SECS
+                synccli::interval::MIN_SECS,
+                synccli::interval::MAX_SECS
             ));
         }
     };
-    crate::interval::parse_secs(secs).map(drop).map_err(|e| format!("\"interval\": {e}"))
+    synccli::interval::parse_secs(secs).map(drop).map_err(|e| format!("\"interval\": {e}"))
 }
 
 fn check_executable(script: &Path) -> std::result::Result<(), String> {
@@ -117,143 +114,9 @@ fn check_executable(script: &Path) -> std::result::Result<(), String> {
     }
 }
 
-/// What `.info.json` records about one protected directory.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Protected {
-    /// The `<name>` of its versions.
-    pub name: std::ffi::OsString,
-    /// `<home>/__versions__/<name>`.
-    pub versions: PathBuf,
-    /// The directory it is synced with.
-    pub partner: PathBuf,
-    /// RFC 3339 times.
-    pub first_seen: String,
-    pub last_seen: String,
-}
-
-/// `.info.json`: protected directories by canonical absolute path.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Info {
-    pub dirs: BTreeMap<PathBuf, Protected>,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-struct InfoFile {
-    format: u32,
-    directories: Vec<InfoRow>,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-struct InfoRow {
-    path: Bytes,
-    name: Bytes,
-    versions: Bytes,
-    partner: Bytes,
-    first_seen: String,
-    last_seen: String,
-}
-
-/// Reads `.info.json`; a missing file is an empty register. A corrupt one is an error naming
-/// the file: it is never silently replaced.
-pub fn load_info(path: &Path) -> Result<Info> {
-    let text = match beside(path, false) {
-        Ok((dir, name)) => match dir.read(name)? {
-            Some(text) => text,
-            None => return Ok(Info::default()),
-        },
-        Err(Error::Missing { .. }) => return Ok(Info::default()),
-        Err(err) => return Err(err),
-    };
-    let corrupt = |reason: String| Error::Invalid {
-        path: path.to_path_buf(),
-        reason: format!("{reason}; fix or move the file (it is never overwritten while unreadable)"),
-    };
-    let file: InfoFile =
-        serde_json::from_slice(&text).map_err(|e| corrupt(format!("corrupt register: {e}")))?;
-    if file.format != 1 {
-        return Err(corrupt(format!("register format {} is not 1", file.format)));
-    }
-    let mut dirs = BTreeMap::new();
-    for row in file.directories {
-        let bad = || corrupt("corrupt register: bad hex in a path".into());
-        let name = std::ffi::OsString::from(row.name.into_path().ok_or_else(bad)?);
-        let entry = Protected {
-            name,
-            versions: row.versions.into_path().ok_or_else(bad)?,
-            partner: row.partner.into_path().ok_or_else(bad)?,
-            first_seen: row.first_seen,
-            last_seen: row.last_seen,
-        };
-        dirs.insert(row.path.into_path().ok_or_else(bad)?, entry);
-    }
-    Ok(Info { dirs })
-}
-
-/// Records `dirs` (directory, name, versions location, partner) in `.info.json`, merged with
-/// what the file already holds (other pairs, first-seen times), written atomically. Holds a
-/// lock beside the file so that two `twoway` processes never lose each other's entries.
-pub fn record(path: &Path, dirs: &[(PathBuf, std::ffi::OsString, PathBuf, PathBuf)]) -> Result<Info> {
-    let _lock = crate::lock::acquire_blocking(&path.with_file_name(".info.lock"))?;
-    let mut info = load_info(path)?;
-    let now = chrono::Utc::now().to_rfc3339();
-    for (dir, name, versions, partner) in dirs {
-        let first_seen = info.dirs.get(dir).map_or_else(|| now.clone(), |p| p.first_seen.clone());
-        info.dirs.insert(
-            dir.clone(),
-            Protected {
-                name: name.clone(),
-                versions: versions.clone(),
-                partner: partner.clone(),
-                first_seen,
-                last_seen: now.clone(),
-            },
-        );
-    }
-    let file = InfoFile {
-        format: 1,
-        directories: info
-            .dirs
-            .iter()
-            .map(|(dir, p)| InfoRow {
-                path: Bytes::of_path(dir),
-                name: Bytes::of_path(Path::new(&p.name)),
-                versions: Bytes::of_path(&p.versions),
-                partner: Bytes::of_path(&p.partner),
-                first_seen: p.first_seen.clone(),
-                last_seen: p.last_seen.clone(),
-            })
-            .collect(),
-    };
-    let mut json = serde_json::to_vec_pretty(&file)
-        .map_err(|e| Error::Invalid { path: path.into(), reason: format!("cannot encode: {e}") })?;
-    json.push(b'\n');
-    let (dir, name) = beside(path, true)?;
-    dir.write_atomic(name, &json)?;
-    Ok(info)
-}
-
-/// The register of protected directories in a home.
-pub fn info_path(home: &Path) -> PathBuf {
-    home.join(".info.json")
-}
-
-/// The directory that holds the program's own file `path` (opened by its canonical path, and
-/// created first when `create`), and the file's name in it: the file is then read and written
-/// only through that directory, never through a symlink (the security issue).
-fn beside(path: &Path, create: bool) -> Result<(Root, &Path)> {
-    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
-        return Err(Error::Invalid { path: path.to_path_buf(), reason: "is not a file name".into() });
-    };
-    if create {
-        fsio::create_dirs(dir)?;
-    }
-    Ok((Root::open(&crate::roots::absolute(dir)?)?, Path::new(name)))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::ffi::OsStrExt;
 
     fn exe(dir: &Path, name: &str, mode: u32) -> PathBuf {
         let p = dir.join(name);
@@ -314,31 +177,5 @@ mod tests {
             let err = load_config(&path, Path::new("/unused")).unwrap_err().to_string();
             assert!(err.contains(needle) && err.contains("config.json"), "{text}: {err}");
         }
-    }
-
-    #[test]
-    fn info_is_merged_across_records_and_round_trips_raw_names() {
-        let d = tempfile::tempdir().unwrap();
-        let path = d.path().join(".info.json");
-        let raw = PathBuf::from(std::ffi::OsStr::from_bytes(b"/data/caf\xe9"));
-        let row = |dir: &Path, partner: &Path| {
-            (dir.to_path_buf(), "n-1".into(), PathBuf::from("/h/__versions__/n-1"), partner.to_path_buf())
-        };
-        record(&path, &[row(&raw, Path::new("/b"))]).unwrap();
-        let first = load_info(&path).unwrap().dirs[&raw].first_seen.clone();
-        let info = record(&path, &[row(Path::new("/other"), Path::new("/c"))]).unwrap();
-        assert_eq!(info.dirs.len(), 2, "merged, not clobbered");
-        assert_eq!(info.dirs[&raw].first_seen, first);
-        assert_eq!(load_info(&path).unwrap(), info);
-    }
-
-    #[test]
-    fn a_corrupt_info_is_an_error_and_is_not_replaced() {
-        let d = tempfile::tempdir().unwrap();
-        let path = d.path().join(".info.json");
-        fs::write(&path, "{broken").unwrap();
-        let err = record(&path, &[]).unwrap_err().to_string();
-        assert!(err.contains(".info.json") && err.contains("corrupt"), "{err}");
-        assert_eq!(fs::read_to_string(&path).unwrap(), "{broken");
     }
 }

@@ -9,12 +9,12 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::checksum::Digest;
-use crate::entry::{Kind, Mtime, Owner};
-use crate::error::{Error, Result};
-use crate::fsio::{Rename, Root};
-use crate::jsonbytes::Bytes;
-use crate::relpath::RelPath;
+use synccore::checksum::Digest;
+use synccore::entry::{Kind, Mtime, Owner};
+use synccore::error::{Error, Result};
+use synccore::fsio::{Rename, Root};
+use synccore::jsonbytes::Bytes;
+use synccore::relpath::RelPath;
 
 /// The format written by this version. Format 1 (rows as unnamed 9-element arrays, no
 /// owners) is still read; newer files are refused (treated as no base).
@@ -37,11 +37,11 @@ pub struct BaseEntry {
 
 /// The base of a pair: entries sorted by path.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct State {
+pub struct Base {
     pub entries: Vec<(RelPath, BaseEntry)>,
 }
 
-impl State {
+impl Base {
     /// Looks a path up.
     pub fn get(&self, path: &RelPath) -> Option<&BaseEntry> {
         self.entries.binary_search_by(|(p, _)| p.cmp(path)).ok().map(|i| &self.entries[i].1)
@@ -220,10 +220,10 @@ fn read_header(home: &Root, rel: &Path) -> Option<(PathBuf, PathBuf)> {
 
 /// Loads the base at `rel` below `home`. `Ok(None)` when there is none yet; `Err` (reported by
 /// the caller, then treated as no base) when it is unreadable, corrupt or of a newer format.
-pub fn load(home: &Root, rel: &Path) -> Result<Option<State>> {
+pub fn load(home: &Root, rel: &Path) -> Result<Option<Base>> {
     let Some(text) = home.read(rel)? else { return Ok(None) };
     let path = home.path_of(rel);
-    let corrupt = |reason: String| Error::Invalid { path: path.clone(), reason };
+    let corrupt = |reason: String| Error::Corrupt { path: path.clone(), reason };
     let mut lines = text.split(|&b| b == b'\n').filter(|l| !l.is_empty());
     let first = lines.next().unwrap_or_default();
     // Format 1 is one object, normally on one line (else the whole text is that object).
@@ -262,12 +262,12 @@ pub fn load(home: &Root, rel: &Path) -> Result<Option<State>> {
         entries.push((path, entry));
     }
     entries.sort_by(|x, y| x.0.cmp(&y.0));
-    Ok(Some(State { entries }))
+    Ok(Some(Base { entries }))
 }
 
 /// Writes the base at `rel` below `home` atomically: the header line, then one line per entry.
-pub fn save(home: &Root, rel: &Path, a: &Path, b: &Path, state: &State) -> Result<()> {
-    let encode = |e: serde_json::Error| Error::Invalid {
+pub fn save(home: &Root, rel: &Path, a: &Path, b: &Path, state: &Base) -> Result<()> {
+    let encode = |e: serde_json::Error| Error::Corrupt {
         path: home.path_of(rel),
         reason: format!("cannot encode merge state: {e}"),
     };
@@ -324,7 +324,7 @@ mod tests {
             hash,
             ino: [1, 2],
         };
-        let state = State {
+        let state = Base {
             entries: vec![
                 (RelPath::from_bytes(b"a"), e(Kind::File, Some(Digest::of_bytes(b"x")))),
                 (RelPath::from_bytes(b"b\xff"), e(Kind::File, None)),
@@ -361,7 +361,7 @@ mod tests {
         let (x, y) = (PathBuf::from("/data/x"), PathBuf::from("/data/y"));
         let first = Pair::locate(d.path(), y.clone(), x.clone());
         assert_eq!(first.roots, [y.clone(), x.clone()], "no base yet: the given order");
-        save(&Root::open(d.path()).unwrap(), &first.state(), &y, &x, &State::default()).unwrap();
+        save(&Root::open(d.path()).unwrap(), &first.state(), &y, &x, &Base::default()).unwrap();
         let swapped = Pair::locate(d.path(), x.clone(), y.clone());
         assert_eq!(swapped.roots, [y, x], "the recorded order");
         assert_eq!((&swapped.dir, swapped.lock_path()), (&first.dir, first.lock_path()));

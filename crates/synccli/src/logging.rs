@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use log::LevelFilter;
 
-use crate::error::{IoResultExt, Op, Result};
+use synccore::error::{Error, IoResultExt, Op, Result};
 
 /// How much the console shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,16 +24,28 @@ pub enum Verbosity {
     Verbose,
 }
 
-/// Installs the global logger: `tag` is e.g. `ONEWAY`. The file gets operations and above
-/// (debug too with `Verbose`); the console follows `verbosity`.
-pub fn init(tag: &'static str, log_file: &Path, verbosity: Verbosity) -> Result<()> {
-    let file = ReopeningFile::open(log_file)?;
+/// Installs the global logger: `tag` is e.g. `ONEWAY`. The file (`log`, else `default_name`
+/// in the working directory) gets operations and above (debug too with `Verbose`); the
+/// console follows `verbosity`. An explicit `log` that cannot be opened is an error (bad
+/// input); when the default cannot be created (a read-only working directory) the program
+/// warns once and logs to the console only (SPEC section 3).
+pub fn init(tag: &'static str, log: Option<&Path>, default_name: &str, verbosity: Verbosity) -> Result<()> {
+    let (file, warning) = match log {
+        Some(path) => (Some(ReopeningFile::open(path).map_err(|e| invalid_log(path, &e))?), None),
+        None => match ReopeningFile::open(Path::new(default_name)) {
+            Ok(file) => (Some(file), None),
+            Err(e) => (
+                None,
+                Some(format!("cannot create the log file {default_name} ({e}); logging to the console only")),
+            ),
+        },
+    };
     let (console, file_level) = match verbosity {
         Verbosity::Quiet => (LevelFilter::Warn, LevelFilter::Info),
         Verbosity::Normal => (LevelFilter::Info, LevelFilter::Info),
         Verbosity::Verbose => (LevelFilter::Debug, LevelFilter::Debug),
     };
-    fern::Dispatch::new()
+    let mut dispatch = fern::Dispatch::new()
         .format(move |out, message, record| {
             let now = chrono::Local::now().format("%Y-%m-%dT%H:%M:%S%.3f%:z");
             out.finish(format_args!("[{tag}] {now} {:<5} {message}", record.level()));
@@ -43,11 +55,44 @@ pub fn init(tag: &'static str, log_file: &Path, verbosity: Verbosity) -> Result<
         .chain(
             fern::Dispatch::new()
                 .level(console)
-                .chain(Box::new(io::LineWriter::new(io::stderr())) as Box<dyn Write + Send>),
-        )
-        .chain(fern::Dispatch::new().level(file_level).chain(Box::new(file) as Box<dyn Write + Send>))
-        .apply()
-        .map_err(|e| crate::error::Error::Invalid { path: log_file.to_path_buf(), reason: e.to_string() })
+                .chain(Box::new(Console(io::LineWriter::new(io::stderr()))) as Box<dyn Write + Send>),
+        );
+    if let Some(file) = file {
+        dispatch = dispatch
+            .chain(fern::Dispatch::new().level(file_level).chain(Box::new(file) as Box<dyn Write + Send>));
+    }
+    dispatch.apply().map_err(|e| Error::Setup { what: "logging", reason: e.to_string() })?;
+    if let Some(warning) = warning {
+        log::warn!("{warning}");
+    }
+    Ok(())
+}
+
+/// The console: a console that went away (a closed pipe: `oneway ... | head`, or a
+/// supervising `twoway` that was killed) must never stop the program, whose log file still
+/// gets every line. Write errors are therefore swallowed here (fern panics when logging to
+/// stderr fails twice).
+struct Console(io::LineWriter<io::Stderr>);
+
+impl Write for Console {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let _ = self.0.write_all(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        let _ = self.0.flush();
+        Ok(())
+    }
+}
+
+/// An explicit `--log` that cannot be opened: bad input (exit 2), naming the file.
+fn invalid_log(path: &Path, err: &Error) -> Error {
+    let reason = match err {
+        Error::Io { source, .. } => format!("cannot open the log file: {source}"),
+        other => other.to_string(),
+    };
+    Error::Invalid { path: path.to_path_buf(), reason }
 }
 
 /// An append-only log file that notices, at most once a second, when its path was deleted or

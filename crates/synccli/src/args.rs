@@ -1,0 +1,75 @@
+//! The flags both programs take (SPEC sections 3 and 4), declared once and flattened into each
+//! program's own arguments (`#[command(flatten)]`), and turned once into the values the
+//! passes use.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use synccore::rails::Rails;
+
+use crate::logging::Verbosity;
+
+/// Flags shared by `oneway` and `twoway`.
+#[derive(Debug, Clone, Args)]
+pub struct CommonArgs {
+    /// Seconds between passes (1 to 31536000).
+    #[arg(short, long, value_name = "SECS", default_value_t = 60, value_parser = crate::interval::parse_secs)]
+    pub interval: u64,
+
+    /// Log file, appended to and recreated if deleted while running [default: oneway.log or
+    /// twoway.log in the working directory; without it when that cannot be created].
+    #[arg(short, long, value_name = "FILE")]
+    pub log: Option<PathBuf>,
+
+    /// Run one pass and exit with its status.
+    #[arg(long)]
+    pub once: bool,
+
+    /// Print the plan a real pass would carry out and change nothing (implies --once).
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+
+    /// Abort a pass that would delete more than this percentage of a side's files (BACKUP,
+    /// the versions, either side of twoway); moves are not deletes.
+    #[arg(long, value_name = "PERCENT", default_value_t = synccore::rails::DEFAULT_MAX_DELETE_PERCENT,
+          value_parser = clap::value_parser!(u8).range(0..=100))]
+    pub max_delete: u8,
+
+    /// Carry out a pass that a safety rail (max-delete, empty source) would abort.
+    #[arg(long)]
+    pub force: bool,
+
+    /// Show only warnings and errors on the console.
+    #[arg(short, long, conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    /// Show debug detail (unchanged checks, timings) on the console and in the log.
+    #[arg(short, long)]
+    pub verbose: bool,
+}
+
+impl CommonArgs {
+    /// How much the console shows.
+    pub fn verbosity(&self) -> Verbosity {
+        match (self.quiet, self.verbose) {
+            (true, _) => Verbosity::Quiet,
+            (_, true) => Verbosity::Verbose,
+            _ => Verbosity::Normal,
+        }
+    }
+
+    /// The safety rails the flags set.
+    pub fn rails(&self) -> Rails {
+        Rails { max_delete_percent: self.max_delete, force: self.force }
+    }
+
+    /// True when the run is a single pass (`--once`, or a dry run).
+    pub fn once(&self) -> bool {
+        self.once || self.dry_run
+    }
+
+    /// The period between passes.
+    pub fn interval(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.interval)
+    }
+}

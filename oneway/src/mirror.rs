@@ -1,0 +1,152 @@
+//! One pass of the one-way mirror (SPEC section 3 "Mirror"): scan both sides, check the safety
+//! rails, diff, apply with the shared copy engine; and the log lines of a pass.
+
+use std::path::Path;
+use std::time::Instant;
+
+use synccli::passes::{self, Progress, Totals};
+use synccore::apply::{self, ApplyStats, Event, Trees};
+use synccore::checksum::file_checksum_in;
+use synccore::diff::{self, DiffOptions};
+use synccore::entry::Entry;
+use synccore::error::{Error, Result};
+use synccore::fsio::Root;
+use synccore::plan::Plan;
+use synccore::rails::{self, Rails};
+use synccore::relpath::RelPath;
+use synccore::scan::{self, Tree};
+use synccore::shutdown::Shutdown;
+
+/// How a mirror pass runs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MirrorOptions {
+    /// Compare equal-size files by content even when their mtimes agree (`--checksum`).
+    pub checksum: bool,
+    /// Plan only; change nothing.
+    pub dry_run: bool,
+    /// The max-delete and empty-source rails.
+    pub rails: Rails,
+}
+
+/// What a mirror pass found and did.
+#[derive(Debug, Default)]
+pub struct MirrorReport {
+    /// The plan the pass made (and, unless dry-run, carried out).
+    pub plan: Plan,
+    /// What applying it did (empty for a dry run).
+    pub stats: ApplyStats,
+    /// Per-path problems met while scanning either side.
+    pub scan_errors: Vec<Error>,
+    /// Source entries skipped because they are special files.
+    pub special: Vec<RelPath>,
+}
+
+impl MirrorReport {
+    /// True when some entry failed: scan errors or failed steps (exit code 1).
+    pub fn had_errors(&self) -> bool {
+        !self.scan_errors.is_empty() || self.stats.failed > 0
+    }
+}
+
+/// Runs one mirror pass from `source` into `target` (both canonical). `target` is created if
+/// missing (not in a dry run). Safety rails return [`Error::Aborted`] before anything changes.
+pub fn run_pass(
+    source: &Path,
+    target: &Path,
+    options: MirrorOptions,
+    shutdown: &Shutdown,
+    observe: &mut dyn FnMut(Event<'_>),
+) -> Result<MirrorReport> {
+    // Both roots are opened once; everything below them is reached through them, never by
+    // path (the security issue).
+    let target_root = open_if_present(target)?;
+    let (src, dst) = std::thread::scope(|s| {
+        let dst = s.spawn(|| {
+            synccore::fault::point("scan-target");
+            target_root.as_ref().map_or_else(|| Ok(Tree::default()), scan::scan)
+        });
+        let src = Root::open(source).and_then(|root| Ok((scan::scan(&root)?, root)));
+        // A panic must never pass for an empty target (the hardening issue, point 12).
+        (src, dst.join().unwrap_or(Err(Error::Panicked { what: "scanning the target" })))
+    });
+    let dst = dst?;
+    let has_files = !dst.entries.is_empty();
+    // A source that vanished (an unmounted disk) must never empty the backup.
+    let (src, source_root) = src.map_err(|err| rails::missing_root(err, has_files, source, target))?;
+    let empty = src.entries.is_empty() && src.errors.is_empty();
+    options.rails.check_empty_side(empty, has_files, true, source, target)?;
+
+    let mut same_content = |s: &Entry, d: &Entry| {
+        // Any read failure counts as "different": the copy then reports the real error.
+        let theirs = target_root.as_ref().and_then(|t| file_checksum_in(t, &d.path).ok());
+        matches!((file_checksum_in(&source_root, &s.path).ok(), theirs), (Some(a), Some(b)) if a == b)
+    };
+    let plan = diff::plan(&src, &dst, DiffOptions::for_this_process(options.checksum), &mut same_content);
+    options.rails.check_deletes(plan.deleted_files(), dst.file_count(), target)?;
+
+    let mut report =
+        MirrorReport { scan_errors: src.errors, special: src.special, ..MirrorReport::default() };
+    report.scan_errors.extend(dst.errors);
+    if !options.dry_run {
+        let target_root = if let Some(root) = target_root {
+            root
+        } else {
+            synccore::fsio::create_dirs(target)?;
+            Root::open(target)?
+        };
+        report.stats = apply::apply(&plan, Trees::new(&source_root, &target_root), shutdown.flag(), observe);
+        if report.stats.panicked {
+            return Err(Error::Panicked { what: "copying" });
+        }
+    }
+    report.plan = plan;
+    Ok(report)
+}
+
+/// The target's root, or `None` when it does not exist yet (an empty tree; it is created
+/// before anything is written).
+fn open_if_present(target: &Path) -> Result<Option<Root>> {
+    match Root::open(target) {
+        Ok(root) => Ok(Some(root)),
+        Err(Error::Missing { .. }) => Ok(None),
+        Err(err) => Err(err),
+    }
+}
+
+/// Runs a mirror pass, logs what it did, and returns its exit status (0, 1 or 3).
+pub fn pass_and_log(
+    source: &Path,
+    backup: &Path,
+    options: MirrorOptions,
+    shutdown: &Shutdown,
+    totals: &mut Totals,
+) -> u8 {
+    let started = Instant::now();
+    let mut progress = Progress::default();
+    let result = run_pass(source, backup, options, shutdown, &mut |event| {
+        passes::log_event("", &event);
+        progress.tick();
+    });
+    let report = match result {
+        Ok(report) => report,
+        Err(err) => return passes::pass_aborted(totals, &err),
+    };
+    for err in &report.scan_errors {
+        log::error!("{err}");
+    }
+    for path in &report.special {
+        log::warn!("skipped special file \"{path}\" (fifo, socket or device)");
+    }
+    if options.dry_run {
+        for step in &report.plan.steps {
+            println!("{step}");
+        }
+        log::info!(
+            "dry run: {} operations, {} bytes to copy; nothing changed",
+            report.plan.steps.len(),
+            report.plan.bytes()
+        );
+    }
+    passes::record_pass(totals, &report.stats, report.scan_errors.len(), 0, started);
+    u8::from(report.had_errors())
+}

@@ -1,0 +1,225 @@
+//! The hash cache of `oneway --versioned` (SPEC section 7: "every pass hashed both sides in
+//! full ... Here: quick check, hash cache, hard-linked versions"): the manifest's rows of the
+//! latest version, by path, with SOURCE's (size, mtime, inode) when each file was hashed. A
+//! pass trusts a row for a file that did not move since, so a pass over an unchanged SOURCE
+//! reads no file contents; and a new version hard-links every file whose content, mode, mtime
+//! and owner `_1` already holds, so a version costs only the bytes that changed.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use synccore::checksum::{Digest, directory_checksum_of, file_checksum_in};
+use synccore::entry::Entry;
+use synccore::error::{Error, Result};
+use synccore::fsio::Root;
+use synccore::plan::{Action, Plan};
+use synccore::relpath::RelPath;
+use synccore::scan::Tree;
+use synccore::versions::Slot;
+use synccore::versions::manifest::{FileRecord, Manifest};
+
+/// Cached hashes of files modified less than this long before their hash was taken are not
+/// trusted: a write in the same timestamp tick as the hashing would leave size and mtime equal
+/// (git's "racily clean" entries).
+const RACY_SECS: i64 = 2;
+
+/// The cached digest of a SOURCE file, if its (size, mtime, inode) is what it was when it was
+/// hashed and that mtime lay safely before the hashing.
+pub fn cached_digest(manifest: &Manifest, entry: &Entry) -> Option<Digest> {
+    let taken = manifest.latest.as_ref()?.taken_secs()?;
+    let row = manifest.file(&entry.path)?;
+    let same = row.size == entry.size && row.mtime == entry.mtime && row.ino == entry.ino;
+    (same && entry.mtime.secs < taken - RACY_SECS).then_some(row.digest)
+}
+
+/// What hashing SOURCE cost.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Hashed {
+    /// Files whose content was read (cache misses).
+    pub files: u64,
+    /// Bytes read to hash them.
+    pub bytes: u64,
+}
+
+/// The directory checksum of SOURCE, reading only files the hash cache cannot vouch for (all
+/// of them with `rehash`); `rows` receives every file's record (the next cache).
+pub fn source_checksum(
+    tree: &Tree,
+    source: &Root,
+    manifest: &Manifest,
+    rehash: bool,
+    shutdown: &AtomicBool,
+    hashed: &mut Hashed,
+    rows: &mut Vec<FileRecord>,
+) -> Result<Digest> {
+    directory_checksum_of(&tree.entries, |e| {
+        if shutdown.load(Ordering::Relaxed) {
+            return Err(Error::Interrupted);
+        }
+        let digest = if let Some(d) = cached_digest(manifest, e).filter(|_| !rehash) {
+            d
+        } else {
+            hashed.files += 1;
+            hashed.bytes += e.size;
+            file_checksum_in(source, &e.path)?
+        };
+        rows.push(FileRecord { path: e.path.clone(), digest, size: e.size, mtime: e.mtime, ino: e.ino });
+        Ok(digest)
+    })
+}
+
+/// Turns each copy of a file that `_1` already holds with equal content hash, mode and mtime
+/// (and owner, with `owners`: a hard link shares all of them) into a hard link to it (a path
+/// relative to the versions directory, `_1/...`). `new_rows` are SOURCE's files with their
+/// digests; `old` describes `_1`; `stat` reads the entry at a path of `_1` (`None` when absent
+/// or unreadable).
+pub fn link_unchanged(
+    plan: &mut Plan,
+    new_rows: &[FileRecord],
+    old: &Manifest,
+    owners: bool,
+    stat: &mut dyn FnMut(&RelPath) -> Option<Entry>,
+) {
+    for step in &mut plan.steps {
+        let Action::Copy { size, mode, mtime, owner } = step.action else { continue };
+        let new = new_rows.binary_search_by(|r| r.path.cmp(&step.path)).ok().map(|i| &new_rows[i]);
+        let (Some(new), Some(prev)) = (new, old.file(&step.path)) else { continue };
+        if new.digest != prev.digest || prev.size != size {
+            continue;
+        }
+        // The file in `_1` must be the one the manifest describes, and share mode, mtime and
+        // (where owners are kept) owner.
+        let same = stat(&step.path).is_some_and(|e| {
+            e.is_file()
+                && e.size == size
+                && e.mode == mode
+                && e.mtime == mtime
+                && e.mtime == prev.mtime
+                && (!owners || e.owner == owner)
+        });
+        if same {
+            step.action = Action::HardLink { existing: in_slot(Slot::Latest, &step.path) };
+        }
+    }
+}
+
+/// `rel` inside a slot, as a path relative to the versions directory.
+pub fn in_slot(slot: Slot, rel: &RelPath) -> RelPath {
+    let mut bytes = slot.dir_name().as_bytes().to_vec();
+    bytes.push(b'/');
+    bytes.extend_from_slice(rel.as_bytes());
+    RelPath::from_bytes(&bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+    use synccore::entry::{Kind, Mtime, Owner};
+    use synccore::plan::{self, StepKind};
+
+    const T: Mtime = Mtime { secs: 1_700_000_000, nanos: 5 };
+
+    fn row(path: &str, content: &str) -> FileRecord {
+        FileRecord {
+            path: RelPath::from_bytes(path.as_bytes()),
+            digest: Digest::of_bytes(content.as_bytes()),
+            size: content.len() as u64,
+            mtime: T,
+            ino: 1,
+        }
+    }
+
+    fn copy(path: &str, size: u64, mode: u32, mtime: Mtime) -> plan::Step {
+        plan::Step {
+            path: RelPath::from_bytes(path.as_bytes()),
+            action: Action::Copy { size, mode, mtime, owner: Owner::default() },
+        }
+    }
+
+    #[test]
+    fn only_equal_hash_mode_and_mtime_become_hard_links() {
+        let mut old = Manifest::new(Path::new("/s"));
+        old.files =
+            vec![row("changed", "aaa"), row("mode", "bbb"), row("same", "ccc"), row("touched", "ddd")];
+        let new_rows = vec![
+            row("changed", "AAA"),
+            row("mode", "bbb"),
+            row("new", "eee"),
+            row("same", "ccc"),
+            row("touched", "ddd"),
+        ];
+        let later = Mtime { secs: T.secs + 1, nanos: 0 };
+        let mut plan = Plan {
+            steps: vec![
+                copy("changed", 3, 0o644, T),
+                copy("mode", 3, 0o755, T),
+                copy("new", 3, 0o644, T),
+                copy("same", 3, 0o644, T),
+                copy("touched", 3, 0o644, later),
+            ],
+        };
+        // `_1` holds every old file with mode 644 and mtime T.
+        let mut stat = |p: &RelPath| {
+            Some(Entry {
+                path: p.clone(),
+                kind: Kind::File,
+                size: 3,
+                mtime: T,
+                mode: 0o644,
+                ino: 9,
+                owner: Owner::default(),
+            })
+        };
+        link_unchanged(&mut plan, &new_rows, &old, true, &mut stat);
+        let kinds: Vec<String> =
+            plan.steps.iter().map(|s| format!("{} {}", s.kind().word(), s.path)).collect();
+        assert_eq!(kinds, ["copy changed", "copy mode", "copy new", "hardlink same", "copy touched"]);
+        assert_eq!(plan.steps[3].action, Action::HardLink { existing: RelPath::from_bytes(b"_1/same") });
+        // A `_1` file that is not what the manifest says (or is gone) is never linked.
+        let mut plan = Plan { steps: vec![copy("same", 3, 0o644, T)] };
+        link_unchanged(&mut plan, &new_rows, &old, true, &mut |_| None);
+        assert_eq!(plan.count(StepKind::Copy), 1);
+    }
+
+    #[test]
+    fn cache_hits_only_on_equal_stamp_taken_well_after_the_mtime() {
+        let m = sample();
+        let row = &m.files[0];
+        let entry = |size, secs, ino| Entry {
+            path: row.path.clone(),
+            kind: Kind::File,
+            size,
+            mtime: Mtime { secs, nanos: 999_999_999 },
+            mode: 0o644,
+            ino,
+            owner: Owner::default(),
+        };
+        assert_eq!(cached_digest(&m, &entry(5, 1_700_000_000, 7)), Some(row.digest));
+        assert_eq!(cached_digest(&m, &entry(6, 1_700_000_000, 7)), None, "size");
+        assert_eq!(cached_digest(&m, &entry(5, 1_700_000_001, 7)), None, "mtime");
+        assert_eq!(cached_digest(&m, &entry(5, 1_700_000_000, 8)), None, "inode");
+        // Hashed in the same second the file was written: not trusted.
+        let mut racy = m.clone();
+        racy.latest.as_mut().unwrap().taken = "2023-11-14T22:13:21Z".into(); // 1_700_000_001
+        assert_eq!(cached_digest(&racy, &entry(5, 1_700_000_000, 7)), None);
+    }
+
+    fn sample() -> Manifest {
+        let mut m = Manifest::new(Path::new("/src"));
+        m.latest = Some(synccore::versions::manifest::SlotRecord {
+            checksum: Digest::of_bytes(b"one"),
+            taken: "2026-03-01T12:00:00.5Z".into(),
+            duration_ms: 12,
+            files: 1,
+            bytes: 5,
+        });
+        m.files.push(FileRecord {
+            path: RelPath::from_bytes(b"a/b.txt"),
+            digest: Digest::of_bytes(b"a/b.txt"),
+            size: 5,
+            mtime: Mtime { secs: 1_700_000_000, nanos: 999_999_999 },
+            ino: 7,
+        });
+        m
+    }
+}
