@@ -13,7 +13,7 @@ pub mod versioned;
 
 use std::path::{Path, PathBuf};
 
-use synccli::logging;
+use synccli::Program;
 use synccli::passes::{self, Totals};
 use synccore::error::{Error, Quoted};
 use synccore::shutdown::{self, Shutdown};
@@ -41,26 +41,8 @@ pub enum Mode {
 
 /// Runs `oneway` with its arguments and returns the exit status (SPEC section 5).
 pub fn run(args: &Args) -> u8 {
-    let config = match validate(args) {
-        Ok(config) => config,
-        Err(err) => {
-            // Nothing is logged yet: the input is refused before anything is created.
-            eprintln!("oneway: error: {err}");
-            return err.exit_code() as u8;
-        }
-    };
-    let common = &args.common;
-    if let Err(err) = logging::init("ONEWAY", common.log.as_deref(), "oneway.log", common.verbosity()) {
-        eprintln!("oneway: error: {err}");
-        return err.exit_code() as u8;
-    }
-    match run_passes(args, &config) {
-        Ok(code) => code,
-        Err(err) => {
-            log::error!("{err}");
-            err.exit_code() as u8
-        }
-    }
+    let program = Program { name: "oneway", tag: "ONEWAY" };
+    synccli::run_command(program, &args.common, || validate(args), |config| run_passes(args, &config))
 }
 
 /// Checks every input before anything is created on disk (SPEC section 5).

@@ -121,13 +121,9 @@ pub fn pass_and_log(
     shutdown: &Shutdown,
     totals: &mut Totals,
 ) -> u8 {
-    let started = Instant::now();
-    let mut progress = Progress::default();
-    let result = run_pass(source, backup, options, shutdown, &mut |event| {
-        passes::log_event("", &event);
-        progress.tick();
-    });
-    let report = match result {
+    let (started, mut progress) = (Instant::now(), Progress::default());
+    let mut observe = passes::observer(&mut progress, |event| passes::log_event("", event));
+    let report = match run_pass(source, backup, options, shutdown, &mut observe) {
         Ok(report) => report,
         Err(err) => return passes::pass_aborted(totals, &err),
     };

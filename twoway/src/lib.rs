@@ -19,7 +19,7 @@ pub mod restore;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use synccli::logging;
+use synccli::Program;
 use synccli::passes::{self, Progress, Totals};
 use synccore::error::{Error, Quoted};
 use synccore::shutdown::Shutdown;
@@ -30,60 +30,30 @@ use crate::cli::Args;
 use crate::merge::Side;
 use crate::pass::{SyncOptions, SyncReport};
 
-/// Runs `twoway` with its arguments and returns the exit status (SPEC section 5).
-pub fn run(args: &Args) -> u8 {
-    if args.restore { restore(args) } else { sync(args) }
-}
+const PROGRAM: Program = Program { name: "twoway", tag: "TWOWAY" };
 
-/// `twoway DIR_A DIR_B`: the sync loop, with the recovery system unless `--no-recovery`.
-fn sync(args: &Args) -> u8 {
-    let config = match validate(args) {
-        Ok(config) => config,
-        Err(err) => {
-            // Nothing is logged yet: the input is refused before anything is created.
-            eprintln!("twoway: error: {err}");
-            return err.exit_code() as u8;
-        }
-    };
-    let common = &args.common;
-    if let Err(err) = logging::init("TWOWAY", common.log.as_deref(), "twoway.log", common.verbosity()) {
-        eprintln!("twoway: error: {err}");
-        return err.exit_code() as u8;
+/// Runs `twoway` with its arguments and returns the exit status (SPEC section 5): the sync
+/// loop (with the recovery system unless `--no-recovery`), or `DIR --restore`.
+pub fn run(args: &Args) -> u8 {
+    if args.restore {
+        let check = || home_of(args).and_then(|h| roots::future_dir(&h));
+        return synccli::run_command(PROGRAM, &args.common, check, |home| restore(args, &home));
     }
-    match run_passes(args, &config) {
-        Ok(code) => code,
-        Err(err) => {
-            log::error!("{err}");
-            err.exit_code() as u8
-        }
-    }
+    synccli::run_command(PROGRAM, &args.common, || validate(args), |config| run_passes(args, &config))
 }
 
 /// `twoway DIR --restore [--version …]`.
-fn restore(args: &Args) -> u8 {
-    let home = match home_of(args).and_then(|h| roots::future_dir(&h)) {
-        Ok(home) => home,
-        Err(err) => {
-            eprintln!("twoway: error: {err}");
-            return err.exit_code() as u8;
-        }
-    };
-    let common = &args.common;
-    if let Err(err) = logging::init("TWOWAY", common.log.as_deref(), "twoway.log", common.verbosity()) {
-        eprintln!("twoway: error: {err}");
-        return err.exit_code() as u8;
-    }
-    let result = Shutdown::install().and_then(|shutdown| {
-        restore::restore(&home, &args.dir_a, restore::version_of(args.version), shutdown.flag())
-    });
-    match result {
+fn restore(args: &Args, home: &Path) -> Result<u8, Error> {
+    let shutdown = Shutdown::install()?;
+    let version = restore::version_of(args.version);
+    match restore::restore(home, &args.dir_a, version, shutdown.flag()) {
         Ok(done) => {
             restore::log_restored(&done);
-            0
+            Ok(0)
         }
         Err(err) => {
             log::error!("restore failed: {err}");
-            err.exit_code() as u8
+            Ok(err.exit_code() as u8)
         }
     }
 }
@@ -185,13 +155,12 @@ fn run_passes(args: &Args, config: &Config) -> Result<u8, Error> {
 
 /// Runs a pass, logs what it did, and returns its exit status (0, 1 or 3).
 fn pass_and_log(pair: &Pair, options: SyncOptions, shutdown: &Shutdown, totals: &mut Totals) -> u8 {
-    let started = Instant::now();
-    let mut progress = Progress::default();
-    let result = pass::run_pass(pair, options, shutdown, &mut |side, event| {
+    let (started, mut progress) = (Instant::now(), Progress::default());
+    let mut observe = |side: Side, event: synccore::apply::Event<'_>| {
         passes::log_event(side.prefix(), &event);
         progress.tick();
-    });
-    let report = match result {
+    };
+    let report = match pass::run_pass(pair, options, shutdown, &mut observe) {
         Ok(report) => report,
         Err(err) => return passes::pass_aborted(totals, &err),
     };

@@ -533,7 +533,6 @@ pub fn next_base(
 mod tests {
     use super::Change::{Absent, Created, Deleted, Modified, Unchanged};
     use super::*;
-    use synccore::entry::Mtime;
 
     const NEVER: fn() -> bool = || panic!("content must not be compared");
 
@@ -565,15 +564,7 @@ mod tests {
     }
 
     fn e(path: &str, kind: Kind, size: u64, mtime: i64, ino: u64) -> Entry {
-        Entry {
-            path: RelPath::from_bytes(path.as_bytes()),
-            kind,
-            size,
-            mtime: Mtime { secs: mtime, nanos: 0 },
-            mode: 0o644,
-            ino,
-            owner: synccore::entry::Owner::default(),
-        }
+        Entry { mode: 0o644, ino, ..Entry::example(path, kind, size, mtime) }
     }
     fn f(path: &str, size: u64, mtime: i64, ino: u64) -> Entry {
         e(path, Kind::File, size, mtime, ino)

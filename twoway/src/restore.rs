@@ -162,33 +162,43 @@ pub fn restore(home: &Path, dir: &Path, version: Version, shutdown: &AtomicBool)
         let _ = parent.remove_tree(&staging);
     })?;
     let special = basis.as_ref().map(|t| t.special.clone()).unwrap_or_default();
-    // Both renames are atomic: when one fails, the staging name still holds the copy.
-    let discard = |_: &Error| {
-        let _ = parent.remove_tree(&staging);
-    };
-    let kept_late = match basis {
-        None => {
-            // DIR was missing: the copy takes its name, never replacing one that appeared.
-            parent.rename(&staging, &dir_name, Rename::NoReplace).inspect_err(discard)?;
-            parent.sync_dir(Path::new(""))?;
-            None
-        }
-        Some(basis) => {
-            parent.rename(&staging, &dir_name, Rename::Exchange).inspect_err(discard)?;
-            parent.sync_dir(Path::new(""))?;
-            // The staging name now holds DIR's old content. A write that slipped in between
-            // the check and the exchange is kept too, before the old content goes.
-            let old = open_dir(&parent, &staging)?;
-            let late = match old.as_ref().map(scan::scan) {
-                Some(Ok(now)) if same_entries(&now, &basis) => None,
-                _ => Some(keep(old.as_ref(), &v, shutdown)?.0),
-            };
-            parent.remove_tree(&staging)?;
-            late
-        }
-    };
+    let kept_late = swap(&parent, &staging, &dir_name, basis, &v, shutdown)?;
     let from = v.path_of(&from);
     Ok(Restored { dir, from, source, kept, kept_late, stats, migrated, repair, removed_leftovers, special })
+}
+
+/// Puts the copy at `staging` in DIR's place (`dir_name` in `parent`): one atomic exchange
+/// when DIR exists (`basis`: what was kept of it), else a rename that never replaces an entry
+/// that appeared meanwhile. Both renames are atomic: when one fails, the staging name still
+/// holds the copy, which is removed. Returns what DIR held when it was swapped out, if that
+/// is not what was kept (a write that slipped in between the check and the exchange is kept
+/// too, before the old content goes).
+fn swap(
+    parent: &Root,
+    staging: &Path,
+    dir_name: &Path,
+    basis: Option<Tree>,
+    v: &Root,
+    shutdown: &AtomicBool,
+) -> Result<Option<Kept>> {
+    let discard = |_: &Error| {
+        let _ = parent.remove_tree(staging);
+    };
+    let Some(basis) = basis else {
+        parent.rename(staging, dir_name, Rename::NoReplace).inspect_err(discard)?;
+        parent.sync_dir(Path::new(""))?;
+        return Ok(None);
+    };
+    parent.rename(staging, dir_name, Rename::Exchange).inspect_err(discard)?;
+    parent.sync_dir(Path::new(""))?;
+    // The staging name now holds DIR's old content.
+    let old = open_dir(parent, staging)?;
+    let late = match old.as_ref().map(scan::scan) {
+        Some(Ok(now)) if same_entries(&now, &basis) => None,
+        _ => Some(keep(old.as_ref(), v, shutdown)?.0),
+    };
+    parent.remove_tree(staging)?;
+    Ok(late)
 }
 
 /// The directory `name` of `parent` as a root, `None` when it is missing.
@@ -262,7 +272,7 @@ fn is_dir(root: &Root, rel: &Path) -> bool {
 /// (atomic, durable copies; modes, mtimes and symlinks kept), then gives it the root's mode
 /// and mtime. Fails unless the copy is complete.
 fn copy_tree(from: &Root, parent: &Root, name: &Path, shutdown: &AtomicBool) -> Result<ApplyStats> {
-    let tree = scan::scan(from)?;
+    let tree = scan::scan_owned(from)?;
     let root = from.top().stat_self().at(Op::Stat, from.path())?;
     parent.create_dir(name, 0o700)?;
     let to = parent.open_root(name)?;
@@ -423,7 +433,7 @@ fn link_identical(plan: &mut Plan, src: &Root, v: &Root, candidates: &[PathBuf])
 /// caller has checked the contents.
 fn same_as(tree: &Tree, root: &rustix::fs::Stat, v: &Root, other: &Path) -> bool {
     let Ok(other) = v.open_root(other) else { return false };
-    let Ok(theirs) = scan::scan(&other) else { return false };
+    let Ok(theirs) = scan::scan_owned(&other) else { return false };
     let Ok(their_root) = other.top().stat_self() else { return false };
     let owners = keeps_owners();
     let key = |e: &synccore::entry::Entry| {

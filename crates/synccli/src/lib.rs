@@ -7,3 +7,45 @@ pub mod args;
 pub mod interval;
 pub mod logging;
 pub mod passes;
+
+use synccore::Error;
+
+use crate::args::CommonArgs;
+
+/// A program: its name, for messages, and the tag of its log lines (`[ONEWAY]`).
+#[derive(Debug, Clone, Copy)]
+pub struct Program {
+    pub name: &'static str,
+    pub tag: &'static str,
+}
+
+/// Runs a command the way both programs do: `check` validates the input before anything is
+/// created (a refusal is one line on stderr and its exit code, SPEC section 5); then logging
+/// is set up (`<name>.log` by default) and `work` runs; an error that ends it is logged and
+/// mapped to its exit code. Returns the exit status.
+pub fn run_command<C>(
+    program: Program,
+    common: &CommonArgs,
+    check: impl FnOnce() -> Result<C, Error>,
+    work: impl FnOnce(C) -> Result<u8, Error>,
+) -> u8 {
+    let refuse = |err: &Error| {
+        eprintln!("{}: error: {err}", program.name);
+        err.exit_code() as u8
+    };
+    let checked = match check() {
+        Ok(checked) => checked,
+        Err(err) => return refuse(&err),
+    };
+    let default_log = format!("{}.log", program.name);
+    if let Err(err) = logging::init(program.tag, common.log.as_deref(), &default_log, common.verbosity()) {
+        return refuse(&err);
+    }
+    match work(checked) {
+        Ok(code) => code,
+        Err(err) => {
+            log::error!("{err}");
+            err.exit_code() as u8
+        }
+    }
+}

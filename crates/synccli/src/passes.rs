@@ -80,6 +80,14 @@ impl Progress {
     }
 }
 
+/// The observer of a pass's steps: each is logged by `log` and counted for the progress line.
+pub fn observer<'p>(progress: &'p mut Progress, log: impl Fn(&Event<'_>) + 'p) -> impl FnMut(Event<'_>) + 'p {
+    move |event| {
+        log(&event);
+        progress.tick();
+    }
+}
+
 /// What all passes of a run did, for the summary at exit.
 #[derive(Debug, Default)]
 pub struct Totals {

@@ -95,7 +95,7 @@ pub fn apply(
     shutdown: &AtomicBool,
     observe: &mut dyn FnMut(Event<'_>),
 ) -> ApplyStats {
-    let mut run = Run {
+    let mut run = Applier {
         trees,
         stats: ApplyStats::default(),
         dirty: BTreeSet::new(),
@@ -138,7 +138,7 @@ pub fn apply(
     run.stats
 }
 
-/// Copies per pipeline stage within a batch (see `Run::flush`).
+/// Copies per pipeline stage within a batch (see `Applier::flush`).
 const PIPELINE_CHUNK: usize = 1024;
 
 /// Above this many changed directories, one `syncfs` replaces their fsyncs.
@@ -148,7 +148,9 @@ const FSYNC_DIRS_MAX: usize = 8;
 /// keep both cores and the disk busy.
 const STAGE_THREADS: usize = 4;
 
-struct Run<'p, 'a> {
+/// Carries out one plan: the steps, the batches of staged copies, and the directories to make
+/// durable at the end.
+struct Applier<'p, 'a> {
     trees: Trees<'a>,
     stats: ApplyStats,
     /// Directories (relative to the target root) whose entries changed: fsynced at the end.
@@ -159,7 +161,7 @@ struct Run<'p, 'a> {
     shutdown: &'a AtomicBool,
 }
 
-impl<'p> Run<'p, '_> {
+impl<'p> Applier<'p, '_> {
     fn step(&mut self, step: &'p Step, observe: &mut dyn FnMut(Event<'_>)) {
         let to = self.trees.to;
         let rel = step.path.as_path();
@@ -171,14 +173,14 @@ impl<'p> Run<'p, '_> {
             }
             Action::Mkdir { mode, .. } => to.create_dir(rel, *mode),
             Action::Link { target: link_target, mtime, owner, was } => {
-                if !still(to, rel, *was) {
+                if !is_as_planned(to, rel, *was) {
                     return self.skip(step, "target changed during the pass", observe);
                 }
                 to.place_symlink(rel, link_target, *mtime, *owner, was.is_some())
             }
             Action::Meta { mode, mtime, owner, .. } => to.set_meta(rel, *mode, *mtime, *owner),
             Action::Delete { was } => {
-                if !still(to, rel, Some(*was)) {
+                if !is_as_planned(to, rel, Some(*was)) {
                     return self.skip(step, "target changed during the pass", observe);
                 }
                 to.remove_file(rel)
@@ -186,7 +188,7 @@ impl<'p> Run<'p, '_> {
             Action::Rmdir => to.remove_dir(rel),
             Action::Cleanup => to.remove_tree(rel),
             Action::Rename { to: new, was } => {
-                if !still(to, rel, Some(*was)) {
+                if !is_as_planned(to, rel, Some(*was)) {
                     return self.skip(step, "target changed during the pass", observe);
                 }
                 let renamed = to.rename(rel, new.as_path(), Rename::NoReplace);
@@ -277,7 +279,7 @@ impl<'p> Run<'p, '_> {
             };
             // An update replaces only the file it was planned against; a new file never
             // replaces one that appeared meanwhile (a no-replace rename refuses atomically).
-            if was.is_some() && !still(to, rel, was) {
+            if was.is_some() && !is_as_planned(to, rel, was) {
                 staged.discard();
                 self.skip(step, "target changed during the pass", observe);
                 continue;
@@ -400,7 +402,7 @@ fn stage_all(
 }
 
 /// True when `rel` is as the plan saw it: absent when `was` is `None`, else unchanged.
-fn still(root: &Root, rel: &Path, was: Option<Stamp>) -> bool {
+fn is_as_planned(root: &Root, rel: &Path, was: Option<Stamp>) -> bool {
     match was {
         None => root.is_absent(rel),
         Some(s) => root.unchanged_since_scan(rel, s.size, s.mtime, s.ino),

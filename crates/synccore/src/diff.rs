@@ -94,12 +94,28 @@ pub fn plan(
         }
     }
 
-    // Directory metadata last and deepest first: creating, renaming or deleting an entry
-    // changes its parent's mtime, so the parent's is set after its contents are final.
+    let dir_metas = dir_meta_steps(source, target, &creates, &touched, options);
+    deletes.sort_by(|a, b| b.path.cmp(&a.path));
+    let mut steps = creates;
+    steps.splice(0..0, deletes);
+    steps.extend(dir_metas);
+    Plan { steps }
+}
+
+/// Directory metadata, last and deepest first: creating, renaming or deleting an entry changes
+/// its parent's mtime, so the parent's is set after its contents are final. `touched` holds
+/// the directories whose entries the plan changes.
+fn dir_meta_steps(
+    source: &Tree,
+    target: &Tree,
+    creates: &[Step],
+    touched: &HashSet<RelPath>,
+    options: DiffOptions,
+) -> Vec<Step> {
     let new_dirs: HashSet<&RelPath> =
         creates.iter().filter(|s| matches!(s.action, Action::Mkdir { .. })).map(|s| &s.path).collect();
     let mut dir_metas = Vec::new();
-    for s in src.iter().rev().filter(|e| e.is_dir()) {
+    for s in source.entries.iter().rev().filter(|e| e.is_dir()) {
         let existing = target.get(&s.path).filter(|d| d.is_dir());
         let is_new = new_dirs.contains(&s.path);
         let mode_differs = is_new || existing.is_some_and(|d| d.mode != s.mode);
@@ -118,12 +134,7 @@ pub fn plan(
             });
         }
     }
-
-    deletes.sort_by(|a, b| b.path.cmp(&a.path));
-    let mut steps = creates;
-    steps.splice(0..0, deletes);
-    steps.extend(dir_metas);
-    Plan { steps }
+    dir_metas
 }
 
 /// The step that creates `s` where the target has nothing.
@@ -210,15 +221,7 @@ mod tests {
     use crate::plan::StepKind;
 
     fn e(path: &str, kind: Kind, size: u64, mtime: i64, mode: u32) -> Entry {
-        Entry {
-            path: RelPath::from_bytes(path.as_bytes()),
-            kind,
-            size,
-            mtime: Mtime { secs: mtime, nanos: 0 },
-            mode,
-            ino: 1,
-            owner: Owner::default(),
-        }
+        Entry { mode, ..Entry::example(path, kind, size, mtime) }
     }
     fn file(path: &str, size: u64, mtime: i64) -> Entry {
         e(path, Kind::File, size, mtime, 0o644)

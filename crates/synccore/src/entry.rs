@@ -116,6 +116,21 @@ pub struct Entry {
 }
 
 impl Entry {
+    /// An entry for tests and examples: `path` of `kind`, `size` bytes, mtime `secs` (whole
+    /// seconds), mode 644 (755 for a directory), inode 1, owned by root.
+    pub fn example(path: &str, kind: Kind, size: u64, secs: i64) -> Self {
+        let mode = if kind == Kind::Dir { 0o755 } else { 0o644 };
+        Entry {
+            path: RelPath::from_bytes(path.as_bytes()),
+            kind,
+            size,
+            mtime: Mtime { secs, nanos: 0 },
+            mode,
+            ino: 1,
+            owner: Owner::default(),
+        }
+    }
+
     /// True for a regular file.
     pub fn is_file(&self) -> bool {
         self.kind == Kind::File

@@ -45,14 +45,10 @@ pub fn pass_and_log(
     shutdown: &Shutdown,
     totals: &mut Totals,
 ) -> u8 {
-    let started = Instant::now();
-    let mut progress = Progress::default();
-    let result = run_pass(source, layout, options, shutdown, &mut |event| {
-        log_event(&event);
-        progress.tick();
-    });
+    let (started, mut progress) = (Instant::now(), Progress::default());
+    let mut observe = synccli::passes::observer(&mut progress, log_event);
     let pass = totals.passes + 1;
-    let report = match result {
+    let report = match run_pass(source, layout, options, shutdown, &mut observe) {
         Ok(report) => report,
         Err(err @ Error::Aborted(_)) => {
             log::error!("not rotating: {err}; the versions are kept as they are");
@@ -64,7 +60,21 @@ pub fn pass_and_log(
             return err.exit_code() as u8;
         }
     };
-    let repair = report.repair;
+    log_repair(report.repair);
+    for err in &report.scan_errors {
+        log::error!("{err}");
+    }
+    for path in &report.special {
+        log::warn!("skipped special file \"{path}\" (fifo, socket or device)");
+    }
+    totals.errors += report.scan_errors.len() as u64;
+    totals.stats.add(&report.stats);
+    log_outcome(&report, source, layout, options, started, pass, totals);
+    u8::from(report.had_errors())
+}
+
+/// What the start-of-pass repair did, if anything.
+fn log_repair(repair: synccore::versions::rotation::Repair) {
     if repair.finished_rotation {
         log::warn!("finished a rotation that an earlier run left half done");
     }
@@ -74,14 +84,18 @@ pub fn pass_and_log(
     if repair.removed_leftovers > 0 {
         log::info!("cleanup: removed {} leftover temporaries", repair.removed_leftovers);
     }
-    for err in &report.scan_errors {
-        log::error!("{err}");
-    }
-    for path in &report.special {
-        log::warn!("skipped special file \"{path}\" (fifo, socket or device)");
-    }
-    totals.errors += report.scan_errors.len() as u64;
-    totals.stats.add(&report.stats);
+}
+
+/// The lines that say what the pass decided (and, for a dry run, its plan on stdout).
+fn log_outcome(
+    report: &super::VersionedReport,
+    source: &Path,
+    layout: &Layout,
+    options: VersionedOptions,
+    started: Instant,
+    pass: u64,
+    totals: &mut Totals,
+) {
     let secs = started.elapsed().as_secs_f64();
     let show = |d: &Option<synccore::checksum::Digest>| d.map_or_else(|| "none".to_owned(), |d| d.to_hex());
     let plan = &report.plan;
@@ -131,7 +145,6 @@ pub fn pass_and_log(
         }
         Outcome::Interrupted => log::info!("pass {pass} interrupted; the versions are unchanged"),
     }
-    u8::from(report.had_errors())
 }
 
 /// Copies are logged like a mirror's; the rest of building a version (directories, hard links,

@@ -16,7 +16,7 @@ pub const DEFAULT_INTERVAL: [&str; 2] = ["--interval", "60"];
 
 /// A loaded, validated `config.json`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Config {
+pub struct RecoveryConfig {
     /// The versioning program, resolved (a relative path is taken from the config's directory).
     pub script: PathBuf,
     /// Arguments that set the child's interval, e.g. `["--interval", "60"]`.
@@ -34,7 +34,7 @@ struct ConfigFile {
 /// Loads `path`, creating it with defaults (`script` = `default_script`) when it is missing.
 /// Invalid JSON, wrong types, or a script that is missing or not executable are errors that
 /// name the file and the problem.
-pub fn load_config(path: &Path, default_script: &Path) -> Result<Config> {
+pub fn load_config(path: &Path, default_script: &Path) -> Result<RecoveryConfig> {
     let invalid = |reason: String| Error::Invalid { path: path.to_path_buf(), reason };
     let (dir, name) = fsio::open_beside(path, true)?;
     let text = if let Some(text) = dir.read(name)? {
@@ -79,7 +79,7 @@ pub fn load_config(path: &Path, default_script: &Path) -> Result<Config> {
         if script.is_relative() { path.parent().unwrap_or(Path::new(".")).join(script) } else { script };
     check_executable(&script)
         .map_err(|reason| invalid(format!("script {}: {reason}", synccore::error::Quoted(&script))))?;
-    Ok(Config { script, interval, unknown_keys })
+    Ok(RecoveryConfig { script, interval, unknown_keys })
 }
 
 /// Checks `"interval"`, the arguments that set each child's period, before any child starts
