@@ -18,12 +18,14 @@
 //! reported together (how many trials of how many failed, and what the first ones did).
 
 use std::fs;
+use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
-use e2e::race::{Canary, SwapReport, Swapper, Trigger, differences};
-use e2e::{Node, Rng, Snapshot, cmd, file, run, snapshot, snapshot_synced, temporaries};
+use e2e::race::{Canary, SwapReport, Swapped, Swapper, Trigger, differences};
+use e2e::{Node, Rng, Snapshot, SpawnGuarded, cmd, file, run, snapshot, snapshot_synced, temporaries};
 use tempfile::TempDir;
 
 const T: (i64, u32) = (1_700_000_000, 0);
@@ -853,4 +855,259 @@ fn unprivileged_copies_and_metadata_changes_never_leave_the_backup_while_a_backu
         s.clean(t);
     }
     trials.finish();
+}
+
+// ---------------------------------------------------------------------------------------------
+// deterministic: the swap lands inside the window
+
+/// Collects the problems of the cases of a deterministic test, so that one failing case does
+/// not hide what the others do; fails with all of them at the end.
+#[derive(Default)]
+struct Cases(Vec<String>);
+
+impl Cases {
+    fn check(&mut self, case: &str, problems: &[String]) {
+        if !problems.is_empty() {
+            let first: Vec<&str> = problems.iter().take(6).map(String::as_str).collect();
+            self.0.push(format!("{case} ({} problems): {}", problems.len(), first.join("; ")));
+        }
+    }
+
+    fn finish(self) {
+        assert!(
+            self.0.is_empty(),
+            "{} cases let a pass leave its root:\n{}",
+            self.0.len(),
+            self.0.join("\n")
+        );
+    }
+}
+
+fn fault_points() -> bool {
+    if e2e::has_fault_points() {
+        return true;
+    }
+    // Straight to the file descriptor: the harness captures `eprintln!` of passing tests.
+    let _ = writeln!(
+        std::io::stderr(),
+        "skipped: the binaries under test are not debug builds (no fault points)"
+    );
+    false
+}
+
+/// Runs `c` (logging to the sandbox) with `SYNCCORE_FAULT=stop:<point>`; once it stopped
+/// there, swaps `victim` for the symlink to `canary` and lets it go on. Returns the outcome
+/// and whether the real directory could be put back after the pass.
+fn swapped_at_fault_point(
+    s: &Sandbox,
+    mut c: Command,
+    point: &str,
+    victim: &Path,
+    canary: &Canary,
+) -> (Outcome, bool) {
+    let log = s.join("pass.log");
+    c.arg("--log").arg(&log).env("SYNCCORE_FAULT", format!("stop:{point}"));
+    let mut child = c.spawn_guarded();
+    assert!(
+        e2e::wait_stopped(child.id(), Duration::from_secs(60)),
+        "the pass never reached the fault point {point}"
+    );
+    let swapped = Swapped::swap(victim, canary.dir(), &s.aside(0));
+    e2e::signal(child.id(), rustix::process::Signal::CONT);
+    let status = child.wait().unwrap();
+    let back = swapped.put_back();
+    let text = fs::read_to_string(&log).unwrap_or_default();
+    fs::remove_file(&log).ok();
+    (Outcome { code: status.code(), text }, back)
+}
+
+/// Attacks the mirror's copy writer at its two windows, deterministically: stopped at the
+/// fault point `stage` (before the first temporary is created in `BACKUP/sub`) or
+/// `before-commit` (the temporaries staged, right before they are renamed into place), the
+/// pass finds `BACKUP/sub` swapped for the symlink when it goes on, and until it ends.
+#[test]
+fn oneway_copies_with_the_backup_dir_swapped_at_a_fault_point_never_leave_the_backup() {
+    if !fault_points() {
+        return;
+    }
+    let mut cases = Cases::default();
+    for point in ["stage", "before-commit"] {
+        let s = Sandbox::new();
+        let (src, dst) = (s.join("src"), s.join("dst"));
+        fs::create_dir_all(src.join("sub")).unwrap();
+        assert_eq!(s.mirror_converges(), Vec::<String>::new());
+        fill(&src, "sub", 50, &mut Rng::new(12), T.0);
+        let canary = s.canary(0, &src.join("sub"), even);
+        let c = s.args("oneway", &["src", "dst", "--once"]);
+        let (pass, back) = swapped_at_fault_point(&s, c, point, &dst.join("sub"), &canary);
+        let mut problems = pass.unless(&UNDER_ATTACK, "the pass");
+        if !back {
+            problems.push("the real BACKUP/sub could not be put back".into());
+        }
+        problems.extend(canary.problems(&[&dst]));
+        problems.extend(s.mirror_converges());
+        cases.check(&format!("BACKUP/sub swapped at {point}"), &problems);
+    }
+    cases.finish();
+}
+
+/// Attacks twoway's copy writer at the same two fault points, on either side: the side that
+/// receives 40 new files (B, then A) has its `sub` swapped while the pass is stopped.
+#[test]
+fn twoway_copies_with_a_side_dir_swapped_at_a_fault_point_never_leave_the_side() {
+    if !fault_points() {
+        return;
+    }
+    let mut cases = Cases::default();
+    for point in ["stage", "before-commit"] {
+        for t in 0..2 {
+            let s = Sandbox::new();
+            file(&s.join("a"), b"sub/keep", b"in both", 0o644, T);
+            fs::create_dir(s.join("b")).unwrap();
+            assert_eq!(s.sides_converge(), Vec::<String>::new());
+            let (victim, other) = sides(&s, t);
+            fill(&other, "sub", 40, &mut Rng::new(13), T.0);
+            let wanted = snapshot_synced(&other);
+            let canary = s.canary(0, &other.join("sub"), even);
+            let c = s.args("twoway", &TWOWAY);
+            let (pass, back) = swapped_at_fault_point(&s, c, point, &victim.join("sub"), &canary);
+            let mut problems = pass.unless(&UNDER_ATTACK, "the pass");
+            if !back {
+                problems.push("the real directory could not be put back".into());
+            }
+            problems.extend(canary.problems(&[&victim, &other]));
+            problems.extend(s.sides_converge());
+            problems.extend(differences(
+                &wanted,
+                &snapshot_synced(&other),
+                "the user's side",
+                "after the passes",
+            ));
+            let side = if t == 0 { "b/sub" } else { "a/sub" };
+            cases.check(&format!("{side} swapped at {point}"), &problems);
+        }
+    }
+    cases.finish();
+}
+
+/// Runs `program args` (one of `s`'s commands) under strace with each thread's first call of
+/// `calls` delayed, swaps `victim` for the symlink to `canary` while the call waits, and puts
+/// it back after the pass. Returns the problems: the pass's exit, the canary and its bytes in
+/// `trees`, and a window that was missed.
+fn swapped_in_delayed_call(
+    s: &Sandbox,
+    strace: &Path,
+    mut c: Command,
+    calls: &[&str],
+    victim: &Path,
+    canary: &Canary,
+    trees: &[&Path],
+) -> Vec<String> {
+    let log = s.join("pass.log");
+    c.arg("--log").arg(&log);
+    let mut swapped = None;
+    let (out, landed) = e2e::race::with_delayed_call(strace, &c, calls, || {
+        swapped = Some(Swapped::swap(victim, canary.dir(), &s.aside(0)));
+    });
+    let back = swapped.is_some_and(Swapped::put_back);
+    let text =
+        format!("{}{}", String::from_utf8_lossy(&out.stderr), fs::read_to_string(&log).unwrap_or_default());
+    fs::remove_file(&log).ok();
+    let mut problems = Outcome { code: out.status.code(), text }.unless(&UNDER_ATTACK, "the pass");
+    if !landed {
+        problems.push(format!("the pass never waited in {calls:?}: the swap missed the window"));
+    }
+    if !back {
+        problems.push("the real directory could not be put back".into());
+    }
+    problems.extend(canary.problems(trees));
+    problems
+}
+
+/// Attacks the commit step itself, as the issue asks, with the window widened by strace: the
+/// first `renameat2` of the pass (the first staged copy renamed into place) waits 0.6 s before
+/// the kernel resolves its paths, and `BACKUP/sub` (oneway) or `b/sub` (twoway) is swapped for
+/// the symlink meanwhile. The rest of the pass (commits, directory metadata) meets the symlink
+/// too.
+#[test]
+fn copies_committed_while_strace_holds_the_commit_never_leave_the_root() {
+    let Some(strace) = e2e::strace() else { return };
+    let s = Sandbox::new();
+    let (src, dst) = (s.join("src"), s.join("dst"));
+    fs::create_dir_all(src.join("sub")).unwrap();
+    assert_eq!(s.mirror_converges(), Vec::<String>::new());
+    fill(&src, "sub", 40, &mut Rng::new(14), T.0);
+    let canary = s.canary(0, &src.join("sub"), even);
+    let mut cases = Cases::default();
+    let mut problems = swapped_in_delayed_call(
+        &s,
+        &strace,
+        s.args("oneway", &["src", "dst", "--once"]),
+        &["renameat2"],
+        &dst.join("sub"),
+        &canary,
+        &[&dst],
+    );
+    problems.extend(s.mirror_converges());
+    cases.check("oneway, BACKUP/sub swapped in the first commit", &problems);
+
+    let s = Sandbox::new();
+    file(&s.join("a"), b"sub/keep", b"in both", 0o644, T);
+    fs::create_dir(s.join("b")).unwrap();
+    assert_eq!(s.sides_converge(), Vec::<String>::new());
+    fill(&s.join("a"), "sub", 40, &mut Rng::new(15), T.0);
+    let canary = s.canary(0, &s.join("a").join("sub"), even);
+    let (a, b) = (s.join("a"), s.join("b"));
+    let mut problems = swapped_in_delayed_call(
+        &s,
+        &strace,
+        s.args("twoway", &TWOWAY),
+        &["renameat2"],
+        &b.join("sub"),
+        &canary,
+        &[&a, &b],
+    );
+    problems.extend(s.sides_converge());
+    cases.check("twoway, b/sub swapped in the first commit", &problems);
+    cases.finish();
+}
+
+/// Attacks the delete and the metadata writer where no fault point fits, with strace: the
+/// first delete (`unlink`/`unlinkat`, after its stamp re-check passed) or the first mtime
+/// change (`utimensat`, after the mode was set) of the pass waits 0.6 s, and `BACKUP/sub` is
+/// swapped for a lookalike canary meanwhile. The re-check before a delete must not be a window:
+/// the delete removes the file it checked, or nothing.
+#[test]
+fn deletes_and_metadata_changes_held_by_strace_never_leave_the_backup() {
+    let Some(strace) = e2e::strace() else { return };
+    let mut cases = Cases::default();
+    for calls in [&["unlink", "unlinkat"][..], &["utimensat"][..]] {
+        let s = Sandbox::new();
+        let (src, dst) = (s.join("src"), s.join("dst"));
+        fill(&src, "sub", 40, &mut Rng::new(16), T.0);
+        assert_eq!(s.mirror_converges(), Vec::<String>::new());
+        let sub = dst.join("sub");
+        for (i, path) in files_in(&sub).iter().enumerate() {
+            if i % 2 == 0 {
+                fs::set_permissions(path, fs::Permissions::from_mode(0o600)).unwrap();
+            }
+            e2e::set_mtime(path, (T.0 + 500, 0));
+        }
+        for i in 0..10 {
+            file(&sub, format!("x{i}").as_bytes(), b"only in BACKUP", 0o644, T);
+        }
+        let canary = s.canary(0, &sub, all);
+        let mut problems = swapped_in_delayed_call(
+            &s,
+            &strace,
+            s.args("oneway", &["src", "dst", "--once"]),
+            calls,
+            &sub,
+            &canary,
+            &[&dst],
+        );
+        problems.extend(s.mirror_converges());
+        cases.check(&format!("BACKUP/sub swapped in the first {}", calls.join("/")), &problems);
+    }
+    cases.finish();
 }
