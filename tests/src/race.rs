@@ -203,8 +203,7 @@ fn change(old: &Node, new: &Node) -> String {
         ) => {
             meta((*m1, *t1), (*m2, *t2));
             if c1 != c2 {
-                parts
-                    .push(format!("bytes rewritten: {:?}", String::from_utf8_lossy(&c2[..c2.len().min(24)])));
+                parts.push(format!("bytes changed ({} -> {} bytes)", c1.len(), c2.len()));
             }
         }
         (Node::Dir { mode: m1, mtime: t1 }, Node::Dir { mode: m2, mtime: t2 }) => {

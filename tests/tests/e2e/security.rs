@@ -614,6 +614,32 @@ fn twoway_conflict_set_asides_never_leave_a_side_while_a_dir_of_that_side_is_swa
     trials.finish();
 }
 
+/// Attacks the recovery system's log writer: the children that version each directory log to
+/// `home/logs/oneway-<name>.log`, inside the home (their versions root). With `home/logs`
+/// replaced by a symlink to a lookalike canary (no race needed: a symlink at rest), no log
+/// may be created or appended to outside the home. Today the log files are opened by path,
+/// with `O_NOFOLLOW` on their last component only, so they land in the canary: a writer the
+/// issue's list does not name. Ignored until that is fixed, so that CI stays green; run it
+/// with `--ignored`.
+#[test]
+#[ignore = "the recovery children's logs follow a symlinked home/logs (open by path); see the doc comment"]
+fn recovery_logs_never_leave_the_home_when_the_logs_dir_is_a_symlink() {
+    let s = Sandbox::new();
+    file(&s.join("a"), b"f", b"x", 0o644, T);
+    fs::create_dir(s.join("b")).unwrap();
+    let with_recovery = ["a", "b", "--home", "home", "--once", "--quiet"];
+    assert_eq!(s.run("twoway", &with_recovery).unless(&[0], "the first pass"), Vec::<String>::new());
+    let logs = s.join("home").join("logs");
+    let canary = s.canary(0, &logs, all);
+    fs::remove_dir_all(&logs).unwrap();
+    std::os::unix::fs::symlink(canary.dir(), &logs).unwrap();
+    file(&s.join("a"), b"g", b"y", 0o644, T);
+    let pass = s.run("twoway", &with_recovery);
+    let mut problems = pass.unless(&UNDER_ATTACK, "the pass");
+    problems.extend(canary.problems(&[&s.join("home")]));
+    assert_eq!(problems, Vec::<String>::new());
+}
+
 /// Every file's bytes in a snapshot.
 fn contents(tree: &Snapshot) -> std::collections::HashSet<Vec<u8>> {
     tree.values()
