@@ -50,8 +50,16 @@ pub fn start(
         })
         .collect();
     info::record(&info::info_path(home), &dirs)?;
+    // The children's logs: a directory of the home, made and checked beneath it (a symlink
+    // there is refused, never followed; the security issue).
     let logs = home.join("logs");
-    synccore::fsio::create_dirs(&logs)?;
+    let home_root = synccore::fsio::Root::open(home)?;
+    home_root.create_dirs(Path::new("logs"))?;
+    home_root.dir(Path::new("logs")).map_err(|e| Error::Io {
+        op: Op::CreateDir,
+        path: logs.clone(),
+        source: e,
+    })?;
     let specs = dirs
         .iter()
         .map(|NewProtected { dir, name, .. }| {

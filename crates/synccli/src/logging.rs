@@ -3,9 +3,9 @@
 //! file is reopened when someone deletes or rotates it while the program runs (the original
 //! needed a restart for that).
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -106,14 +106,10 @@ struct ReopeningFile {
 
 impl ReopeningFile {
     fn open(path: &Path) -> Result<Self> {
-        // Never through a symlink planted at the log's name (the security issue).
-        let nofollow = rustix::fs::OFlags::NOFOLLOW.bits() as i32;
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .custom_flags(nofollow)
-            .open(path)
-            .at(Op::Create, path)?;
+        // Never through a symlink: not one planted at the log's name, nor its directory (a
+        // recovery child's log lies in twoway's home; the security issue).
+        let (dir, name) = synccore::fsio::open_beside(path, false)?;
+        let file = dir.top().open_append(name.as_os_str(), 0o644).at(Op::Create, path)?;
         let ino = file.metadata().at(Op::Stat, path)?.ino();
         Ok(ReopeningFile {
             path: path.to_path_buf(),

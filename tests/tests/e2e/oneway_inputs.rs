@@ -337,3 +337,22 @@ fn nothing_under_an_unreadable_source_directory_is_deleted() {
     assert_eq!(fs::read(p.join("dst/locked/inner")).unwrap(), b"precious");
     assert_eq!(fs::read(p.join("dst/open/b")).unwrap(), b"b", "the rest of the pass went on");
 }
+
+#[test]
+fn a_console_that_went_away_does_not_stop_a_pass() {
+    // A closed pipe on stderr (`oneway ... 2>&1 | head -1`, or a supervising twoway that was
+    // killed) must not panic the program: the log file still gets every line.
+    let sb = tempfile::tempdir().unwrap();
+    for i in 0..50 {
+        file(&sb.path().join("src"), format!("f{i:02}").as_bytes(), b"x", 0o644, T);
+    }
+    let mut c = cmd("oneway", sb.path());
+    c.args(["src", "dst", "--once", "--log", "pipe.log"]).stderr(std::process::Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    drop(child.stderr.take());
+    let status = child.wait().unwrap();
+    let log = fs::read_to_string(sb.path().join("pipe.log")).unwrap();
+    assert_eq!(status.code(), Some(0), "{log}");
+    assert!(log.contains("Total number of operations: 50"), "{log}");
+    assert_eq!(fs::read_dir(sb.path().join("dst")).unwrap().count(), 50);
+}

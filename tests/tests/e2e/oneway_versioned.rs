@@ -451,3 +451,56 @@ fn dry_run_says_whether_it_would_rotate_and_changes_nothing() {
     assert_eq!(stamps(&v), before, "a dry run writes nothing, not even the lock");
     assert!(temporaries(&v).is_empty());
 }
+
+#[test]
+fn a_version_that_would_drop_more_than_max_delete_of_the_files_aborts_unless_forced() {
+    // The architecture issue, point 1: `--max-delete` applies to a versioned pass too.
+    let sb = tempfile::tempdir().unwrap();
+    let src = sb.path().join("src");
+    for i in 0..20 {
+        file(&src, format!("f{i:02}").as_bytes(), b"x", 0o644, T);
+    }
+    ok(&versioned(sb.path(), &[]));
+    let v = versions_dir(sb.path());
+    for i in 0..15 {
+        fs::remove_file(src.join(format!("f{i:02}"))).unwrap();
+    }
+    let before = version_stamps(&v);
+    let out = versioned(sb.path(), &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("would delete 15 of 20 files"), "{stderr}");
+    assert_eq!(version_stamps(&v), before, "nothing changed");
+    // A share under the limit rotates; `--force` accepts a larger one.
+    ok(&versioned(sb.path(), &["--force"]));
+    assert_eq!(fs::read_dir(v.join("_1")).unwrap().count(), 5);
+    assert_eq!(fs::read_dir(v.join("_0")).unwrap().count(), 20);
+}
+
+#[test]
+fn a_manifest_of_format_1_is_read_and_the_next_pass_does_not_rotate() {
+    // The architecture issue, point 7: one encoding of raw bytes in JSON, with a format bump;
+    // a manifest written by the earlier version (paths as byte arrays) is still read.
+    let sb = tempfile::tempdir().unwrap();
+    let src = sb.path().join("src");
+    file(&src, b"caf\xe9", b"non-UTF-8 name", 0o644, T);
+    file(&src, b"plain", b"p", 0o644, T);
+    ok(&versioned(sb.path(), &[]));
+    let v = versions_dir(sb.path());
+    let text = fs::read_to_string(v.join("manifest.json")).unwrap();
+    assert!(text.starts_with(r#"{"format":2,"#) && text.contains(r#"{"hex":"636166e9"}"#), "{text}");
+    // Rewrite it as format 1 would have: byte arrays for names that are not UTF-8.
+    let old = text
+        .replace(r#"{"format":2,"#, r#"{"format":1,"#)
+        .replace(r#"{"hex":"636166e9"}"#, "[99,97,102,233]");
+    fs::write(v.join("manifest.json"), old).unwrap();
+    let before = version_stamps(&v);
+    let log = ok(&versioned(sb.path(), &["--verbose"]));
+    assert!(!log.contains("rotate \""), "{log}");
+    assert!(!log.contains("rebuilding"), "the old manifest is read, not rebuilt: {log}");
+    let mut after = version_stamps(&v);
+    after.remove(&b"manifest.json"[..]);
+    let mut before = before;
+    before.remove(&b"manifest.json"[..]);
+    assert_eq!(after, before, "no slot changed");
+}

@@ -617,12 +617,9 @@ fn twoway_conflict_set_asides_never_leave_a_side_while_a_dir_of_that_side_is_swa
 /// Attacks the recovery system's log writer: the children that version each directory log to
 /// `home/logs/oneway-<name>.log`, inside the home (their versions root). With `home/logs`
 /// replaced by a symlink to a lookalike canary (no race needed: a symlink at rest), no log
-/// may be created or appended to outside the home. Today the log files are opened by path,
-/// with `O_NOFOLLOW` on their last component only, so they land in the canary: a writer the
-/// issue's list does not name. Ignored until that is fixed, so that CI stays green; run it
-/// with `--ignored`.
+/// may be created or appended to outside the home (a writer the list does not name:
+/// the log files were opened by path, with `O_NOFOLLOW` on their last component only).
 #[test]
-#[ignore = "the recovery children's logs follow a symlinked home/logs (open by path); see the doc comment"]
 fn recovery_logs_never_leave_the_home_when_the_logs_dir_is_a_symlink() {
     let s = Sandbox::new();
     file(&s.join("a"), b"f", b"x", 0o644, T);

@@ -241,3 +241,33 @@ fn a_child_that_refuses_its_input_is_not_restarted_in_a_loop() {
     let log = fs::read_to_string(p.root().join("bg.log")).unwrap();
     assert!(log.contains("refused its input"), "{log}");
 }
+
+#[test]
+fn a_child_stopped_by_a_rail_is_an_error_in_twoways_log_on_every_pass() {
+    // The architecture issue: a versioning child that a rail aborts (here after a deliberate
+    // mass delete) must not freeze the versions silently: twoway logs the child's rail at
+    // ERROR each time it happens.
+    let p = Pair::with_recovery();
+    let home = p.root().join("home");
+    fast_config(&home);
+    for i in 0..20 {
+        file(&p.a, format!("f{i:02}").as_bytes(), b"x", 0o644, T);
+    }
+    let (code, _, log) = p.pass(&[]);
+    assert_eq!(code, 0, "{log}");
+    for i in 0..15 {
+        fs::remove_file(p.a.join(format!("f{i:02}"))).unwrap();
+        fs::remove_file(p.b.join(format!("f{i:02}"))).unwrap();
+    }
+    let mut twoway = start(&p, &[]);
+    let errors = || {
+        fs::read_to_string(p.root().join("bg.log"))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("ERROR") && l.contains("versioning of") && l.contains("would delete"))
+            .count()
+    };
+    assert!(wait_for(WAIT, || errors() >= 4), "each blocked pass of both children is an ERROR");
+    twoway.kill().unwrap();
+    twoway.wait().unwrap();
+}

@@ -124,6 +124,14 @@ impl Dir {
         Ok(File::from(fd))
     }
 
+    /// Opens (creating it when missing) the file `name` for appending, never through a
+    /// symlink: log files.
+    pub fn open_append(&self, name: &OsStr, mode: u32) -> io::Result<File> {
+        let flags = OFlags::WRONLY | OFlags::APPEND | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let fd = rustix::fs::openat(&self.fd, name, flags, Mode::from_raw_mode(mode))?;
+        Ok(File::from(fd))
+    }
+
     /// Opens (creating it when missing) the file `name` for reading and writing, never
     /// through a symlink, without truncating it: lock files.
     pub fn open_or_create(&self, name: &OsStr, mode: u32) -> io::Result<File> {
@@ -315,11 +323,26 @@ impl Root {
     /// The directory `rel` beneath this root, as a root of its own (a version slot, a
     /// staging tree).
     pub fn open_root(&self, rel: &Path) -> Result<Root> {
+        let path = self.path().join(rel);
         let dir = self.top.open_beneath(rel).map_err(|e| match e.kind() {
-            io::ErrorKind::NotFound => Error::Missing { path: self.path().join(rel) },
-            _ => Error::Io { op: Op::ReadDir, path: self.path().join(rel), source: e },
+            io::ErrorKind::NotFound => Error::Missing { path },
+            // Say why: a symlink where a directory of ours should be is never followed.
+            _ if crate::scan::is_not_a_dir(&e) && self.is_symlink_on_the_way(rel) => Error::Corrupt {
+                path,
+                reason: "is, or lies below, a symlink, which is never followed; remove it".into(),
+            },
+            _ => Error::Io { op: Op::ReadDir, path, source: e },
         })?;
         Ok(Root::from_dir(dir))
+    }
+
+    /// True when some component of `rel` is a symlink (for messages).
+    fn is_symlink_on_the_way(&self, rel: &Path) -> bool {
+        let mut at = PathBuf::new();
+        rel.components().any(|c| {
+            at.push(c);
+            std::fs::symlink_metadata(self.path().join(&at)).is_ok_and(|m| m.file_type().is_symlink())
+        })
     }
 
     /// The root's own path.
