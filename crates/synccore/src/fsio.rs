@@ -200,14 +200,15 @@ fn same_version(before: &std::fs::Metadata, after: &std::fs::Metadata) -> bool {
 /// moves the ctime only if the write falls in a later tick of the kernel's timestamp clock
 /// than the last change before the copy; a file last changed more than a tick before the copy
 /// starts therefore shows any write during it (the hardening issue, point 5). Ticks are at
-/// most 10 ms where timestamps have nanoseconds; file systems with whole-second (or FAT's
-/// two-second) timestamps, recognised by a ctime without nanoseconds, need seconds.
+/// most 10 ms where timestamps have nanoseconds (and kernels with multigrain timestamps give
+/// a write after our `fstat` a finer one anyway), so 20 ms; file systems with whole-second (or
+/// FAT's two-second) timestamps, recognised by a ctime without nanoseconds, need seconds.
 fn settle_time(meta: &std::fs::Metadata) -> std::time::Duration {
     use std::os::unix::fs::MetadataExt;
     if meta.ctime_nsec() == 0 {
         std::time::Duration::from_millis(2_100)
     } else {
-        std::time::Duration::from_millis(50)
+        std::time::Duration::from_millis(20)
     }
 }
 
