@@ -181,7 +181,7 @@ fn save_base(pair: &Pair, home: Option<Root>, set_aside: bool, next: &Base) -> R
         set_aside_unusable_base(&home, &pair.base_to_read())?;
     }
     let [a, b] = &pair.roots;
-    base::save(&home, &pair.state(), a, b, next)
+    base::save(&home, &pair.state(), a, b, next).map(drop)
 }
 
 /// Opens both sides' roots. A side that is missing aborts the pass (an unmounted disk must

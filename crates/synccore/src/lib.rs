@@ -22,5 +22,6 @@ pub mod roots;
 pub mod scan;
 pub mod shutdown;
 pub mod versions;
+pub mod watch;
 
 pub use error::{Error, Result};
