@@ -105,7 +105,8 @@ pub fn validate(args: &Args) -> Result<Config, Error> {
             reason: "the log file may not lie inside a synced directory".into(),
         });
     }
-    let options = SyncOptions { dry_run: args.common.dry_run, rails: args.common.rails() };
+    let excludes = recovery::config::excludes(args.config.as_deref(), &home, &args.common)?;
+    let options = SyncOptions { dry_run: args.common.dry_run, rails: args.common.rails(), excludes };
     Ok(Config { pair: Pair::locate(&home, a, b), home, options })
 }
 
@@ -139,14 +140,14 @@ fn run_passes(args: &Args, config: &Config) -> Result<u8, Error> {
     let children = if args.no_recovery || dry_run {
         None
     } else {
-        Some(recovery::start(args, &config.home, &pair.roots, once, &shutdown)?)
+        Some(recovery::start(args, &config.home, &pair.roots, &config.options.excludes, once, &shutdown)?)
     };
     let [a, b] = &pair.roots;
     let dry = if dry_run { " (dry run)" } else { "" };
     log::info!("syncing {} (A) and {} (B), state in {}{dry}", Quoted(a), Quoted(b), Quoted(&config.home));
     let mut totals = Totals::default();
     let status = passes::run_passes(once, common.interval(), &shutdown, &mut totals, |totals| {
-        pass_and_log(&pair, config.options, &shutdown, totals)
+        pass_and_log(&pair, &config.options, &shutdown, totals)
     });
     let Some(children) = children else { return Ok(status) };
     let verdict = children.finish(&shutdown);
@@ -154,7 +155,7 @@ fn run_passes(args: &Args, config: &Config) -> Result<u8, Error> {
 }
 
 /// Runs a pass, logs what it did, and returns its exit status (0, 1 or 3).
-fn pass_and_log(pair: &Pair, options: SyncOptions, shutdown: &Shutdown, totals: &mut Totals) -> u8 {
+fn pass_and_log(pair: &Pair, options: &SyncOptions, shutdown: &Shutdown, totals: &mut Totals) -> u8 {
     let (started, mut progress) = (Instant::now(), Progress::default());
     let mut observe = |side: Side, event: synccore::apply::Event<'_>| {
         passes::log_event(side.prefix(), &event);
@@ -172,6 +173,9 @@ fn pass_and_log(pair: &Pair, options: SyncOptions, shutdown: &Shutdown, totals: 
     }
     for (side, path) in &report.special {
         log::warn!("{}skipped special file \"{path}\" (fifo, socket or device)", side.prefix());
+    }
+    for (side, (ignored, not_read)) in [Side::A, Side::B].into_iter().zip(&report.ignored) {
+        passes::log_ignored(side.prefix(), ignored, not_read, totals);
     }
     for (path, winner) in &report.merge.conflicts {
         log::warn!(

@@ -41,7 +41,7 @@ pub fn source_dir(source: &Path, root: &Path) -> Result<PathBuf, Error> {
 pub fn pass_and_log(
     source: &Path,
     layout: &Layout,
-    options: VersionedOptions,
+    options: &VersionedOptions,
     shutdown: &Shutdown,
     totals: &mut Totals,
 ) -> u8 {
@@ -67,6 +67,7 @@ pub fn pass_and_log(
     for path in &report.special {
         log::warn!("skipped special file \"{path}\" (fifo, socket or device)");
     }
+    synccli::passes::log_ignored("", &report.ignored.0, &report.ignored.1, totals);
     totals.errors += report.scan_errors.len() as u64;
     totals.stats.add(&report.stats);
     log_outcome(&report, source, layout, options, started, pass, totals);
@@ -91,7 +92,7 @@ fn log_outcome(
     report: &super::VersionedReport,
     source: &Path,
     layout: &Layout,
-    options: VersionedOptions,
+    options: &VersionedOptions,
     started: Instant,
     pass: u64,
     totals: &mut Totals,
