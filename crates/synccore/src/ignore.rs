@@ -96,13 +96,14 @@ fn reason_of(err: &::ignore::Error) -> String {
     }
 }
 
-/// Splits a rules file into lines as git does: on `\n`, a UTF-8 byte-order mark skipped at
-/// the start. Lines must be UTF-8 (the matcher's patterns are strings): `(line number,
+/// Splits a rules file into lines as git does: on `\n`, a `\r` before it dropped (a file
+/// written on Windows), a UTF-8 byte-order mark skipped at the start. Lines must be UTF-8 (the matcher's patterns are strings): `(line number,
 /// reason)` otherwise.
 fn split_lines(bytes: &[u8]) -> std::result::Result<Vec<String>, (usize, String)> {
     let bytes = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes);
     let mut lines = Vec::new();
     for (i, line) in bytes.split(|&b| b == b'\n').enumerate() {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
         match std::str::from_utf8(line) {
             Ok(text) => lines.push(text.to_owned()),
             Err(_) => return Err((i + 1, "is not valid UTF-8, which patterns must be".into())),
@@ -364,6 +365,7 @@ mod tests {
     fn lines_split_like_git() {
         assert_eq!(split_lines(b"\xef\xbb\xbfa\n\nb").unwrap(), ["a", "", "b"]);
         assert_eq!(split_lines(b"a\n").unwrap(), ["a"]);
+        assert_eq!(split_lines(b"a\r\nb\r\n").unwrap(), ["a", "b"]);
         assert!(split_lines(b"").unwrap().is_empty());
     }
 
