@@ -36,17 +36,23 @@ const PROGRAM: Program = Program { name: "twoway", tag: "TWOWAY" };
 /// loop (with the recovery system unless `--no-recovery`), or `DIR --restore`.
 pub fn run(args: &Args) -> u8 {
     if args.restore {
-        let check = || home_of(args).and_then(|h| roots::future_dir(&h));
-        return synccli::run_command(PROGRAM, &args.common, check, |home| restore(args, &home));
+        let check = || {
+            let home = roots::future_dir(&home_of(args)?)?;
+            let excludes = recovery::config::excludes(args.config.as_deref(), &home, &args.common)?;
+            Ok((home, excludes))
+        };
+        return synccli::run_command(PROGRAM, &args.common, check, |(home, excludes)| {
+            restore(args, &home, &excludes)
+        });
     }
     synccli::run_command(PROGRAM, &args.common, || validate(args), |config| run_passes(args, &config))
 }
 
 /// `twoway DIR --restore [--version …]`.
-fn restore(args: &Args, home: &Path) -> Result<u8, Error> {
+fn restore(args: &Args, home: &Path, excludes: &synccore::ignore::Excludes) -> Result<u8, Error> {
     let shutdown = Shutdown::install()?;
     let version = restore::version_of(args.version);
-    match restore::restore(home, &args.dir_a, version, shutdown.flag()) {
+    match restore::restore(home, &args.dir_a, version, excludes, shutdown.flag()) {
         Ok(done) => {
             restore::log_restored(&done);
             Ok(0)

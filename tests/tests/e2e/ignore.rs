@@ -347,3 +347,63 @@ fn twoway_reads_the_configs_excludes_and_passes_them_to_its_children() {
     let (code, _, _) = p.pass(&["--no-recovery"]);
     assert_eq!(code, 2);
 }
+
+/// `twoway a --restore --home home` plus `args`: (exit code, log).
+fn restore(p: &Pair, args: &[&str]) -> (i32, String) {
+    let mut c = cmd("twoway", p.root());
+    c.args(["a", "--restore", "--home", "home", "--log", "restore.log"]).args(args);
+    let out = run(c);
+    let log = fs::read_to_string(p.root().join("restore.log")).unwrap_or_default();
+    (out.status.code().unwrap_or(-1), format!("{}{log}", String::from_utf8_lossy(&out.stderr)))
+}
+
+fn ino(path: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    fs::symlink_metadata(path).unwrap().ino()
+}
+
+#[test]
+fn a_restore_leaves_dirs_ignored_entries_where_they_are() {
+    let p = Pair::with_recovery();
+    put(&p.a, ".syncignore", "node_modules/\n");
+    put(&p.a, "doc.txt", "version 1");
+    put(&p.a, "pkg/lib.rs", "lib");
+    let (code, _, log) = p.pass(&["--exclude", "*.swp"]);
+    assert_eq!(code, 0, "{log}");
+    // DIR then changes, and gains ignored entries (by its .syncignore, by --exclude), one of
+    // them in a directory the version does not have.
+    put(&p.a, "doc.txt", "version 2, to be undone");
+    put(&p.a, "node_modules/m/index.js", "module");
+    put(&p.a, "pkg/node_modules/n/x.js", "module 2");
+    put(&p.a, "new/node_modules/y.js", "module 3");
+    put(&p.a, ".doc.txt.swp", "swap");
+    let before = ino(&p.a.join("node_modules/m/index.js"));
+    let (code, log) = restore(&p, &["--exclude", "*.swp"]);
+    assert_eq!(code, 0, "{log}");
+    assert_eq!(fs::read_to_string(p.a.join("doc.txt")).unwrap(), "version 1");
+    let expected = [
+        ".doc.txt.swp",
+        ".syncignore",
+        "doc.txt",
+        "new",
+        "new/node_modules",
+        "new/node_modules/y.js",
+        "node_modules",
+        "node_modules/m",
+        "node_modules/m/index.js",
+        "pkg",
+        "pkg/lib.rs",
+        "pkg/node_modules",
+        "pkg/node_modules/n",
+        "pkg/node_modules/n/x.js",
+    ];
+    assert_eq!(tree_paths(&p.a), set(&expected));
+    assert_eq!(ino(&p.a.join("node_modules/m/index.js")), before, "the very file, not a copy");
+    assert_eq!(fs::read_to_string(p.a.join("pkg/node_modules/n/x.js")).unwrap(), "module 2");
+    // The undo generation keeps what DIR held apart from its ignored entries.
+    let undo = latest_slot(&p.root().join("home"), "a").with_file_name("_undo");
+    let generation = fs::read_dir(&undo).unwrap().next().unwrap().unwrap().path();
+    let kept = tree_paths(&generation);
+    assert!(kept.contains("doc.txt") && kept.contains("new"), "{kept:?}");
+    assert!(!kept.iter().any(|k| k.contains("node_modules") || k.contains("swp")), "{kept:?}");
+}
