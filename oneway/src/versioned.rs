@@ -151,8 +151,7 @@ pub fn run_pass(
     let taken = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
     let (versions, repair) = open_versions(source, layout, options.dry_run)?;
     let mut report = VersionedReport::new(repair);
-    let scanned = scan_source(source, layout, &versions, &options.excludes, &mut report)?;
-    let Some(src) = scanned else { return Ok(report) };
+    let Some(src) = scan_source(source, layout, &versions, options, &mut report)? else { return Ok(report) };
 
     let mut rows = Vec::new();
     let manifest = &versions.manifest;
@@ -242,14 +241,14 @@ fn scan_source(
     source: &Path,
     layout: &Layout,
     versions: &Versions,
-    excludes: &Excludes,
+    options: &VersionedOptions,
     report: &mut VersionedReport,
 ) -> Result<Option<Source>> {
     let scanned = Root::open(source).and_then(|root| {
         let st = root.top().stat_self().at(Op::Stat, root.path())?;
         let meta = (st.st_mode & MODE_MASK, Mtime::of_stat(&st), Owner::of_stat(&st));
         // Ignored paths are not part of a version nor of its checksum (issue 14).
-        Ok(Source { tree: scan::scan_with(&root, ScanRules::Read(excludes))?, root, meta })
+        Ok(Source { tree: scan::scan_with(&root, ScanRules::Read(&options.excludes))?, root, meta })
     });
     let src = scanned.map_err(|err| rails::missing_root(err, versions.exist(), source, &layout.dir()))?;
     report.special.clone_from(&src.tree.special);

@@ -399,3 +399,48 @@ pub fn entry_of(root: &Root, rel: &RelPath) -> Result<Option<Entry>> {
 pub fn join(root: &Path, rel: &RelPath) -> PathBuf {
     root.join(rel.as_path())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    fn paths(v: &[RelPath]) -> Vec<String> {
+        v.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn ignored_entries_are_named_not_listed_and_rules_files_are_never_followed() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path();
+        fs::create_dir_all(root.join("deps/pkg")).unwrap();
+        fs::create_dir_all(root.join("sub")).unwrap();
+        fs::write(root.join(".syncignore"), "deps/\n*.o\n").unwrap();
+        fs::write(root.join("deps/pkg/x"), "x").unwrap();
+        fs::write(root.join("a.o"), "o").unwrap();
+        fs::write(root.join("sub/b.o"), "o").unwrap();
+        fs::write(root.join("outside-rules"), "*\n").unwrap();
+        std::os::unix::fs::symlink(root.join("outside-rules"), root.join("sub/.syncignore")).unwrap();
+        let excludes = Excludes::none();
+        let tree = scan_with(&Root::open(root).unwrap(), ScanRules::Read(&excludes)).unwrap();
+        let kept: Vec<String> = tree.entries.iter().map(|e| e.path.to_string()).collect();
+        assert_eq!(kept, [".syncignore", "outside-rules", "sub", "sub/.syncignore"]);
+        assert_eq!(paths(&tree.ignored), ["a.o", "deps", "sub/b.o"]);
+        let not_read: Vec<RelPath> = tree.rules.not_read().map(|(p, _)| p).collect();
+        assert_eq!(paths(&not_read), ["sub/.syncignore"]);
+        // Another scan's rules, applied afterwards, give what a scan with them gives.
+        let mut all = scan(&Root::open(root).unwrap()).unwrap();
+        all.leave_out(&tree.rules);
+        assert_eq!(all.entries, tree.entries);
+        assert_eq!(all.ignored, tree.ignored);
+    }
+
+    #[test]
+    fn a_bad_pattern_in_the_tree_fails_the_scan_as_bad_input() {
+        let d = tempfile::tempdir().unwrap();
+        fs::create_dir(d.path().join("s")).unwrap();
+        fs::write(d.path().join("s/.syncignore"), "[z-a]\n").unwrap();
+        let err = scan_with(&Root::open(d.path()).unwrap(), ScanRules::Read(&Excludes::none())).unwrap_err();
+        assert_eq!(err.exit_code(), 2, "{err}");
+    }
+}

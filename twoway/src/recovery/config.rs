@@ -225,4 +225,30 @@ mod tests {
             assert!(err.contains(needle) && err.contains("config.json"), "{text}: {err}");
         }
     }
+
+    #[test]
+    fn excludes_come_from_the_config_then_the_command_line() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            common: synccli::args::CommonArgs,
+        }
+        let d = tempfile::tempdir().unwrap();
+        let cli = Cli::parse_from(["t", "--exclude", "*.tmp"]);
+        // No config yet: the command line only.
+        assert_eq!(excludes(None, d.path(), &cli.common).unwrap().lines(), ["*.tmp"]);
+        let path = d.path().join("config.json");
+        fs::write(&path, r#"{"script": "x", "interval": [], "exclude": ["node_modules/"]}"#).unwrap();
+        assert_eq!(excludes(None, d.path(), &cli.common).unwrap().lines(), ["node_modules/", "*.tmp"]);
+        for (text, needle) in [
+            (r#"{"exclude": "x"}"#, "\"exclude\" must be an array"),
+            (r#"{"exclude": [1]}"#, "\"exclude\" must be an array"),
+            (r#"{"exclude": ["[z-a]"]}"#, "bad pattern"),
+        ] {
+            fs::write(&path, text).unwrap();
+            let err = excludes(Some(&path), d.path(), &cli.common).unwrap_err();
+            assert!(err.exit_code() == 2 && err.to_string().contains(needle), "{text}: {err}");
+        }
+    }
 }
