@@ -99,12 +99,11 @@ pub fn excludes(config: Option<&Path>, home: &Path, common: &synccli::args::Comm
         Err(err) => return Err(err),
     };
     let mut all = Excludes::none();
-    if let Some(text) = text {
-        let value: serde_json::Value = serde_json::from_slice(&text)
-            .map_err(|e| Error::Invalid { path: path.clone(), reason: format!("invalid JSON: {e}") })?;
-        if let serde_json::Value::Object(map) = &value {
-            all.add(&path, &exclude_of(map, &path)?)?;
-        }
+    // A config that is not a JSON object is reported by `load_config` when the recovery
+    // system starts (before any pass); `--no-recovery` goes on without it, as it always has.
+    let parsed = text.and_then(|t| serde_json::from_slice::<serde_json::Value>(&t).ok());
+    if let Some(serde_json::Value::Object(map)) = &parsed {
+        all.add(&path, &exclude_of(map, &path)?)?;
     }
     let cli = common.excludes()?;
     all.add(Path::new("--exclude"), cli.lines())?;
