@@ -101,6 +101,7 @@ fn log_outcome(
     let show = |d: &Option<synccore::checksum::Digest>| d.map_or_else(|| "none".to_owned(), |d| d.to_hex());
     let plan = &report.plan;
     let (copies, links) = (plan.count(StepKind::Copy), plan.count(StepKind::HardLink));
+    let ignored = std::mem::take(&mut totals.ignored);
     match &report.outcome {
         Outcome::Unchanged { checksum } => {
             if options.dry_run {
@@ -109,7 +110,7 @@ fn log_outcome(
             }
             log::debug!(
                 "pass {pass}: unchanged (directory checksum {checksum}), nothing written; \
-                 {} files hashed, {secs:.2} s",
+                 {} files hashed, {ignored} ignored, {secs:.2} s",
                 report.hashed.files
             );
         }
@@ -118,7 +119,8 @@ fn log_outcome(
             log::info!("rotate {}: {} -> {new}", Quoted(&layout.dir()), show(old));
             log::info!(
                 "pass {pass}: rotated; {copies} files copied, {} bytes written, {links} hard links, \
-                 manifest {} bytes, {} files hashed ({} bytes read), {} failed, {secs:.2} s",
+                 manifest {} bytes, {} files hashed ({} bytes read), {ignored} ignored, {} failed, \
+                 {secs:.2} s",
                 report.stats.copied_bytes,
                 report.manifest_bytes,
                 report.hashed.files,
