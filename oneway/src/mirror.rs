@@ -12,6 +12,7 @@ use synccore::entry::Entry;
 use synccore::error::{Error, Result};
 use synccore::fsio::Root;
 use synccore::ignore::{self, Excludes};
+use synccore::moves::Which;
 use synccore::plan::Plan;
 use synccore::rails::{self, Rails};
 use synccore::relpath::RelPath;
@@ -99,12 +100,11 @@ pub fn run_pass(
     let empty = src.entries.is_empty() && src.errors.is_empty();
     options.rails.check_empty_side(empty, has_files, true, source, target)?;
 
-    let mut same_content = |s: &Entry, d: &Entry| {
-        // Any read failure counts as "different": the copy then reports the real error.
-        let theirs = target_root.as_ref().and_then(|t| file_checksum_in(t, &d.path).ok());
-        matches!((file_checksum_in(&source_root, &s.path).ok(), theirs), (Some(a), Some(b)) if a == b)
+    let mut digest = |which: Which, e: &Entry| match which {
+        Which::Source => file_checksum_in(&source_root, &e.path).ok(),
+        Which::Target => target_root.as_ref().and_then(|t| file_checksum_in(t, &e.path).ok()),
     };
-    let mut plan = diff::plan(&src, &dst, DiffOptions::for_this_process(options.checksum), &mut same_content);
+    let mut plan = diff::plan(&src, &dst, DiffOptions::for_this_process(options.checksum), &mut digest);
     // A directory SOURCE lost that still holds ignored entries in BACKUP stays (issue 14).
     ignore::keep_dirs_of_ignored(&mut plan, &dst.ignored);
     options.rails.check_deletes(plan.deleted_files(), dst.file_count(), target)?;

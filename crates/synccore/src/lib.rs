@@ -15,6 +15,7 @@ pub mod fsio;
 pub mod ignore;
 pub mod jsonbytes;
 pub mod lock;
+pub mod moves;
 pub mod plan;
 pub mod rails;
 pub mod relpath;
