@@ -37,17 +37,23 @@ const PROGRAM: Program = Program { name: "twoway", tag: "TWOWAY" };
 /// loop (with the recovery system unless `--no-recovery`), or `DIR --restore`.
 pub fn run(args: &Args) -> u8 {
     if args.restore {
-        let check = || home_of(args).and_then(|h| roots::future_dir(&h));
-        return synccli::run_command(PROGRAM, &args.common, check, |home| restore(args, &home));
+        let check = || {
+            let home = roots::future_dir(&home_of(args)?)?;
+            let excludes = recovery::config::excludes(args.config.as_deref(), &home, &args.common)?;
+            Ok((home, excludes))
+        };
+        return synccli::run_command(PROGRAM, &args.common, check, |(home, excludes)| {
+            restore(args, &home, &excludes)
+        });
     }
     synccli::run_command(PROGRAM, &args.common, || validate(args), |config| run_passes(args, &config))
 }
 
 /// `twoway DIR --restore [--version …]`.
-fn restore(args: &Args, home: &Path) -> Result<u8, Error> {
+fn restore(args: &Args, home: &Path, excludes: &synccore::ignore::Excludes) -> Result<u8, Error> {
     let shutdown = Shutdown::install()?;
     let version = restore::version_of(args.version);
-    match restore::restore(home, &args.dir_a, version, shutdown.flag()) {
+    match restore::restore(home, &args.dir_a, version, excludes, shutdown.flag()) {
         Ok(done) => {
             restore::log_restored(&done);
             Ok(0)
@@ -106,7 +112,8 @@ pub fn validate(args: &Args) -> Result<Config, Error> {
             reason: "the log file may not lie inside a synced directory".into(),
         });
     }
-    let options = SyncOptions { dry_run: args.common.dry_run, rails: args.common.rails() };
+    let excludes = recovery::config::excludes(args.config.as_deref(), &home, &args.common)?;
+    let options = SyncOptions { dry_run: args.common.dry_run, rails: args.common.rails(), excludes };
     Ok(Config { pair: Pair::locate(&home, a, b), home, options })
 }
 
@@ -140,14 +147,14 @@ fn run_passes(args: &Args, config: &Config) -> Result<u8, Error> {
     let children = if args.no_recovery || dry_run {
         None
     } else {
-        Some(recovery::start(args, &config.home, &pair.roots, once, &shutdown)?)
+        Some(recovery::start(args, &config.home, &pair.roots, &config.options.excludes, once, &shutdown)?)
     };
     let [a, b] = &pair.roots;
     let dry = if dry_run { " (dry run)" } else { "" };
     log::info!("syncing {} (A) and {} (B), state in {}{dry}", Quoted(a), Quoted(b), Quoted(&config.home));
     let mut totals = Totals::default();
     let status = passes::run_passes(once, common.interval(), &shutdown, &mut totals, |totals| {
-        pass_and_log(&pair, config.options, &shutdown, totals)
+        pass_and_log(&pair, &config.options, &shutdown, totals)
     });
     let Some(children) = children else { return Ok(status) };
     let verdict = children.finish(&shutdown);
@@ -155,7 +162,7 @@ fn run_passes(args: &Args, config: &Config) -> Result<u8, Error> {
 }
 
 /// Runs a pass, logs what it did, and returns its exit status (0, 1 or 3).
-fn pass_and_log(pair: &Pair, options: SyncOptions, shutdown: &Shutdown, totals: &mut Totals) -> u8 {
+fn pass_and_log(pair: &Pair, options: &SyncOptions, shutdown: &Shutdown, totals: &mut Totals) -> u8 {
     let (started, mut progress) = (Instant::now(), Progress::default());
     let mut observe = |side: Side, event: synccore::apply::Event<'_>| {
         passes::log_event(side.prefix(), &event);
@@ -173,6 +180,9 @@ fn pass_and_log(pair: &Pair, options: SyncOptions, shutdown: &Shutdown, totals: 
     }
     for (side, path) in &report.special {
         log::warn!("{}skipped special file \"{path}\" (fifo, socket or device)", side.prefix());
+    }
+    for (side, (ignored, not_read)) in [Side::A, Side::B].into_iter().zip(&report.ignored) {
+        passes::log_ignored(side.prefix(), ignored, not_read, totals);
     }
     for (path, winner) in &report.merge.conflicts {
         log::warn!(

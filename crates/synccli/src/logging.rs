@@ -51,6 +51,9 @@ pub fn init(tag: &'static str, log: Option<&Path>, default_name: &str, verbosity
             out.finish(format_args!("[{tag}] {now} {:<5} {message}", record.level()));
         })
         .level(LevelFilter::Debug)
+        // The gitignore matcher's own debug lines (issue 14) say nothing a user needs.
+        .level_for("globset", LevelFilter::Warn)
+        .level_for("ignore", LevelFilter::Warn)
         // Whole lines per write(2): fern writes a record in fragments.
         .chain(
             fern::Dispatch::new()

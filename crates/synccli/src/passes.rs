@@ -17,6 +17,26 @@ pub fn log_event(prefix: &str, event: &Event<'_>) {
     }
 }
 
+/// Logs what a pass ignored (issue 14) and records how much for its summary line: each
+/// ignored entry is named at debug level (`--verbose`), a rules file that was not read is a
+/// warning.
+pub fn log_ignored(
+    prefix: &str,
+    ignored: &[synccore::relpath::RelPath],
+    not_read: &[synccore::relpath::RelPath],
+    totals: &mut Totals,
+) {
+    for path in not_read {
+        log::warn!(
+            "{prefix}\"{path}\" is not read: it is a symlink or not a regular file, and rules files are only read as regular files (a symlink is never followed)"
+        );
+    }
+    for path in ignored {
+        log::debug!("{prefix}ignored \"{path}\"");
+    }
+    totals.ignored += ignored.len() as u64;
+}
+
 /// Logs a pass that stopped before doing anything (a rail, a missing root) and returns its
 /// exit status.
 pub fn pass_aborted(totals: &mut Totals, err: &synccore::Error) -> u8 {
@@ -38,13 +58,15 @@ pub fn record_pass(
     totals.conflicts += conflicts as u64;
     totals.stats.add(stats);
     let (pass, ops, secs) = (totals.passes + 1, stats.operations(), started.elapsed().as_secs_f64());
+    let ignored = std::mem::take(&mut totals.ignored);
+    let ignored = if ignored > 0 { format!("{ignored} ignored, ") } else { String::new() };
     if ops == 0 && scan_errors == 0 && stats.failed == 0 {
-        log::debug!("pass {pass}: nothing to do ({secs:.2} s)");
+        log::debug!("pass {pass}: nothing to do ({ignored}{secs:.2} s)");
         return;
     }
     let conflicts = if conflicts > 0 { format!("{conflicts} conflicts, ") } else { String::new() };
     log::info!(
-        "pass {pass}: {ops} operations, {} bytes copied, {conflicts}{} failed, {} left for the next pass, {secs:.2} s",
+        "pass {pass}: {ops} operations, {} bytes copied, {conflicts}{ignored}{} failed, {} left for the next pass, {secs:.2} s",
         stats.copied_bytes,
         stats.failed + scan_errors as u64,
         stats.skipped
@@ -99,6 +121,8 @@ pub struct Totals {
     pub conflicts: u64,
     /// Versions rotated (`oneway --versioned`).
     pub rotations: u64,
+    /// Entries the pass in progress ignored (issue 14), for its summary line.
+    pub ignored: u64,
 }
 
 impl Totals {

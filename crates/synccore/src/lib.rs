@@ -12,6 +12,7 @@ pub mod entry;
 pub mod error;
 pub mod fault;
 pub mod fsio;
+pub mod ignore;
 pub mod jsonbytes;
 pub mod lock;
 pub mod moves;

@@ -41,7 +41,7 @@ pub fn source_dir(source: &Path, root: &Path) -> Result<PathBuf, Error> {
 pub fn pass_and_log(
     source: &Path,
     layout: &Layout,
-    options: VersionedOptions,
+    options: &VersionedOptions,
     shutdown: &Shutdown,
     totals: &mut Totals,
 ) -> u8 {
@@ -67,6 +67,7 @@ pub fn pass_and_log(
     for path in &report.special {
         log::warn!("skipped special file \"{path}\" (fifo, socket or device)");
     }
+    synccli::passes::log_ignored("", &report.ignored.0, &report.ignored.1, totals);
     totals.errors += report.scan_errors.len() as u64;
     totals.stats.add(&report.stats);
     log_outcome(&report, source, layout, options, started, pass, totals);
@@ -91,7 +92,7 @@ fn log_outcome(
     report: &super::VersionedReport,
     source: &Path,
     layout: &Layout,
-    options: VersionedOptions,
+    options: &VersionedOptions,
     started: Instant,
     pass: u64,
     totals: &mut Totals,
@@ -100,6 +101,7 @@ fn log_outcome(
     let show = |d: &Option<synccore::checksum::Digest>| d.map_or_else(|| "none".to_owned(), |d| d.to_hex());
     let plan = &report.plan;
     let (copies, links) = (plan.count(StepKind::Copy), plan.count(StepKind::HardLink));
+    let ignored = std::mem::take(&mut totals.ignored);
     match &report.outcome {
         Outcome::Unchanged { checksum } => {
             if options.dry_run {
@@ -108,7 +110,7 @@ fn log_outcome(
             }
             log::debug!(
                 "pass {pass}: unchanged (directory checksum {checksum}), nothing written; \
-                 {} files hashed, {secs:.2} s",
+                 {} files hashed, {ignored} ignored, {secs:.2} s",
                 report.hashed.files
             );
         }
@@ -117,7 +119,8 @@ fn log_outcome(
             log::info!("rotate {}: {} -> {new}", Quoted(&layout.dir()), show(old));
             log::info!(
                 "pass {pass}: rotated; {copies} files copied, {} bytes written, {links} hard links, \
-                 manifest {} bytes, {} files hashed ({} bytes read), {} failed, {secs:.2} s",
+                 manifest {} bytes, {} files hashed ({} bytes read), {ignored} ignored, {} failed, \
+                 {secs:.2} s",
                 report.stats.copied_bytes,
                 report.manifest_bytes,
                 report.hashed.files,

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod faults;
+mod ignore;
 mod metadata;
 mod oneway_crash;
 mod oneway_inputs;
