@@ -19,6 +19,7 @@ pub mod moves;
 pub mod plan;
 pub mod rails;
 pub mod relpath;
+pub mod rescan;
 pub mod roots;
 pub mod scan;
 pub mod shutdown;

@@ -180,19 +180,31 @@ pub fn scan_path(path: &Path) -> Result<Tree> {
 /// A directory waiting to be listed: its parent, its name there, its relative path, and the
 /// index of its own entry (so that the entry can be corrected when the directory turns out
 /// to have been replaced since it was stat'ed).
-struct Pending {
+pub(crate) struct Pending {
     parent: Arc<Dir>,
     name: OsString,
-    rel: Vec<u8>,
-    entry: usize,
+    pub(crate) rel: Vec<u8>,
+    pub(crate) entry: usize,
 }
 
 /// Lists every directory below `top` depth first.
 fn walk(top: &Arc<Dir>, tree: &mut Tree, rules: ScanRules<'_>) -> Result<()> {
     let mut pending = Vec::new();
-    let mut dropped = Vec::new();
     list(top, &[], tree, rules, &mut pending)?;
+    descend(pending, tree, rules, &mut |_| {})
+}
+
+/// Lists the `pending` directories and everything below them, depth first; `before` is told
+/// each directory's relative path before it is opened (the watcher watches it first).
+pub(crate) fn descend(
+    mut pending: Vec<Pending>,
+    tree: &mut Tree,
+    rules: ScanRules<'_>,
+    before: &mut dyn FnMut(&[u8]),
+) -> Result<()> {
+    let mut dropped = Vec::new();
     while let Some(p) = pending.pop() {
+        before(&p.rel);
         let dir = match p.parent.open_subdir(&p.name) {
             Ok(dir) => Arc::new(dir),
             // Removed since it was listed: it is simply gone.
@@ -242,7 +254,7 @@ fn walk(top: &Arc<Dir>, tree: &mut Tree, rules: ScanRules<'_>) -> Result<()> {
 
 /// Lists one directory (`rel` below the root), `lstat`ing each entry relative to it; its
 /// subdirectories are queued on `pending`. Ignored entries are only named (issue 14).
-fn list(
+pub(crate) fn list(
     dir: &Arc<Dir>,
     rel: &[u8],
     tree: &mut Tree,

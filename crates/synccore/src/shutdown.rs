@@ -37,7 +37,9 @@ struct Inner {
 
 impl std::fmt::Debug for Inner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shutdown").field("requested", &self.flag.load(Ordering::Relaxed)).finish_non_exhaustive()
+        f.debug_struct("Shutdown")
+            .field("requested", &self.flag.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
     }
 }
 

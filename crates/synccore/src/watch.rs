@@ -36,13 +36,16 @@ pub struct Changes {
     /// changed (a created, removed, renamed or written entry, or one whose metadata changed),
     /// relative to the root; the root itself is the empty path.
     pub dirs: Vec<BTreeSet<RelPath>>,
+    /// Per root: directories made or moved in since (a rescan walks them whole, see
+    /// [`crate::rescan::rescan`]).
+    pub created: Vec<BTreeSet<RelPath>>,
     /// Why only a full pass will do (a queue overflow, a root replaced), if so.
     pub full: Option<String>,
 }
 
 impl Changes {
     fn new(roots: usize) -> Self {
-        Changes { dirs: vec![BTreeSet::new(); roots], full: None }
+        Changes { dirs: vec![BTreeSet::new(); roots], created: vec![BTreeSet::new(); roots], full: None }
     }
 
     /// True when nothing was seen.
@@ -294,6 +297,7 @@ impl Watch {
         }
         if maybe_new_dir && std::fs::symlink_metadata(path).is_ok_and(|m| m.is_dir()) {
             self.add(i, &rel);
+            self.pending.created[i].insert(rel.clone());
         }
         self.pending.dirs[i].insert(rel.parent().unwrap_or_else(|| RelPath::from_bytes(b"")));
     }
