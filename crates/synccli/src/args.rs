@@ -46,6 +46,18 @@ pub struct CommonArgs {
     /// Show debug detail (unchanged checks, timings) on the console and in the log.
     #[arg(short, long)]
     pub verbose: bool,
+
+    /// Write JSON Lines events on stdout for scripts (docs/formats.md); human lines stay on stderr.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Print a completion script for SHELL on stdout and exit.
+    #[arg(long, value_name = "SHELL", value_enum)]
+    pub completions: Option<clap_complete::Shell>,
+
+    /// Print the man page on stdout and exit.
+    #[arg(long)]
+    pub man: bool,
 }
 
 impl CommonArgs {
