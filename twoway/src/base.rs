@@ -210,7 +210,7 @@ fn key(a: &Path, b: &Path, sorted: bool) -> String {
 
 /// The sides recorded in the state file at `rel` below `home`, if it is readable: its first
 /// line only.
-fn read_header(home: &Root, rel: &Path) -> Option<(PathBuf, PathBuf)> {
+pub fn read_header(home: &Root, rel: &Path) -> Option<(PathBuf, PathBuf)> {
     let file = home.open_read(rel).ok()?;
     let mut line = Vec::new();
     std::io::BufRead::read_until(&mut std::io::BufReader::new(file), b'\n', &mut line).ok()?;

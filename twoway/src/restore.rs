@@ -25,7 +25,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
-use synccore::apply::{self, ApplyStats, Trees};
+use synccore::apply::{self, ApplyStats, Event, Trees};
 use synccore::checksum::{Digest, file_checksum_in};
 use synccore::diff::{self, DiffOptions};
 use synccore::entry::{MODE_MASK, Mtime, Owner, keeps_owners};
@@ -107,7 +107,14 @@ pub struct Restored {
 /// Restores `dir` (any spelling; it may no longer exist) from `version`, using the register
 /// and versions in `home`. Everything is reached beneath three roots opened once (the home,
 /// the versions directory and DIR's parent), never through a symlink (the security issue).
-pub fn restore(home: &Path, dir: &Path, version: Version, shutdown: &AtomicBool) -> Result<Restored> {
+/// `observe` is told the plans of the copies and each finished step (for progress).
+pub fn restore(
+    home: &Path,
+    dir: &Path,
+    version: Version,
+    shutdown: &AtomicBool,
+    observe: &mut dyn FnMut(Event<'_>),
+) -> Result<Restored> {
     let dir = synccore::roots::absolute(dir)?;
     let info = info::load_info(&info::info_path(home))?;
     let Some(entry) = info.dirs.get(&dir) else {
@@ -151,9 +158,9 @@ pub fn restore(home: &Path, dir: &Path, version: Version, shutdown: &AtomicBool)
 
     // 2–4. Until the exchange, a failure removes the copy and leaves DIR as it was.
     let before_swap = (|| {
-        let stats = copy_tree(&from_root, &parent, &staging, shutdown)?;
+        let stats = copy_tree(&from_root, &parent, &staging, shutdown, observe)?;
         let current = open_dir(&parent, &dir_name)?;
-        let (kept, basis) = keep(current.as_ref(), &v, shutdown)?;
+        let (kept, basis) = keep(current.as_ref(), &v, shutdown, observe)?;
         parent.sync_fs()?;
         check_unchanged(&parent, &dir_name, basis.as_ref())?;
         Ok((stats, kept, basis))
@@ -195,7 +202,7 @@ fn swap(
     let old = open_dir(parent, staging)?;
     let late = match old.as_ref().map(scan::scan) {
         Some(Ok(now)) if same_entries(&now, &basis) => None,
-        _ => Some(keep(old.as_ref(), v, shutdown)?.0),
+        _ => Some(keep(old.as_ref(), v, shutdown, &mut |_| {})?.0),
     };
     parent.remove_tree(staging)?;
     Ok(late)
@@ -271,13 +278,20 @@ fn is_dir(root: &Root, rel: &Path) -> bool {
 /// Copies the tree `from` into the new directory `name` of `parent` with the one copy engine
 /// (atomic, durable copies; modes, mtimes and symlinks kept), then gives it the root's mode
 /// and mtime. Fails unless the copy is complete.
-fn copy_tree(from: &Root, parent: &Root, name: &Path, shutdown: &AtomicBool) -> Result<ApplyStats> {
+fn copy_tree(
+    from: &Root,
+    parent: &Root,
+    name: &Path,
+    shutdown: &AtomicBool,
+    observe: &mut dyn FnMut(Event<'_>),
+) -> Result<ApplyStats> {
     let tree = scan::scan_owned(from)?;
     let root = from.top().stat_self().at(Op::Stat, from.path())?;
     parent.create_dir(name, 0o700)?;
     let to = parent.open_root(name)?;
     let plan = copy_plan(&tree);
-    let stats = apply::apply(&plan, Trees::new(from, &to), shutdown, &mut |_| {});
+    observe(Event::Planned(&plan));
+    let stats = apply::apply(&plan, Trees::new(from, &to), shutdown, observe);
     ensure_complete(from.path(), &tree, &stats)?;
     set_root_meta(&to, &root)?;
     Ok(stats)
@@ -320,7 +334,12 @@ fn set_root_meta(to: &Root, root: &rustix::fs::Stat) -> Result<()> {
 /// Keeps the tree `src` (DIR, or DIR's old content after the exchange; `None`: missing) as a
 /// new undo generation in the versions directory `v`. Returns what was kept and the scan it
 /// was kept from.
-fn keep(src: Option<&Root>, v: &Root, shutdown: &AtomicBool) -> Result<(Kept, Option<Tree>)> {
+fn keep(
+    src: Option<&Root>,
+    v: &Root,
+    shutdown: &AtomicBool,
+    observe: &mut dyn FnMut(Event<'_>),
+) -> Result<(Kept, Option<Tree>)> {
     let Some(src) = src else { return Ok((Kept::Nothing, None)) };
     let tree = scan::scan(src)?;
     if tree.entries.is_empty() && tree.errors.is_empty() {
@@ -354,7 +373,8 @@ fn keep(src: Option<&Root>, v: &Root, shutdown: &AtomicBool) -> Result<(Kept, Op
     v.create_dir(&building, 0o700)?;
     let built = (|| {
         let to = v.open_root(&building)?;
-        let stats = apply::apply(&plan, Trees { from: src, to: &to, links: Some(v) }, shutdown, &mut |_| {});
+        observe(Event::Planned(&plan));
+        let stats = apply::apply(&plan, Trees { from: src, to: &to, links: Some(v) }, shutdown, observe);
         ensure_complete(src.path(), &tree, &stats)?;
         set_root_meta(&to, &root)?;
         to.sync_fs()?;
@@ -517,6 +537,26 @@ pub fn log_restored(done: &Restored) {
     if !matches!(done.kept, Kept::Nothing) {
         log::info!("`--version undo` brings back what it held before");
     }
+}
+
+/// The `--json` event of a restore: the directory, what it came from, and what its old
+/// content became.
+pub fn restored_event(done: &Restored) -> serde_json::Value {
+    use synccli::output;
+    let (kept, kept_path) = match &done.kept {
+        Kept::Nothing => ("nothing", None),
+        Kept::SameAsNewest { path, .. } => ("same as newest", Some(output::path(path))),
+        Kept::Generation { path, .. } => ("generation", Some(output::path(path))),
+    };
+    serde_json::json!({
+        "event": "restore",
+        "path": output::path(&done.dir),
+        "from": output::path(&done.from),
+        "operations": done.stats.operations(),
+        "bytes": done.stats.copied_bytes,
+        "kept": kept,
+        "kept_path": kept_path,
+    })
 }
 
 fn log_kept(dir: &Path, kept: &Kept) {
