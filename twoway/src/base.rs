@@ -188,8 +188,10 @@ impl Pair {
         home.rename(&legacy, &self.state(), Rename::NoReplace)?;
         home.sync_dir(&self.dir)?;
         if let Some(old_dir) = legacy.parent() {
-            // The old directory held only the base and a lock file; leave it if anything else.
+            // The old directory held only the base, a lock file and a status (issue 16); leave it
+            // if anything else.
             let _ = home.remove_file(&old_dir.join("lock"));
+            let _ = home.remove_file(&old_dir.join(synccli::status::FILE_NAME));
             let _ = home.remove_dir(old_dir);
         }
         Ok(())

@@ -117,7 +117,9 @@ fn dir_status(path: PathBuf, entry: info::Protected) -> DirStatus {
         Err(err) => d.problem = Some(err.to_string()),
     }
     d.undo = undo::list(&v).unwrap_or_default().iter().map(ToString::to_string).collect();
-    d.last_pass = synccli::status::load(&v, Path::new(synccli::status::FILE_NAME));
+    if let Ok(root) = Root::open(layout.root()) {
+        d.last_pass = synccli::status::load(&root, &synccli::status::versions_status_rel(&layout));
+    }
     d
 }
 

@@ -13,15 +13,19 @@
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use indicatif::{BinaryBytes, HumanCount, HumanDuration, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{
+    BinaryBytes, HumanCount, HumanDuration, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle,
+};
 use synccore::plan::{Action, Plan, Step};
 
 /// How long a pass runs before its bar appears.
 pub const SHOW_AFTER: Duration = Duration::from_secs(1);
+/// Overrides [`SHOW_AFTER`], in milliseconds.
+pub const SHOW_AFTER_ENV: &str = "SYNCCLI_PROGRESS_AFTER_MS";
 /// How often a long pass logs a progress line when there is no bar.
 const LOG_EVERY: Duration = Duration::from_secs(5);
 /// What one step costs besides its bytes, for the bar's share done and its ETA: creating,
@@ -92,6 +96,21 @@ impl Figures {
         let (done, total) = self.weighted();
         (done > 0 && total >= done).then(|| elapsed.mul_f64((total - done) as f64 / done as f64))
     }
+
+    /// The whole line of the bar: `label: figures [=====>    ]  42% ETA 12s`.
+    pub fn line(&self, label: &str, elapsed: Duration) -> String {
+        const WIDTH: u64 = 24;
+        let (done, total) = self.weighted();
+        let share = (done.min(total) * 100).checked_div(total).unwrap_or(0);
+        let filled = (share * WIDTH / 100) as usize;
+        let mut bar = "=".repeat(filled);
+        if filled < WIDTH as usize {
+            bar.push('>');
+            bar.push_str(&" ".repeat(WIDTH as usize - filled - 1));
+        }
+        let eta = self.eta(elapsed).map_or_else(|| "?".to_owned(), |d| format!("{}", HumanDuration(d)));
+        format!("{label}: {} [{bar}] {share:>3}% ETA {eta}", self.describe(elapsed))
+    }
 }
 
 /// Steps that count as files in the figures: everything but directories.
@@ -99,14 +118,31 @@ fn is_file_step(step: &Step) -> bool {
     !matches!(step.action, Action::Mkdir { .. } | Action::Rmdir | Action::Meta { dir: true, .. })
 }
 
+/// The figures as the pass updates them and the bar reads them (on its own thread, every
+/// redraw): bytes count what the copies wrote so far ([`synccore::fsio::bytes_written`]), so
+/// the bar moves while a batch is staged, before any of its steps is done.
+#[derive(Debug, Default)]
+struct Shared {
+    figures: Mutex<Figures>,
+    /// `bytes_written` when the work started.
+    written_before: u64,
+}
+
+impl Shared {
+    fn now(&self) -> Figures {
+        let mut f = *self.figures.lock().unwrap_or_else(PoisonError::into_inner);
+        let written = synccore::fsio::bytes_written().saturating_sub(self.written_before);
+        f.bytes_done = f.bytes_done.max(written).min(f.bytes_total);
+        f
+    }
+}
+
 /// The progress of one piece of work (a pass, a restore): a bar on a terminal, progress log
 /// lines elsewhere. Dropping it clears the bar.
 pub struct Progress {
-    label: &'static str,
     started: Instant,
     last_log: Instant,
-    last_message: Instant,
-    figures: Figures,
+    shared: Arc<Shared>,
     live: Option<Live>,
 }
 
@@ -122,42 +158,52 @@ impl Progress {
     /// [`SHOW_AFTER`].
     pub fn new(label: &'static str) -> Self {
         let now = Instant::now();
-        Progress {
-            label,
-            started: now,
-            last_log: now,
-            last_message: now,
-            figures: Figures::default(),
-            live: terminal().then(|| Live::start(label)),
-        }
+        let shared =
+            Arc::new(Shared { figures: Mutex::default(), written_before: synccore::fsio::bytes_written() });
+        let live = terminal().then(|| Live::start(label, now, Arc::clone(&shared)));
+        Progress { started: now, last_log: now, shared, live }
     }
 
     /// The figures so far.
     pub fn figures(&self) -> Figures {
-        self.figures
+        self.shared.now()
+    }
+
+    fn update(&mut self, change: impl FnOnce(&mut Figures)) {
+        change(&mut self.shared.figures.lock().unwrap_or_else(PoisonError::into_inner));
+        if let Some(live) = &self.live {
+            live.bar.tick();
+        } else if self.last_log.elapsed() >= LOG_EVERY {
+            self.last_log = Instant::now();
+            let (figures, elapsed) = (self.shared.now(), self.started.elapsed());
+            let eta = figures
+                .eta(elapsed)
+                .map_or_else(String::new, |d| format!(", about {} left", HumanDuration(d)));
+            log::info!(
+                "progress: {}{eta} ({:.0} s so far)",
+                figures.describe(elapsed),
+                elapsed.as_secs_f64()
+            );
+        }
     }
 
     /// Adds a plan that is about to be carried out to the total.
     pub fn planned(&mut self, plan: &Plan) {
-        let f = &mut self.figures;
-        f.steps_total += plan.steps.len() as u64;
-        f.files_total += plan.steps.iter().filter(|s| is_file_step(s)).count() as u64;
-        f.bytes_total += plan.bytes();
-        if let Some(live) = &self.live {
-            live.bar.set_style(bar_style());
-            live.bar.set_length(f.weighted().1);
-        }
-        self.refresh(true);
+        self.update(|f| {
+            f.steps_total += plan.steps.len() as u64;
+            f.files_total += plan.steps.iter().filter(|s| is_file_step(s)).count() as u64;
+            f.bytes_total += plan.bytes();
+        });
     }
 
     /// Counts one step as finished (done, failed or left for the next pass: either way it is
     /// behind us).
     pub fn step(&mut self, step: &Step) {
-        let f = &mut self.figures;
-        f.steps_done += 1;
-        f.bytes_done += step.bytes();
-        f.files_done += u64::from(is_file_step(step));
-        self.refresh(false);
+        self.update(|f| {
+            f.steps_done += 1;
+            f.bytes_done += step.bytes();
+            f.files_done += u64::from(is_file_step(step));
+        });
     }
 
     /// Counts what an observer of a pass is told: a plan to carry out, or a finished step.
@@ -166,28 +212,6 @@ impl Progress {
         match event {
             Event::Planned(plan) => self.planned(plan),
             Event::Done(step) | Event::Failed(step, _) | Event::Skipped(step, _) => self.step(step),
-        }
-    }
-
-    fn refresh(&mut self, force: bool) {
-        let elapsed = self.started.elapsed();
-        if let Some(live) = &self.live {
-            live.bar.set_position(self.figures.weighted().0);
-            if force || self.last_message.elapsed() >= Duration::from_millis(100) {
-                self.last_message = Instant::now();
-                live.bar.set_message(format!("{}: {}", self.label, self.figures.describe(elapsed)));
-            }
-        } else if self.last_log.elapsed() >= LOG_EVERY {
-            self.last_log = Instant::now();
-            let eta = self
-                .figures
-                .eta(elapsed)
-                .map_or_else(String::new, |d| format!(", about {} left", HumanDuration(d)));
-            log::info!(
-                "progress: {}{eta} ({:.0} s so far)",
-                self.figures.describe(elapsed),
-                elapsed.as_secs_f64()
-            );
         }
     }
 }
@@ -200,30 +224,54 @@ impl Drop for Progress {
     }
 }
 
-fn bar_style() -> ProgressStyle {
-    ProgressStyle::with_template("{msg} [{bar:24}] {percent:>3}% ETA {eta}")
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> ")
+/// Puts the bar on screen, where console lines go through it.
+fn show(bar: &ProgressBar) {
+    bar.set_draw_target(ProgressDrawTarget::stderr());
+    bar.enable_steady_tick(Duration::from_millis(200));
+    *VISIBLE.lock().unwrap_or_else(PoisonError::into_inner) = Some(bar.clone());
 }
 
-fn spinner_style() -> ProgressStyle {
-    ProgressStyle::with_template("{spinner} {msg}").unwrap_or_else(|_| ProgressStyle::default_spinner())
+/// [`SHOW_AFTER`], or the milliseconds of [`SHOW_AFTER_ENV`] (the end-to-end tests show the
+/// bar at once, so that a pass they hold still is sure to have drawn it).
+fn show_after() -> Duration {
+    std::env::var(SHOW_AFTER_ENV)
+        .ok()
+        .and_then(|ms| ms.parse().ok())
+        .map_or(SHOW_AFTER, Duration::from_millis)
+}
+
+/// The bar's one line, rendered from the shared figures at each redraw: before the first
+/// plan is known, a spinner while the pass scans.
+fn style(label: &'static str, started: Instant, shared: Arc<Shared>) -> ProgressStyle {
+    let line = move |_: &ProgressState, w: &mut dyn std::fmt::Write| {
+        let f = shared.now();
+        let _ = if f.steps_total == 0 {
+            write!(w, "{label}: scanning")
+        } else {
+            write!(w, "{}", f.line(label, started.elapsed()))
+        };
+    };
+    ProgressStyle::with_template("{spinner} {line}")
+        .unwrap_or_else(|_| ProgressStyle::default_spinner())
+        .with_key("line", line)
 }
 
 impl Live {
-    fn start(label: &'static str) -> Self {
+    fn start(label: &'static str, started: Instant, shared: Arc<Shared>) -> Self {
         let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::hidden())
-            .with_style(spinner_style())
-            .with_message(format!("{label}: scanning"));
+            .with_style(style(label, started, shared));
+        let after = show_after();
+        if after.is_zero() {
+            show(&bar);
+            return Live { bar, stop: None, shower: None };
+        }
         let (stop, wait) = mpsc::channel::<()>();
         let shown = bar.clone();
         let shower = std::thread::Builder::new()
             .name("progress".into())
             .spawn(move || {
-                if wait.recv_timeout(SHOW_AFTER) == Err(RecvTimeoutError::Timeout) {
-                    shown.set_draw_target(ProgressDrawTarget::stderr());
-                    shown.enable_steady_tick(Duration::from_millis(200));
-                    *VISIBLE.lock().unwrap_or_else(PoisonError::into_inner) = Some(shown);
+                if wait.recv_timeout(after) == Err(RecvTimeoutError::Timeout) {
+                    show(&shown);
                 }
             })
             .ok();
@@ -260,6 +308,11 @@ mod tests {
         assert_eq!(Figures::default().eta(Duration::from_secs(2)), None);
         let d = Figures { bytes_done: 1024, bytes_total: 2048, ..f }.describe(Duration::from_secs(1));
         assert_eq!(d, "1/4 files, 1.00 KiB/2.00 KiB, 1.00 KiB/s");
+        let line = f.line("mirroring", Duration::from_secs(2));
+        assert_eq!(
+            line,
+            "mirroring: 1/4 files, 0 B/0 B, 0 B/s [======>                 ]  25% ETA 6 seconds"
+        );
     }
 
     #[test]

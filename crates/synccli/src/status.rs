@@ -2,8 +2,10 @@
 //! last pass did and whether a safety rail has been blocking it, and since when, so that
 //! `twoway --status` can tell without asking a running process. `twoway` writes one per pair
 //! (`<home>/pairs/<id>/status.json`), `oneway --versioned` one per versions directory
-//! (`__versions__/<name>/status.json`), after every pass but a dry run, atomically through
-//! the directory's descriptor like the programs' other files. docs/formats.md has the format.
+//! (`__versions__/.status/<name>.json`, see [`versions_status_rel`]), after a pass that did
+//! something or ended otherwise than the recorded one (never in a dry run), atomically
+//! through the directory's descriptor like the programs' other files. docs/formats.md has
+//! the format.
 
 use std::path::Path;
 
@@ -13,7 +15,7 @@ use synccore::apply::ApplyStats;
 use synccore::error::Result;
 use synccore::fsio::Root;
 
-/// The name of the file, beside the pair's base or in the versions directory.
+/// The name of a pair's status file, beside its base.
 pub const FILE_NAME: &str = "status.json";
 /// The format this code writes.
 pub const FORMAT: u32 = 1;
@@ -115,11 +117,43 @@ pub fn load(root: &Root, rel: &Path) -> Option<PassStatus> {
     serde_json::from_slice(&bytes).ok()
 }
 
+impl PassStatus {
+    /// True when `self` tells nothing that `previous` does not: a pass that did nothing and
+    /// ended as the recorded one did. Such a pass leaves the file as it is (SPEC section 3:
+    /// a pass that finds nothing to do writes nothing; an idle periodic run would otherwise
+    /// rewrite it every interval).
+    pub fn adds_nothing_to(&self, previous: &PassStatus) -> bool {
+        let idle = self.counts.get("operations").and_then(Value::as_u64) == Some(0)
+            && self.counts.get("failed").and_then(Value::as_u64) == Some(0);
+        idle && self.result == previous.result
+            && self.exit == previous.exit
+            && self.blocked == previous.blocked
+            && self.error == previous.error
+            && self.program == previous.program
+            && self.counts == previous.counts
+    }
+}
+
+/// Where `oneway --versioned` records its passes, relative to the versions root ROOT:
+/// `__versions__/.status/<name>.json`, beside the versions rather than in them, so that the
+/// slots' directory changes only when a version does.
+pub fn versions_status_rel(layout: &synccore::versions::Layout) -> std::path::PathBuf {
+    let rel = layout.rel();
+    let mut name = rel.file_name().unwrap_or_default().to_owned();
+    name.push(".json");
+    rel.parent().unwrap_or(Path::new("")).join(".status").join(name)
+}
+
 /// Records how a pass ended at `rel` below `root`, keeping the blocked-since time of the
-/// status it replaces. A failure is logged, never fatal: the pass is over either way.
+/// status it replaces; an idle pass that ends as the last recorded one writes nothing. A
+/// failure is logged, never fatal: the pass is over either way.
 pub fn record(root: &Root, rel: &Path, ending: &Ending<'_>) {
     let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    let status = PassStatus::after(load(root, rel).as_ref(), ending, now);
+    let previous = load(root, rel);
+    let status = PassStatus::after(previous.as_ref(), ending, now);
+    if previous.is_some_and(|p| status.adds_nothing_to(&p)) {
+        return;
+    }
     let written = serde_json::to_vec(&status)
         .map_err(|e| synccore::Error::Setup { what: "the status file", reason: e.to_string() })
         .and_then(|mut bytes| {
@@ -164,6 +198,23 @@ mod tests {
         assert_eq!((cleared.result, cleared.blocked), (PassResult::Ok, None));
         let errors = Ending { exit: 1, ..ok };
         assert_eq!(PassStatus::after(None, &errors, "T4".into()).result, PassResult::Errors);
+    }
+
+    #[test]
+    fn an_idle_pass_like_the_last_one_writes_nothing() {
+        let stats = ApplyStats::default();
+        let ok = Ending { program: "twoway", exit: 0, error: None, stats: &stats, seconds: 0.1 };
+        let first = PassStatus::after(None, &ok, "T1".into());
+        assert!(PassStatus::after(Some(&first), &ok, "T2".into()).adds_nothing_to(&first));
+        let mut busy = ApplyStats::default();
+        busy.done.insert(synccore::plan::StepKind::Copy, 1);
+        let did = Ending { stats: &busy, ..ok };
+        assert!(!PassStatus::after(Some(&first), &did, "T3".into()).adds_nothing_to(&first));
+        let err = rail();
+        let blocked = Ending { exit: 3, error: Some(&err), ..ok };
+        let b1 = PassStatus::after(Some(&first), &blocked, "T4".into());
+        assert!(!b1.adds_nothing_to(&first));
+        assert!(PassStatus::after(Some(&b1), &blocked, "T5".into()).adds_nothing_to(&b1));
     }
 
     #[test]

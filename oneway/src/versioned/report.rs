@@ -64,8 +64,10 @@ pub fn pass_and_log(
         }
         Err(err) => (passes::pass_aborted(totals, err), ApplyStats::default()),
     };
+    // Recorded once the versions exist (beside them, `__versions__/.status/<name>.json`).
     if !options.dry_run
-        && let Ok(Some(versions)) = layout.open(false)
+        && layout.dir().is_dir()
+        && let Ok(root) = synccore::fsio::Root::open(layout.root())
     {
         let ending = status::Ending {
             program: "oneway",
@@ -74,7 +76,7 @@ pub fn pass_and_log(
             stats: &done,
             seconds: started.elapsed().as_secs_f64(),
         };
-        status::record(&versions, Path::new(status::FILE_NAME), &ending);
+        status::record(&root, &status::versions_status_rel(layout), &ending);
     }
     exit
 }
