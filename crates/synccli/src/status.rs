@@ -2,7 +2,7 @@
 //! last pass did and whether a safety rail has been blocking it, and since when, so that
 //! `twoway --status` can tell without asking a running process. `twoway` writes one per pair
 //! (`<home>/pairs/<id>/status.json`), `oneway --versioned` one per versions directory
-//! (`__versions__/.status/<name>.json`, see [`versions_status_rel`]), after a pass that did
+//! (`__status__/<name>.json` beside `__versions__`, see [`versions_status_rel`]), after a pass that did
 //! something or ended otherwise than the recorded one (never in a dry run), atomically
 //! through the directory's descriptor like the programs' other files. docs/formats.md has
 //! the format.
@@ -134,15 +134,18 @@ impl PassStatus {
     }
 }
 
-/// Where `oneway --versioned` records its passes, relative to the versions root ROOT:
-/// `__versions__/.status/<name>.json`, beside the versions rather than in them, so that the
-/// slots' directory changes only when a version does.
+/// Where `oneway --versioned` records its passes, relative to the versions root ROOT (for
+/// twoway's children, the home): `__status__/<name>.json`, beside `__versions__` rather than
+/// in it, so that the versions' directories change only when a version does and
+/// `__versions__` holds nothing but versions.
 pub fn versions_status_rel(layout: &synccore::versions::Layout) -> std::path::PathBuf {
-    let rel = layout.rel();
-    let mut name = rel.file_name().unwrap_or_default().to_owned();
+    let mut name = layout.rel().file_name().unwrap_or_default().to_owned();
     name.push(".json");
-    rel.parent().unwrap_or(Path::new("")).join(".status").join(name)
+    Path::new(STATUS_DIR).join(name)
 }
+
+/// The directory of the versions' status files below ROOT.
+pub const STATUS_DIR: &str = "__status__";
 
 /// Records how a pass ended at `rel` below `root`, keeping the blocked-since time of the
 /// status it replaces; an idle pass that ends as the last recorded one writes nothing. A

@@ -64,7 +64,7 @@ pub fn pass_and_log(
         }
         Err(err) => (passes::pass_aborted(totals, err), ApplyStats::default()),
     };
-    // Recorded once the versions exist (beside them, `__versions__/.status/<name>.json`).
+    // Recorded once the versions exist (beside them, `ROOT/__status__/<name>.json`).
     if !options.dry_run
         && layout.dir().is_dir()
         && let Ok(root) = synccore::fsio::Root::open(layout.root())
