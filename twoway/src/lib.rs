@@ -61,7 +61,7 @@ fn restore(args: &Args, home: &Path) -> Result<u8, Error> {
     match result {
         Ok(done) => {
             restore::log_restored(&done);
-            output::emit(&restore::restored_event(&done));
+            output::emit(|| restore::restored_event(&done));
             Ok(0)
         }
         Err(err) => {
@@ -248,13 +248,15 @@ fn log_report(report: &SyncReport, options: SyncOptions, started: Instant, total
             c.winner.name(),
             c.copy
         );
-        output::emit(&serde_json::json!({
-            "event": "conflict",
-            "path": output::rel(&c.path),
-            "winner": c.winner.letter().to_string(),
-            "copy": output::rel(&c.copy),
-            "copy_from": c.winner.other().letter().to_string(),
-        }));
+        output::emit(|| {
+            serde_json::json!({
+                "event": "conflict",
+                "path": output::rel(&c.path),
+                "winner": c.winner.letter().to_string(),
+                "copy": output::rel(&c.copy),
+                "copy_from": c.winner.other().letter().to_string(),
+            })
+        });
     }
     let planned;
     let stats = if options.dry_run {

@@ -70,7 +70,7 @@ pub fn init(tag: &'static str, log: Option<&Path>, default_name: &str, verbosity
                     let level =
                         if record.level() == log::Level::Error { Level::Error } else { Level::Warning };
                     let message = record.args().to_string();
-                    crate::output::emit(&crate::output::problem_event(level, &message, None, None, None));
+                    crate::output::emit(|| crate::output::problem_event(level, &message, None, None, None));
                 }),
             ),
         );

@@ -28,7 +28,7 @@ pub fn log_event(place: Place, event: &Event<'_>) {
     match event {
         Event::Done(step) => {
             log::info!(target: OP_TARGET, "{prefix}{step}");
-            output::emit(&output::step_event(step, Origin { side: place.side, would: false }));
+            output::emit(|| output::step_event(step, Origin { side: place.side, would: false }));
         }
         Event::Failed(step, err) => {
             log::error!(target: OP_TARGET, "{prefix}{step} failed: {err}");
@@ -45,7 +45,7 @@ pub fn log_event(place: Place, event: &Event<'_>) {
 /// The `--json` event of a step that failed or was skipped.
 pub fn problem(level: Level, place: Place, step: &synccore::plan::Step, message: &str) {
     let path = Some(output::rel(&step.path));
-    output::emit(&output::problem_event(level, message, path, Some(step.kind()), place.side));
+    output::emit(|| output::problem_event(level, message, path, Some(step.kind()), place.side));
 }
 
 /// Logs an error met outside the steps (a scan error), with its `--json` event naming the
@@ -53,14 +53,16 @@ pub fn problem(level: Level, place: Place, step: &synccore::plan::Step, message:
 pub fn report_error(err: &synccore::Error) {
     log::error!(target: OP_TARGET, "{err}");
     let path = error_path(err).map(output::path);
-    output::emit(&output::problem_event(Level::Error, &err.to_string(), path, None, None));
+    output::emit(|| output::problem_event(Level::Error, &err.to_string(), path, None, None));
 }
 
 /// Logs a warning about one entry of a tree (`path` relative to it; `message` names it),
 /// with its `--json` event.
 pub fn warn_at(place: Place, path: &RelPath, message: &str) {
     log::warn!(target: OP_TARGET, "{}{message}", place.prefix);
-    output::emit(&output::problem_event(Level::Warning, message, Some(output::rel(path)), None, place.side));
+    output::emit(|| {
+        output::problem_event(Level::Warning, message, Some(output::rel(path)), None, place.side)
+    });
 }
 
 /// The path an error names, if it names one.
@@ -84,7 +86,7 @@ pub fn error_path(err: &synccore::Error) -> Option<&std::path::Path> {
 pub fn show_plan(place: Place, plan: &Plan) {
     for step in &plan.steps {
         if output::json() {
-            output::emit(&output::step_event(step, Origin { side: place.side, would: true }));
+            output::emit(|| output::step_event(step, Origin { side: place.side, would: true }));
         } else {
             println!("{}{step}", place.prefix);
         }
@@ -119,7 +121,7 @@ pub fn aborted_summary(totals: &Totals, err: &synccore::Error) -> u8 {
     event.insert("pass".into(), (totals.passes + 1).into());
     event.insert("status".into(), status.into());
     event.insert("aborted".into(), err.to_string().into());
-    output::emit(&Value::Object(event));
+    output::emit(|| Value::Object(event));
     status
 }
 
@@ -199,7 +201,7 @@ fn emit_summary(pass: u64, end: &PassEnd<'_>, errors: u64, secs: f64) {
     event.insert("errors".into(), errors.into());
     event.insert("seconds".into(), json!((secs * 1000.0).round() / 1000.0));
     event.extend(end.extra.clone());
-    output::emit(&Value::Object(event));
+    output::emit(|| Value::Object(event));
 }
 
 /// The observer of a pass's steps: each is logged by `log` and counted by `progress`.
@@ -257,7 +259,7 @@ impl Totals {
             event.insert("rotate".into(), self.rotations.into());
             event.insert("conflicts".into(), self.conflicts.into());
             event.insert("errors".into(), (self.errors + self.stats.failed).into());
-            output::emit(&Value::Object(event));
+            output::emit(|| Value::Object(event));
         }
     }
 }

@@ -240,7 +240,7 @@ fn rotate_event(layout: &Layout, old: Option<&Digest>, new: &Digest, report: &Ve
     if would && let Some(map) = event.as_object_mut() {
         map.insert("would".into(), true.into());
     }
-    output::emit(&event);
+    output::emit(|| event);
 }
 
 /// Copies (the files that differ from `_1`) are logged like a mirror's; the rest of building
