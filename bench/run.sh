@@ -4,8 +4,8 @@
 #
 #   bash bench/run.sh [--quick] [--rows 1,2,5] [--runs N] [--corpus DIR] [--no-build]
 #
-#   --quick       3 runs per tool and only the S rows (1 2 4 5 6 9) unless --rows is given
-#   --rows LIST   comma-separated rows to run (default: all, 1-9)
+#   --quick       3 runs per tool and only the S rows (1 2 4 5 6 9 10) unless --rows is given
+#   --rows LIST   comma-separated rows to run (default: all, 1-10)
 #   --runs N      timed runs per tool and row (default 5; SPEC asks for at least 5)
 #   --corpus DIR  where corpora live (default bench/corpus/, git-ignored)
 #   --no-build    use the release binaries already in target/release
@@ -47,12 +47,12 @@ while (($#)); do
     shift
 done
 if ((quick)); then
-    [[ -n $rows ]] || rows="1,2,4,5,6,9"
+    [[ -n $rows ]] || rows="1,2,4,5,6,9,10"
     [[ $runs == 5 ]] && runs=3
 fi
-[[ -n $rows ]] || rows="1,2,3,4,5,6,7,8,9"
+[[ -n $rows ]] || rows="1,2,3,4,5,6,7,8,9,10"
 [[ $runs =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: --runs must be a positive number" >&2; exit 2; }
-[[ $rows =~ ^[1-9](,[1-9])*$ ]] || { echo "run.sh: --rows takes numbers 1-9 separated by commas" >&2; exit 2; }
+[[ $rows =~ ^([1-9]|10)(,([1-9]|10))*$ ]] || { echo "run.sh: --rows takes numbers 1-10 separated by commas" >&2; exit 2; }
 want() { [[ ",$rows," == *",$1,"* ]]; }
 
 say() { printf '[bench] %s\n' "$*" >&2; }
@@ -92,7 +92,7 @@ done
 mkdir -p "$corpus"
 corpus=$(cd "$corpus" && pwd)
 need_corpora=()
-if want 1 || want 2 || want 4 || want 5 || want 6 || want 9; then need_corpora+=(S); fi
+if want 1 || want 2 || want 4 || want 5 || want 6 || want 9 || want 10; then need_corpora+=(S); fi
 if want 3 || want 8; then need_corpora+=(M); fi
 if want 7; then need_corpora+=(L); fi
 python3 "$here/gen_corpus.py" --dir "$corpus" "${need_corpora[@]}"
@@ -195,7 +195,7 @@ unison_q() {
 
 # --- rows ------------------------------------------------------------------------------------
 s_files=$(count_files "$corpus/S.done" 2>/dev/null || echo 0)
-S_OURS="" S_RSYNC=""
+S_OURS="" S_RSYNC="" FIRST_MIRROR=""
 
 if want 1; then
     say "row 1: oneway first mirror of S ($s_files files) vs rsync -a"
@@ -204,6 +204,7 @@ if want 1; then
     r1_prep_rsync() { fresh s_rsync; S_RSYNC=$FRESH; sync_fs; }
     r1_rsync() { rsync -a "$S/" "$S_RSYNC/"; }
     alternate r1_prep_ours r1_ours r1_prep_rsync r1_rsync
+    FIRST_MIRROR=$OURS
     time_row "1. oneway first mirror of S vs \`rsync -a\`" 0.8
 fi
 
@@ -376,6 +377,62 @@ if want 9; then
             say "  -> $what: $bytes bytes vs $changed changed, ratio $ratio: $verdict"
         done
     fi
+fi
+
+# `move_half DIR`: the renames issue's change: half of DIR's top-level directories moved
+# under a new parent `moved/`, and one file of the other half renamed.
+move_half() {
+    local dir=$1 all half last first
+    mapfile -t all < <(cd "$dir" && find . -mindepth 1 -maxdepth 1 -type d -name 'd*' -printf '%f\n' | sort)
+    half=$((${#all[@]} / 2))
+    mkdir "$dir/moved"
+    (cd "$dir" && mv "${all[@]:0:half}" moved/)
+    last=${all[${#all[@]} - 1]}
+    first=$(cd "$dir/$last" && find . -maxdepth 1 -type f -printf '%f\n' | sort | head -n 1)
+    mv "$dir/$last/$first" "$dir/$last/renamed-$first"
+}
+
+if want 10; then
+    say "row 10: oneway pass after moving half of S's directories vs rsync -a --delete"
+    cp -a "$S" "$work/m_src"
+    rsync -a "$S/" "$work/m_pristine/"
+    move_half "$work/m_src"
+    r10_prep_ours() { fresh r10_ours; R10_OURS=$FRESH; cp -al "$work/m_pristine" "$R10_OURS"; : >"$work/oneway.log"; sync_fs; }
+    r10_ours() { oneway_q "$work/m_src" "$R10_OURS"; }
+    r10_prep_rsync() { fresh r10_rsync; R10_RSYNC=$FRESH; cp -al "$work/m_pristine" "$R10_RSYNC"; sync_fs; }
+    r10_rsync() { rsync -a --delete "$work/m_src/" "$R10_RSYNC/"; }
+    alternate r10_prep_ours r10_ours r10_prep_rsync r10_rsync
+    moved=$OURS
+    copied=$(grep -o '[0-9]* bytes copied' "$work/oneway.log" | awk '{ s += $1 } END { print s + 0 }')
+    time_row "10. oneway pass after moving half of S's directories vs \`rsync -a --delete\`" 0.1
+    if [[ -z $FIRST_MIRROR ]]; then
+        fresh r10_first; sync_fs
+        timed oneway_q "$S" "$FRESH"
+        FIRST_MIRROR=$T
+    fi
+    OURS=$moved ANCHOR=$FIRST_MIRROR
+    time_row "10b. the same pass vs oneway's first mirror of S" 0.1
+    verdict=$( ((copied == 0)) && echo PASS || echo MISS)
+    add_row "10c. the same pass, bytes copied" "$copied B" "—" "—" "0 B" "$verdict"
+
+    say "row 10d: twoway pass after the same moves on side A vs unison"
+    r10_prep_tw() {
+        fresh r10_a; R10_A=$FRESH; fresh r10_b; R10_B=$FRESH; fresh r10_home; R10_HOME=$FRESH
+        cp -al "$S" "$R10_A"; mkdir "$R10_B"
+        twoway_q "$R10_A" "$R10_B" --home "$R10_HOME" >>"$runlog" 2>&1
+        move_half "$R10_A"; : >"$work/twoway.log"; sync_fs
+    }
+    r10_tw() { twoway_q "$R10_A" "$R10_B" --home "$R10_HOME"; }
+    r10_prep_un() {
+        fresh r10_ua; R10_UA=$FRESH; fresh r10_ub; R10_UB=$FRESH; fresh r10_uhome; R10_UHOME=$FRESH
+        cp -al "$S" "$R10_UA"; mkdir "$R10_UB" "$R10_UHOME"
+        unison_q "$R10_UHOME" "$R10_UA" "$R10_UB" >>"$runlog" 2>&1
+        move_half "$R10_UA"; sync_fs
+    }
+    r10_un() { unison_q "$R10_UHOME" "$R10_UA" "$R10_UB"; }
+    alternate r10_prep_tw r10_tw r10_prep_un r10_un
+    tw_copied=$(grep -o '[0-9]* bytes copied' "$work/twoway.log" | awk '{ s += $1 } END { print s + 0 }')
+    time_row "10d. twoway pass after the same moves on A vs \`unison -batch\` ($tw_copied B copied)" 0.1
 fi
 
 # --- report ----------------------------------------------------------------------------------

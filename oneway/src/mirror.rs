@@ -12,6 +12,7 @@ use synccore::diff::{self, DiffOptions};
 use synccore::entry::Entry;
 use synccore::error::{Error, Result};
 use synccore::fsio::Root;
+use synccore::moves::Which;
 use synccore::plan::Plan;
 use synccore::rails::{self, Rails};
 use synccore::relpath::RelPath;
@@ -77,12 +78,11 @@ pub fn run_pass(
     let empty = src.entries.is_empty() && src.errors.is_empty();
     options.rails.check_empty_side(empty, has_files, true, source, target)?;
 
-    let mut same_content = |s: &Entry, d: &Entry| {
-        // Any read failure counts as "different": the copy then reports the real error.
-        let theirs = target_root.as_ref().and_then(|t| file_checksum_in(t, &d.path).ok());
-        matches!((file_checksum_in(&source_root, &s.path).ok(), theirs), (Some(a), Some(b)) if a == b)
+    let mut digest = |which: Which, e: &Entry| match which {
+        Which::Source => file_checksum_in(&source_root, &e.path).ok(),
+        Which::Target => target_root.as_ref().and_then(|t| file_checksum_in(t, &e.path).ok()),
     };
-    let plan = diff::plan(&src, &dst, DiffOptions::for_this_process(options.checksum), &mut same_content);
+    let plan = diff::plan(&src, &dst, DiffOptions::for_this_process(options.checksum), &mut digest);
     options.rails.check_deletes(plan.deleted_files(), dst.file_count(), target)?;
 
     let mut report =

@@ -176,9 +176,11 @@ pub fn run_pass(
     }
 
     report.plan = plan_version(&src.tree, &versions, &rows)?;
-    let dropped =
-        manifest.files.iter().filter(|r| rows.binary_search_by(|n| n.path.cmp(&r.path)).is_err()).count();
-    options.rails.check_deletes(dropped, manifest.files.len(), &layout.dir())?;
+    options.rails.check_deletes(
+        cache::deleted_files(manifest, &rows),
+        manifest.files.len(),
+        &layout.dir(),
+    )?;
     let v = match versions.dir {
         Some(ref v) if !options.dry_run => v,
         _ => {
@@ -273,7 +275,7 @@ fn write_rebuilt_manifest(versions: &Versions, taken: String, rows: Vec<FileReco
 /// The plan that builds the new version: SOURCE diffed against an empty tree, every copy of a
 /// file `_1` already holds turned into a hard link to it.
 fn plan_version(tree: &Tree, versions: &Versions, rows: &[FileRecord]) -> Result<Plan> {
-    let mut plan = diff::plan(tree, &Tree::default(), DiffOptions::for_this_process(false), &mut |_, _| true);
+    let mut plan = diff::plan(tree, &Tree::default(), DiffOptions::for_this_process(false), &mut |_, _| None);
     let latest_root = match &versions.dir {
         Some(v) if versions.latest_exists => Some(v.open_root(Path::new(Slot::Latest.dir_name()))?),
         _ => None,

@@ -33,6 +33,10 @@ pub struct BaseEntry {
     pub hash: Option<Digest>,
     /// Inode on side A and on side B: a side whose (size, mtime, inode) still match is unchanged.
     pub ino: [u64; 2],
+    /// Device of the entry on side A and on side B (inode numbers are per device): with the
+    /// inode, it finds a renamed entry (the renames issue). 0 when unknown (a base written
+    /// before devices were recorded), which finds nothing.
+    pub dev: [u64; 2],
 }
 
 /// The base of a pair: entries sorted by path.
@@ -76,6 +80,9 @@ struct Row {
     /// Inode on side A and side B.
     #[serde(rename = "i")]
     ino: (u64, u64),
+    /// Device on side A and side B, when it is not the header's `dev`.
+    #[serde(rename = "v", default, skip_serializing_if = "Option::is_none")]
+    dev: Option<(u64, u64)>,
     #[serde(rename = "h", default, skip_serializing_if = "Option::is_none")]
     hash: Option<Digest>,
     /// A symlink's target.
@@ -97,7 +104,8 @@ impl From<RowV1> for Row {
             ),
             _ => (None, extra),
         };
-        Row { path, kind, size, mtime: (secs, nanos), mode, owner: None, ino: (ino_a, ino_b), hash, target }
+        let ino = (ino_a, ino_b);
+        Row { path, kind, size, mtime: (secs, nanos), mode, owner: None, ino, dev: None, hash, target }
     }
 }
 
@@ -117,6 +125,9 @@ struct Header {
     b: Bytes,
     #[serde(default)]
     saved: String,
+    /// The device of most entries on side A and side B (a row's `v` says where it differs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    dev: Option<(u64, u64)>,
 }
 
 /// A pair of directories and where its base and lock live. The pair is the same whichever
@@ -260,6 +271,7 @@ pub fn load(home: &Root, rel: &Path) -> Result<Option<Base>> {
             mode: row.mode,
             owner: row.owner.map(|(uid, gid)| Owner { uid, gid }),
             ino: [row.ino.0, row.ino.1],
+            dev: row.dev.or(header.dev).map_or([0, 0], |(a, b)| [a, b]),
         };
         entries.push((path, entry));
     }
@@ -273,11 +285,13 @@ pub fn save(home: &Root, rel: &Path, a: &Path, b: &Path, state: &Base) -> Result
         path: home.path_of(rel),
         reason: format!("cannot encode merge state: {e}"),
     };
+    let dev = most_common_dev(state);
     let header = Header {
         format: FORMAT,
         a: Bytes::of(a.as_os_str().as_bytes()),
         b: Bytes::of(b.as_os_str().as_bytes()),
         saved: chrono::Utc::now().to_rfc3339(),
+        dev,
     };
     let mut out = serde_json::to_vec(&header).map_err(encode)?;
     out.push(b'\n');
@@ -295,6 +309,7 @@ pub fn save(home: &Root, rel: &Path, a: &Path, b: &Path, state: &Base) -> Result
             mode: e.mode,
             owner: e.owner.map(|o| (o.uid, o.gid)),
             ino: (e.ino[0], e.ino[1]),
+            dev: Some((e.dev[0], e.dev[1])).filter(|d| Some(*d) != dev),
             hash: e.hash,
             target,
         };
@@ -305,6 +320,16 @@ pub fn save(home: &Root, rel: &Path, a: &Path, b: &Path, state: &Base) -> Result
         home.create_dirs(dir)?;
     }
     home.write_atomic(rel, &out)
+}
+
+/// The pair of devices most entries are on (the header's `dev`), so that a row names its
+/// devices only below a mount point.
+fn most_common_dev(state: &Base) -> Option<(u64, u64)> {
+    let mut counts: std::collections::HashMap<[u64; 2], usize> = std::collections::HashMap::new();
+    for (_, e) in &state.entries {
+        *counts.entry(e.dev).or_default() += 1;
+    }
+    counts.into_iter().max_by_key(|&(dev, n)| (n, dev)).map(|([a, b], _)| (a, b))
 }
 
 #[cfg(test)]
@@ -325,17 +350,25 @@ mod tests {
             owner: Some(Owner { uid: 1000, gid: 100 }),
             hash,
             ino: [1, 2],
+            dev: [7, 8],
         };
+        let mut mounted = e(Kind::File, None);
+        mounted.dev = [7, 9];
         let state = Base {
             entries: vec![
                 (RelPath::from_bytes(b"a"), e(Kind::File, Some(Digest::of_bytes(b"x")))),
                 (RelPath::from_bytes(b"b\xff"), e(Kind::File, None)),
                 (RelPath::from_bytes(b"d"), e(Kind::Dir, None)),
                 (RelPath::from_bytes(b"l"), e(Kind::Symlink(b"t\xfe".to_vec().into()), None)),
+                (RelPath::from_bytes(b"mnt"), mounted),
             ],
         };
         save(&home, p, Path::new("/a"), Path::new("/b"), &state).unwrap();
         assert_eq!(load(&home, p).unwrap(), Some(state));
+        // Devices are written once in the header, and per row only where they differ.
+        let text = String::from_utf8(fs::read(d.path().join(p)).unwrap()).unwrap();
+        assert!(text.lines().next().unwrap().contains(r#""dev":[7,8]"#), "{text}");
+        assert_eq!(text.matches(r#""v":"#).count(), 1, "{text}");
         assert_eq!(load(&home, Path::new("none")).unwrap(), None);
     }
 

@@ -14,6 +14,7 @@ pub mod cli;
 pub mod merge;
 pub mod pass;
 pub mod recovery;
+pub mod renames;
 pub mod restore;
 pub mod status;
 

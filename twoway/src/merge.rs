@@ -13,6 +13,7 @@ use synccore::relpath::RelPath;
 use synccore::scan::Tree;
 
 use crate::base::{Base, BaseEntry};
+use crate::renames;
 
 /// Side A (index 0) or side B (index 1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -127,7 +128,8 @@ pub fn decide(a: Change, b: Change, equal: impl FnOnce() -> bool, winner: impl F
 pub struct Merge {
     /// Steps on side A (sources read from B), index 0; steps on side B, index 1.
     pub plans: [Plan; 2],
-    /// Conflict renames on side A and side B, carried out before the plans.
+    /// Steps on side A and side B carried out before the plans: the moves that follow the other
+    /// side's renames, then the conflicts' set-asides.
     pub renames: [Plan; 2],
     /// Paths where both sides changed differently, which side won, and the conflict copy
     /// that keeps the loser (issue 16, point 10: the summary names it).
@@ -169,9 +171,32 @@ pub type HashFn<'a> = dyn FnMut(Side, &Entry) -> Option<Digest> + 'a;
 
 /// Merges the two scanned sides against the base. Paths at or below a directory that could
 /// not be read on either side are left alone (never treated as deleted).
+///
+/// Renames one side made are found first ([`renames`]); they become moves on the other side,
+/// and the paths are merged as both sides and the base will be once they are made.
 pub fn merge(trees: [&Tree; 2], base: Option<&Base>, options: &MergeOptions, hash: &mut HashFn<'_>) -> Merge {
     let empty = Base::default();
     let base = base.unwrap_or(&empty);
+    let found = renames::detect(trees, base, options.owners, hash);
+    if found.is_empty() {
+        return merge_paths(trees, base, options, hash);
+    }
+    let moved = found.carried_out(trees, base);
+    // Content is read where each entry is on disk now, before the renames.
+    let mut hash_on_disk = |side: Side, e: &Entry| match moved.original_path(side, &e.path) {
+        Some(path) => hash(side, &Entry { path, ..e.clone() }),
+        None => hash(side, e),
+    };
+    let mut merge = merge_paths([&moved.trees[0], &moved.trees[1]], &moved.base, options, &mut hash_on_disk);
+    for (i, moves) in found.on.into_iter().enumerate() {
+        let set_asides = std::mem::take(&mut merge.renames[i]);
+        merge.renames[i] = renames::first_steps(moves, &mut merge.plans[i], set_asides);
+    }
+    merge
+}
+
+/// The merge of every path, with no renames to find.
+fn merge_paths(trees: [&Tree; 2], base: &Base, options: &MergeOptions, hash: &mut HashFn<'_>) -> Merge {
     let rows = join(trees, base);
     let mut decisions: Vec<Option<Decision>> = rows
         .iter()
@@ -267,7 +292,7 @@ fn join<'t>(trees: [&'t Tree; 2], base: &'t Base) -> Vec<Row<'t>> {
 
 /// How `side` changed a path relative to the base. Reads content only when the metadata
 /// says the file may have changed but its size did not.
-fn change(
+pub(crate) fn change(
     side: Side,
     now: Option<&Entry>,
     base: Option<&BaseEntry>,
@@ -530,6 +555,7 @@ pub fn next_base(
                 owner: owners.then_some(a.owner),
                 hash,
                 ino: [a.ino, b.ino],
+                dev: [a.dev, b.dev],
             };
             entries.push((row.path.clone(), entry));
         } else if let Some(o) = row.base {
@@ -540,7 +566,7 @@ pub fn next_base(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::Change::{Absent, Created, Deleted, Modified, Unchanged};
     use super::*;
 
@@ -573,21 +599,21 @@ mod tests {
         assert_eq!(decide(Unchanged, Unchanged, NEVER, a_wins), Decision::Keep);
     }
 
-    fn e(path: &str, kind: Kind, size: u64, mtime: i64, ino: u64) -> Entry {
+    pub(crate) fn e(path: &str, kind: Kind, size: u64, mtime: i64, ino: u64) -> Entry {
         Entry { mode: 0o644, ino, ..Entry::example(path, kind, size, mtime) }
     }
-    fn f(path: &str, size: u64, mtime: i64, ino: u64) -> Entry {
+    pub(crate) fn f(path: &str, size: u64, mtime: i64, ino: u64) -> Entry {
         e(path, Kind::File, size, mtime, ino)
     }
-    fn d(path: &str) -> Entry {
+    pub(crate) fn d(path: &str) -> Entry {
         Entry { mode: 0o755, ..e(path, Kind::Dir, 0, 1, 0) }
     }
-    fn tree(mut entries: Vec<Entry>) -> Tree {
+    pub(crate) fn tree(mut entries: Vec<Entry>) -> Tree {
         entries.sort_by(|a, b| a.path.cmp(&b.path));
-        Tree { entries, ..Tree::default() }
+        Tree { entries, dev: 1, ..Tree::default() }
     }
     /// A base in which both sides held exactly `entries` (inodes as given on both sides).
-    fn base(entries: &[Entry]) -> Base {
+    pub(crate) fn base(entries: &[Entry]) -> Base {
         let mut v: Vec<_> = entries
             .iter()
             .map(|x| {
@@ -599,6 +625,7 @@ mod tests {
                     owner: None,
                     hash: None,
                     ino: [x.ino, x.ino],
+                    dev: [x.dev, x.dev],
                 };
                 (x.path.clone(), b)
             })
@@ -607,7 +634,7 @@ mod tests {
         Base { entries: v }
     }
     /// Runs a merge where a file's content is identified by its size (equal size, equal bytes).
-    fn run(a: Vec<Entry>, b: Vec<Entry>, base: Option<&Base>) -> [Vec<String>; 2] {
+    pub(crate) fn run(a: Vec<Entry>, b: Vec<Entry>, base: Option<&Base>) -> [Vec<String>; 2] {
         let (ta, tb) = (tree(a), tree(b));
         let opts = MergeOptions { stamp: "20260101T000000Z".into(), owners: false };
         let m = merge([&ta, &tb], base, &opts, &mut |_, e| Some(Digest::of_bytes(&e.size.to_le_bytes())));

@@ -321,7 +321,7 @@ fn ensure_complete(from: &Path, tree: &Tree, stats: &ApplyStats) -> Result<()> {
 
 /// The plan that copies `tree` into an empty directory (owners kept where this process can).
 fn copy_plan(tree: &Tree) -> Plan {
-    diff::plan(tree, &Tree::default(), DiffOptions::for_this_process(false), &mut |_, _| false)
+    diff::plan(tree, &Tree::default(), DiffOptions::for_this_process(false), &mut |_, _| None)
 }
 
 /// Gives a copied tree's root the mode, mtime (and, run as root, owner) of the original's,
@@ -751,6 +751,7 @@ mod tests {
             mtime: T,
             mode: 0o644,
             ino,
+            dev: 1,
             owner: synccore::entry::Owner::default(),
         };
         let tree = |ino| Tree { entries: vec![e(ino)], ..Tree::default() };

@@ -191,7 +191,7 @@ impl<'p> Applier<'p, '_> {
             }
             Action::Rmdir => to.remove_dir(rel),
             Action::Cleanup => to.remove_tree(rel),
-            Action::Rename { to: new, was } => {
+            Action::Rename { to: new, was } | Action::Move { to: new, was } => {
                 if !is_as_planned(to, rel, Some(*was)) {
                     return self.skip(step, "target changed during the pass", observe);
                 }

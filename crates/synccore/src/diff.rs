@@ -4,9 +4,11 @@
 //! step builders here are shared with twoway's merge, so both programs compare entries by one
 //! rule.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
+use crate::checksum::Digest;
 use crate::entry::{Entry, Kind};
+use crate::moves::{self, Digests, Which};
 use crate::plan::{Action, Plan, Stamp, Step};
 use crate::relpath::RelPath;
 use crate::scan::Tree;
@@ -28,24 +30,53 @@ impl DiffOptions {
     }
 }
 
-/// The steps that make `target` an exact copy of `source` (SPEC section 3 "Mirror").
+/// The steps that make `target` an exact copy of `source` (SPEC section 3 "Mirror"), with
+/// every entry that only moved in the source moved in the target too ([`moves`]).
 ///
-/// `same_content(src, dst)` answers whether two regular files of equal size hold the same
-/// bytes; it is asked only where the quick check of SPEC section 2 cannot decide (mtimes
-/// differ, or always with `--checksum`). Nothing at or below a path that could not be read on
-/// the source side is deleted.
-pub fn plan(
+/// `digest` gives a file's content hash; it is asked only where the quick check of SPEC
+/// section 2 cannot decide (mtimes differ, or always with `--checksum`) and where moves tie,
+/// and each file at most once. Nothing at or below a path that could not be read on the source
+/// side is deleted.
+pub fn plan(source: &Tree, target: &Tree, options: DiffOptions, digest: &mut Digests<'_>) -> Plan {
+    let mut memo: HashMap<(Which, RelPath), Option<Digest>> = HashMap::new();
+    let mut cached =
+        |which: Which, e: &Entry| *memo.entry((which, e.path.clone())).or_insert_with(|| digest(which, e));
+    let first = Plan::ordered(steps(source, target, options, &mut cached, &HashSet::new()));
+    let found = moves::find(&first, source, target, options.owners, options.checksum, &mut cached);
+    if found.is_empty() {
+        return first;
+    }
+    // The plan again, against the target as the moves will leave it; the directories moves
+    // leave or enter are touched (their mtimes are set again).
+    let relocated = moves::Relocation::new(&found).tree(target);
+    let touched: HashSet<RelPath> =
+        found.iter().flat_map(|m| [m.from.parent(), m.to.parent()]).flatten().collect();
+    let mut all = steps(source, &relocated, options, &mut cached, &touched);
+    all.extend(
+        found.into_iter().map(|m| Step { path: m.from, action: Action::Move { to: m.to, was: m.was } }),
+    );
+    Plan::ordered(all)
+}
+
+/// The steps of a plan without moves (in no particular order: see [`Plan::ordered`]).
+/// `extra_touched` are directories whose entries change beyond these steps.
+fn steps(
     source: &Tree,
     target: &Tree,
     options: DiffOptions,
-    same_content: &mut dyn FnMut(&Entry, &Entry) -> bool,
-) -> Plan {
+    digest: &mut Digests<'_>,
+    extra_touched: &HashSet<RelPath>,
+) -> Vec<Step> {
+    let mut same_content = |s: &Entry, d: &Entry| {
+        // Any read failure counts as "different": the copy then reports the real error.
+        matches!((digest(Which::Source, s), digest(Which::Target, d)), (Some(a), Some(b)) if a == b)
+    };
     let mut deletes = Vec::new();
     // Every source entry yields at most one creation step and each directory one metadata
     // step: one exact allocation holds the whole plan (peak memory, SPEC section 6).
     let dirs = source.entries.iter().filter(|e| e.is_dir()).count();
     let mut creates = Vec::with_capacity(source.entries.len() + dirs);
-    let mut touched: HashSet<RelPath> = HashSet::new();
+    let mut touched: HashSet<RelPath> = extra_touched.clone();
     let mut touch = |path: &RelPath| {
         if let Some(parent) = path.parent() {
             touched.insert(parent);
@@ -82,7 +113,7 @@ pub fn plan(
             }
             std::cmp::Ordering::Equal => {
                 let (s, d) = (&src[i], &dst[j]);
-                if let Some(step) = compare(s, d, options, &mut *same_content, &mut deletes) {
+                if let Some(step) = compare(s, d, options, &mut same_content, &mut deletes) {
                     if !matches!(step.action, Action::Meta { .. }) {
                         touch(&s.path);
                     }
@@ -95,11 +126,9 @@ pub fn plan(
     }
 
     let dir_metas = dir_meta_steps(source, target, &creates, &touched, options);
-    deletes.sort_by(|a, b| b.path.cmp(&a.path));
-    let mut steps = creates;
-    steps.splice(0..0, deletes);
-    steps.extend(dir_metas);
-    Plan { steps }
+    deletes.extend(creates);
+    deletes.extend(dir_metas);
+    deletes
 }
 
 /// Directory metadata, last and deepest first: creating, renaming or deleting an entry changes
@@ -238,10 +267,9 @@ mod tests {
     }
     /// The plan as `kind path` lines: the table's expected column.
     fn plan_of(src: Vec<Entry>, dst: Vec<Entry>, checksum: bool, equal: bool) -> Vec<String> {
-        let mut asked = 0;
-        let plan = plan(&tree(src), &tree(dst), DiffOptions { checksum, owners: true }, &mut |_, _| {
-            asked += 1;
-            equal
+        // Equal content: one digest for both sides; different: one per side.
+        let plan = plan(&tree(src), &tree(dst), DiffOptions { checksum, owners: true }, &mut |which, _| {
+            Some(Digest::of_bytes(if equal || which == Which::Source { b"s" } else { b"t" }))
         });
         plan.steps.iter().map(|s| format!("{} {}", s.kind().word(), s.path)).collect()
     }
@@ -384,11 +412,11 @@ mod tests {
         let mut asked = Vec::new();
         let src = tree(vec![file("a", 3, 1), file("b", 3, 2), file("c", 4, 1)]);
         let dst = tree(vec![file("a", 3, 1), file("b", 3, 1), file("c", 3, 1)]);
-        plan(&src, &dst, DiffOptions::default(), &mut |s, _| {
-            asked.push(s.path.to_string());
-            true
+        plan(&src, &dst, DiffOptions::default(), &mut |which, e| {
+            asked.push(format!("{which:?} {}", e.path));
+            Some(Digest::of_bytes(b"same"))
         });
-        assert_eq!(asked, vec!["b"]);
+        assert_eq!(asked, vec!["Source b", "Target b"]);
     }
 
     #[test]
@@ -396,7 +424,7 @@ mod tests {
         let mut src = tree(vec![dir("d", 7)]);
         src.unreadable.push(RelPath::from_bytes(b"d"));
         let dst = tree(vec![dir("d", 7), file("d/f", 1, 1), file("other", 1, 1)]);
-        let plan = plan(&src, &dst, DiffOptions::default(), &mut |_, _| true);
+        let plan = plan(&src, &dst, DiffOptions::default(), &mut |_, _| None);
         let lines: Vec<String> =
             plan.steps.iter().map(|s| format!("{} {}", s.kind().word(), s.path)).collect();
         assert_eq!(lines, vec!["delete other"]);
@@ -406,7 +434,7 @@ mod tests {
     fn leftover_temporaries_are_cleaned_and_counted_apart() {
         let mut dst = tree(vec![]);
         dst.leftovers.push(RelPath::from_bytes(b".synccore-tmp-1-1"));
-        let plan = plan(&tree(vec![]), &dst, DiffOptions::default(), &mut |_, _| true);
+        let plan = plan(&tree(vec![]), &dst, DiffOptions::default(), &mut |_, _| None);
         assert_eq!(plan.count(StepKind::Cleanup), 1);
         assert_eq!(plan.deleted_files(), 0);
     }

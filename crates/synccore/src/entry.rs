@@ -109,8 +109,12 @@ pub struct Entry {
     pub mtime: Mtime,
     /// Permission bits, masked with [`MODE_MASK`].
     pub mode: u32,
-    /// Inode number, for the hash caches (a replaced file gets a new inode).
+    /// Inode number, for the hash caches (a replaced file gets a new inode) and to recognise
+    /// a moved entry (the renames issue).
     pub ino: u64,
+    /// The device the entry lies on: an inode number names one entry only on one device,
+    /// and a rename cannot cross devices.
+    pub dev: u64,
     /// Owner and group.
     pub owner: Owner,
 }
@@ -127,6 +131,7 @@ impl Entry {
             mtime: Mtime { secs, nanos: 0 },
             mode,
             ino: 1,
+            dev: 1,
             owner: Owner::default(),
         }
     }

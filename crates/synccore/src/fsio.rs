@@ -517,10 +517,13 @@ impl Root {
     /// True when `rel` still has the (size, mtime, inode) the scan saw: the re-check before a
     /// destructive step (STYLE "File-system habits").
     pub fn unchanged_since_scan(&self, rel: &Path, size: u64, mtime: Mtime, ino: u64) -> bool {
-        self.stat(rel).is_ok_and(|st| {
-            let is_link = rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Symlink;
-            let len = if is_link { size } else { st.st_size as u64 };
-            len == size && Mtime::of_stat(&st) == mtime && st.st_ino == ino
+        use rustix::fs::FileType;
+        self.stat(rel).is_ok_and(|st| match FileType::from_raw_mode(st.st_mode) {
+            // A directory's size and mtime move with its contents: which directory it is is
+            // what a rename of it must re-check.
+            FileType::Directory => st.st_ino == ino,
+            FileType::Symlink => Mtime::of_stat(&st) == mtime && st.st_ino == ino,
+            _ => st.st_size as u64 == size && Mtime::of_stat(&st) == mtime && st.st_ino == ino,
         })
     }
 

@@ -14,6 +14,7 @@ pub mod fault;
 pub mod fsio;
 pub mod jsonbytes;
 pub mod lock;
+pub mod moves;
 pub mod plan;
 pub mod rails;
 pub mod relpath;

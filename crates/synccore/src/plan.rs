@@ -46,6 +46,9 @@ pub enum Action {
     /// Move an entry aside to a new name in the same tree (a conflict's loser), never
     /// replacing anything there.
     Rename { to: RelPath, was: Stamp },
+    /// Move a file or a whole directory to a new path in the same tree, because the source
+    /// moved it (the renames issue): no data is copied. Never replaces anything there.
+    Move { to: RelPath, was: Stamp },
     /// Hard-link an existing file of the link tree (the previous version slot) at this path:
     /// same content, mode, mtime and owner, no data written (SPEC section 3 "Versioned").
     HardLink { existing: RelPath },
@@ -63,12 +66,13 @@ pub enum StepKind {
     Rmdir,
     Cleanup,
     Rename,
+    Move,
     HardLink,
 }
 
 impl StepKind {
     /// Every kind, in summary order.
-    pub const ALL: [StepKind; 10] = [
+    pub const ALL: [StepKind; 11] = [
         StepKind::Copy,
         StepKind::Update,
         StepKind::Delete,
@@ -76,6 +80,7 @@ impl StepKind {
         StepKind::Rmdir,
         StepKind::Link,
         StepKind::Meta,
+        StepKind::Move,
         StepKind::Rename,
         StepKind::Cleanup,
         StepKind::HardLink,
@@ -93,6 +98,7 @@ impl StepKind {
             StepKind::Rmdir => "rmdir",
             StepKind::Cleanup => "cleanup",
             StepKind::Rename => "rename",
+            StepKind::Move => "move",
             StepKind::HardLink => "hardlink",
         }
     }
@@ -118,6 +124,7 @@ impl Step {
             Action::Rmdir => StepKind::Rmdir,
             Action::Cleanup => StepKind::Cleanup,
             Action::Rename { .. } => StepKind::Rename,
+            Action::Move { .. } => StepKind::Move,
             Action::HardLink { .. } => StepKind::HardLink,
         }
     }
@@ -132,12 +139,14 @@ impl Step {
 }
 
 impl fmt::Display for Step {
-    /// `copy "a/b.txt" (12 B)`: the log and dry-run form; the path is escaped.
+    /// `copy "a/b.txt" (12 B)`: the log and dry-run form; the path is escaped. A move reads
+    /// `rename "old" -> "new"`, like a conflict's set-aside (both are renames on disk).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} \"{}\"", self.kind().word(), self.path)?;
+        let word = if self.kind() == StepKind::Move { "rename" } else { self.kind().word() };
+        write!(f, "{word} \"{}\"", self.path)?;
         match &self.action {
             Action::Copy { size, .. } | Action::Update { size, .. } => write!(f, " ({size} B)"),
-            Action::Rename { to, .. } => write!(f, " -> \"{to}\""),
+            Action::Rename { to, .. } | Action::Move { to, .. } => write!(f, " -> \"{to}\""),
             Action::Link { target, .. } => {
                 write!(f, " -> \"{}\"", crate::relpath::escape_bytes(target))
             }
@@ -179,6 +188,41 @@ impl Plan {
     /// Bytes the plan copies.
     pub fn bytes(&self) -> u64 {
         self.steps.iter().map(Step::bytes).sum()
+    }
+
+    /// Orders `steps` so that each can run when its turn comes: cleanups; the new directories
+    /// that moves need (parents first); the moves, in the order given (an outer move before
+    /// one inside what it moved); removals, deepest first (after the moves, which may empty a
+    /// directory); creations and updates, parents first; directory metadata, deepest first
+    /// (after their contents stopped changing).
+    pub fn ordered(steps: Vec<Step>) -> Plan {
+        // Every directory at or above a move's destination.
+        let mut needed: std::collections::HashSet<Vec<u8>> = std::collections::HashSet::new();
+        for s in &steps {
+            if let Action::Move { to, .. } = &s.action {
+                let bytes = to.as_bytes();
+                let slashes = bytes.iter().enumerate().filter(|(_, c)| **c == b'/');
+                needed.extend(slashes.map(|(i, _)| bytes[..i].to_vec()));
+            }
+        }
+        let phase = |s: &Step| match &s.action {
+            Action::Cleanup => 0,
+            Action::Mkdir { .. } if needed.contains(s.path.as_bytes()) => 1,
+            Action::Move { .. } => 2,
+            Action::Delete { .. } | Action::Rmdir => 3,
+            Action::Meta { dir: true, .. } => 5,
+            _ => 4,
+        };
+        let mut phased: Vec<(u8, Step)> = steps.into_iter().map(|s| (phase(&s), s)).collect();
+        // Stable: moves keep their order; within a phase, paths order the rest.
+        phased.sort_by(|(pa, a), (pb, b)| {
+            pa.cmp(pb).then_with(|| match pa {
+                2 => std::cmp::Ordering::Equal,
+                3 | 5 => b.path.cmp(&a.path),
+                _ => a.path.cmp(&b.path),
+            })
+        });
+        Plan { steps: phased.into_iter().map(|(_, s)| s).collect() }
     }
 
     /// Number of steps of one kind.

@@ -34,6 +34,8 @@ pub struct Tree {
     pub special: Vec<RelPath>,
     /// Temporary files a killed pass left behind; the next pass removes them.
     pub leftovers: Vec<RelPath>,
+    /// The device of the root (an entry on another device lies below a mount point).
+    pub dev: u64,
 }
 
 impl Tree {
@@ -58,7 +60,7 @@ pub fn scan(root: &Root) -> Result<Tree> {
     let top = root.top();
     // Fail early, with the root's own name, when the root cannot be listed at all.
     top.entries().at(Op::ReadDir, root.path())?;
-    let mut tree = Tree::default();
+    let mut tree = Tree { dev: top.stat_self().at(Op::Stat, root.path())?.st_dev, ..Tree::default() };
     walk(top, &mut tree);
     // Directories are listed depth first in no particular order; the total order is bytes.
     tree.entries.sort_unstable_by(|a, b| a.path.cmp(&b.path));
@@ -75,7 +77,7 @@ pub fn scan(root: &Root) -> Result<Tree> {
 /// Reads of the files it lists still go through `root`'s descriptors.
 pub fn scan_owned(root: &Root) -> Result<Tree> {
     let top = root.path();
-    let mut tree = Tree::default();
+    let mut tree = Tree { dev: root.top().stat_self().at(Op::Stat, top)?.st_dev, ..Tree::default() };
     let walk = walkdir::WalkDir::new(top).min_depth(1).follow_links(false).sort_by_file_name();
     // Our temporaries (a half-built tree) are not part of it.
     for item in walk.into_iter().filter_entry(|dent| !is_temp_name(dent.file_name())) {
@@ -253,6 +255,7 @@ pub fn entry_at(dir: &Dir, name: &OsStr, rel: RelPath) -> Result<Option<Entry>> 
         mtime: Mtime::of_stat(&st),
         mode: st.st_mode & MODE_MASK,
         ino: st.st_ino,
+        dev: st.st_dev,
         owner: Owner::of_stat(&st),
     }))
 }

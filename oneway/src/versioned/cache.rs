@@ -5,6 +5,7 @@
 //! reads no file contents; and a new version hard-links every file whose content, mode, mtime
 //! and owner `_1` already holds, so a version costs only the bytes that changed.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use synccore::checksum::{Digest, directory_checksum_of, file_checksum_in};
@@ -23,7 +24,10 @@ use synccore::versions::manifest::{FileRecord, Manifest};
 const RACY_SECS: i64 = 2;
 
 /// The cached digest of a SOURCE file, if its (size, mtime, inode) is what it was when it was
-/// hashed and that mtime lay safely before the hashing.
+/// hashed and that mtime lay safely before the hashing. Looked up by path only: a renamed file
+/// is hashed again (read, not copied: [`link_unchanged`] still finds its content in `_1`).
+/// Finding it by its inode instead would trust a recycled inode number whenever a new file
+/// happens to have the old one's size and mtime, and link the wrong content into a version.
 pub fn cached_digest(manifest: &Manifest, entry: &Entry) -> Option<Digest> {
     let taken = manifest.latest.as_ref()?.taken_secs()?;
     let row = manifest.file(&entry.path)?;
@@ -55,7 +59,8 @@ pub fn source_checksum(
         if shutdown.load(Ordering::Relaxed) {
             return Err(Error::Interrupted);
         }
-        let digest = if let Some(d) = cached_digest(manifest, e).filter(|_| !rehash) {
+        let cached = if rehash { None } else { cached_digest(manifest, e) };
+        let digest = if let Some(d) = cached {
             d
         } else {
             hashed.files += 1;
@@ -69,9 +74,10 @@ pub fn source_checksum(
 
 /// Turns each copy of a file that `_1` already holds with equal content hash, mode and mtime
 /// (and owner, with `owners`: a hard link shares all of them) into a hard link to it (a path
-/// relative to the versions directory, `_1/...`). `new_rows` are SOURCE's files with their
-/// digests; `old` describes `_1`; `stat` reads the entry at a path of `_1` (`None` when absent
-/// or unreadable).
+/// relative to the versions directory, `_1/...`): at the same path, or, for a file that was
+/// renamed or copied, at any path of `_1` with that content. `new_rows` are SOURCE's files
+/// with their digests; `old` describes `_1`; `stat` reads the entry at a path of `_1` (`None`
+/// when absent or unreadable).
 pub fn link_unchanged(
     plan: &mut Plan,
     new_rows: &[FileRecord],
@@ -79,27 +85,60 @@ pub fn link_unchanged(
     owners: bool,
     stat: &mut dyn FnMut(&RelPath) -> Option<Entry>,
 ) {
+    let mut by_digest: Option<HashMap<Digest, Vec<&FileRecord>>> = None;
     for step in &mut plan.steps {
         let Action::Copy { size, mode, mtime, owner } = step.action else { continue };
         let new = new_rows.binary_search_by(|r| r.path.cmp(&step.path)).ok().map(|i| &new_rows[i]);
-        let (Some(new), Some(prev)) = (new, old.file(&step.path)) else { continue };
-        if new.digest != prev.digest || prev.size != size {
-            continue;
-        }
+        let Some(new) = new else { continue };
         // The file in `_1` must be the one the manifest describes, and share mode, mtime and
         // (where owners are kept) owner.
-        let same = stat(&step.path).is_some_and(|e| {
-            e.is_file()
-                && e.size == size
-                && e.mode == mode
-                && e.mtime == mtime
-                && e.mtime == prev.mtime
-                && (!owners || e.owner == owner)
+        let mut linkable = |prev: &FileRecord| {
+            prev.digest == new.digest
+                && prev.size == size
+                && stat(&prev.path).is_some_and(|e| {
+                    e.is_file()
+                        && e.size == size
+                        && e.mode == mode
+                        && e.mtime == mtime
+                        && e.mtime == prev.mtime
+                        && (!owners || e.owner == owner)
+                })
+        };
+        let at_path = old.file(&step.path).filter(|prev| linkable(prev));
+        let found = at_path.or_else(|| {
+            let index = by_digest.get_or_insert_with(|| {
+                let mut index: HashMap<Digest, Vec<&FileRecord>> = HashMap::new();
+                for r in &old.files {
+                    index.entry(r.digest).or_default().push(r);
+                }
+                index
+            });
+            index.get(&new.digest)?.iter().copied().find(|prev| linkable(prev))
         });
-        if same {
-            step.action = Action::HardLink { existing: in_slot(Slot::Latest, &step.path) };
+        if let Some(prev) = found {
+            step.action = Action::HardLink { existing: in_slot(Slot::Latest, &prev.path) };
         }
     }
+}
+
+/// The files of `_1` (`old`) whose content the new version (`new_rows`) no longer holds: a
+/// file gone from its path counts unless its content appeared at a new path (it was renamed
+/// or moved, and a move is not a delete).
+pub fn deleted_files(old: &Manifest, new_rows: &[FileRecord]) -> usize {
+    let is_new_path = |r: &&FileRecord| old.file(&r.path).is_none();
+    let mut arrived: HashMap<Digest, usize> = HashMap::new();
+    for r in new_rows.iter().filter(is_new_path) {
+        *arrived.entry(r.digest).or_default() += 1;
+    }
+    let gone = old.files.iter().filter(|r| new_rows.binary_search_by(|n| n.path.cmp(&r.path)).is_err());
+    gone.filter(|r| match arrived.get_mut(&r.digest) {
+        Some(n) if *n > 0 => {
+            *n -= 1;
+            false
+        }
+        _ => true,
+    })
+    .count()
 }
 
 /// `rel` inside a slot, as a path relative to the versions directory.
@@ -167,6 +206,7 @@ mod tests {
                 mtime: T,
                 mode: 0o644,
                 ino: 9,
+                dev: 1,
                 owner: Owner::default(),
             })
         };
@@ -182,6 +222,24 @@ mod tests {
     }
 
     #[test]
+    fn a_renamed_file_is_linked_by_content_and_is_no_delete() {
+        let mut old = Manifest::new(Path::new("/s"));
+        old.files = vec![row("a/old", "data"), row("gone", "xyz")];
+        let new_rows = vec![row("b/new", "data"), row("other", "other")];
+        let mut plan = Plan { steps: vec![copy("b/new", 4, 0o644, T), copy("other", 5, 0o644, T)] };
+        let mut stat = |p: &RelPath| {
+            let mut e = Entry::example("x", Kind::File, 4, T.secs);
+            (e.path, e.mtime, e.mode) = (p.clone(), T, 0o644);
+            (p.as_bytes() == b"a/old").then_some(e)
+        };
+        link_unchanged(&mut plan, &new_rows, &old, false, &mut stat);
+        assert_eq!(plan.steps[0].action, Action::HardLink { existing: RelPath::from_bytes(b"_1/a/old") });
+        assert_eq!(plan.count(StepKind::Copy), 1);
+        // `a/old` moved to `b/new`; only `gone` was deleted.
+        assert_eq!(deleted_files(&old, &new_rows), 1);
+    }
+
+    #[test]
     fn cache_hits_only_on_equal_stamp_taken_well_after_the_mtime() {
         let m = sample();
         let row = &m.files[0];
@@ -192,16 +250,23 @@ mod tests {
             mtime: Mtime { secs, nanos: 999_999_999 },
             mode: 0o644,
             ino,
+            dev: 1,
             owner: Owner::default(),
         };
-        assert_eq!(cached_digest(&m, &entry(5, 1_700_000_000, 7)), Some(row.digest));
-        assert_eq!(cached_digest(&m, &entry(6, 1_700_000_000, 7)), None, "size");
-        assert_eq!(cached_digest(&m, &entry(5, 1_700_000_001, 7)), None, "mtime");
-        assert_eq!(cached_digest(&m, &entry(5, 1_700_000_000, 8)), None, "inode");
+        let cached = |m: &Manifest, e: &Entry| cached_digest(m, e);
+        assert_eq!(cached(&m, &entry(5, 1_700_000_000, 7)), Some(row.digest));
+        assert_eq!(cached(&m, &entry(6, 1_700_000_000, 7)), None, "size");
+        assert_eq!(cached(&m, &entry(5, 1_700_000_001, 7)), None, "mtime");
+        assert_eq!(cached(&m, &entry(5, 1_700_000_000, 8)), None, "inode");
         // Hashed in the same second the file was written: not trusted.
         let mut racy = m.clone();
         racy.latest.as_mut().unwrap().taken = "2023-11-14T22:13:21Z".into(); // 1_700_000_001
-        assert_eq!(cached_digest(&racy, &entry(5, 1_700_000_000, 7)), None);
+        assert_eq!(cached(&racy, &entry(5, 1_700_000_000, 7)), None);
+        // Elsewhere with the same inode, size and mtime: a renamed file, or a recycled inode
+        // number; never trusted.
+        let mut elsewhere = entry(5, 1_700_000_000, 7);
+        elsewhere.path = RelPath::from_bytes(b"moved/b.txt");
+        assert_eq!(cached(&m, &elsewhere), None);
     }
 
     fn sample() -> Manifest {

@@ -9,6 +9,7 @@ mod oneway_crash;
 mod oneway_inputs;
 mod oneway_mirror;
 mod oneway_versioned;
+mod renames;
 mod security;
 mod twoway_convergence;
 mod twoway_merge;

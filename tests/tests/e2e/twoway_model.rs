@@ -1,6 +1,8 @@
 //! Property test (STYLE "Tests"): random edit sequences on both sides with real `twoway` passes
-//! in between. After every pass the sides are equal, and every version a user wrote since the
-//! last pass survives on both sides, at its path or as a conflict copy: nothing is lost.
+//! in between: writes, deletes, and renames and moves of files and directories (the renames
+//! issue). After every pass the sides are equal, and every version a user wrote since the
+//! last pass survives on both sides, at its path, where it was moved, or as a conflict copy:
+//! nothing is lost.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -14,11 +16,15 @@ use crate::twoway_merge::Pair;
 /// Paths the edits touch: `a` is a file or a directory (holding `a/x`) depending on history.
 const PATHS: [&str; 5] = ["a", "b", "d/c", "d/e", "a/x"];
 
+/// Where renames take entries from and to: files or directories, in and out of directories.
+const MOVES: [&str; 8] = ["a", "b", "d", "e", "d/c", "e/c", "f/g", "a/x"];
+
 #[derive(Debug, Clone)]
 enum Edit {
     Write { side: bool, path: usize },
     Delete { side: bool, path: usize },
     DeleteDir { side: bool },
+    Rename { side: bool, from: usize, to: usize },
 }
 
 fn edit() -> impl Strategy<Value = Edit> {
@@ -26,6 +32,7 @@ fn edit() -> impl Strategy<Value = Edit> {
         4 => (any::<bool>(), 0..PATHS.len()).prop_map(|(side, path)| Edit::Write { side, path }),
         2 => (any::<bool>(), 0..PATHS.len()).prop_map(|(side, path)| Edit::Delete { side, path }),
         1 => any::<bool>().prop_map(|side| Edit::DeleteDir { side }),
+        3 => (any::<bool>(), 0..MOVES.len(), 0..MOVES.len()).prop_map(|(side, from, to)| Edit::Rename { side, from, to }),
     ]
 }
 
@@ -54,6 +61,21 @@ fn user_write(root: &Path, rel: &str, content: &[u8], mtime: i64) {
         remove(&target);
     }
     file(root, rel.as_bytes(), content, 0o644, (mtime, 0));
+}
+
+/// Renames `from` to `to` like `mv -n` with the directories it needs: nothing happens when
+/// `from` is missing, `to` exists, `to` lies inside `from`, or a file stands where `to` needs
+/// a directory.
+fn user_rename(root: &Path, from: &str, to: &str) {
+    let (src, dst) = (root.join(from), root.join(to));
+    if fs::symlink_metadata(&src).is_err() || fs::symlink_metadata(&dst).is_ok() || dst.starts_with(&src) {
+        return;
+    }
+    if let Some(parent) = dst.parent()
+        && fs::create_dir_all(parent).is_ok()
+    {
+        fs::rename(&src, &dst).unwrap();
+    }
 }
 
 /// Contents of every file below `root`.
@@ -89,6 +111,7 @@ proptest! {
                     }
                     Edit::Delete { side, path } => remove(&(if side { &p.a } else { &p.b }).join(PATHS[path])),
                     Edit::DeleteDir { side } => remove(&(if side { &p.a } else { &p.b }).join("d")),
+                    Edit::Rename { side, from, to } => user_rename(if side { &p.a } else { &p.b }, MOVES[from], MOVES[to]),
                 }
             }
             // What users wrote this round and still hold at pass time must survive the pass.

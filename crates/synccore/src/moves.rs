@@ -1,0 +1,375 @@
+//! Moves in the mirror (the renames issue): a file, symlink or directory that disappeared from
+//! SOURCE at one path while the same thing appeared at another is moved inside BACKUP with one
+//! rename, not copied again and deleted.
+//!
+//! Candidates are matched between a plan's deletes (in the target) and its creates (in the
+//! source) the way the quick check matches files (SPEC section 2): size, mtime, mode, and the
+//! owner where owners are kept; a symlink by its target and mtime. Content is read only where
+//! that cannot decide: under `--checksum`, or when several candidates tie (then they are paired
+//! by digest, each file hashed at most once). A directory whose whole subtree moved unchanged
+//! is one directory rename; otherwise its files move one by one. A move never crosses devices,
+//! and never needs a directory that the target holds as something else.
+
+use std::collections::{HashMap, HashSet};
+
+use crate::checksum::Digest;
+use crate::entry::{Entry, Kind, Mtime, Owner};
+use crate::plan::{Action, Plan, Stamp};
+use crate::relpath::RelPath;
+use crate::scan::Tree;
+
+/// Which tree an entry belongs to, for the content oracle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Which {
+    Source,
+    Target,
+}
+
+/// The content oracle of a diff: a file's digest (`None` when it cannot be read).
+pub type Digests<'a> = dyn FnMut(Which, &Entry) -> Option<Digest> + 'a;
+
+/// One move: the target's entry at `from` goes to `to`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Move {
+    pub from: RelPath,
+    pub to: RelPath,
+    /// The target entry as scanned (re-checked before the rename).
+    pub was: Stamp,
+}
+
+/// What identifies a file or symlink for matching without reading it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Key {
+    File { size: u64, mtime: Mtime, mode: u32, owner: Option<Owner> },
+    Link { target: Box<[u8]>, mtime: Mtime, owner: Option<Owner> },
+}
+
+fn key(e: &Entry, owners: bool) -> Option<Key> {
+    let owner = owners.then_some(e.owner);
+    match &e.kind {
+        Kind::File => Some(Key::File { size: e.size, mtime: e.mtime, mode: e.mode, owner }),
+        Kind::Symlink(t) => Some(Key::Link { target: t.clone(), mtime: e.mtime, owner }),
+        Kind::Dir => None,
+    }
+}
+
+/// Finds the moves among `plan`'s deletes and creates (a plan of `source` into `target`).
+/// `verify` asks for content even for a single candidate (`--checksum`).
+pub fn find(
+    plan: &Plan,
+    source: &Tree,
+    target: &Tree,
+    owners: bool,
+    verify: bool,
+    digest: &mut Digests<'_>,
+) -> Vec<Move> {
+    let mut gone: HashMap<Key, Vec<&Entry>> = HashMap::new();
+    let mut new: HashMap<Key, Vec<&Entry>> = HashMap::new();
+    for step in &plan.steps {
+        match &step.action {
+            Action::Delete { .. } => {
+                if let Some(e) = target.get(&step.path)
+                    && let Some(k) = key(e, owners)
+                {
+                    gone.entry(k).or_default().push(e);
+                }
+            }
+            Action::Copy { .. } | Action::Link { was: None, .. } => {
+                if let Some(e) = source.get(&step.path)
+                    && let Some(k) = key(e, owners)
+                {
+                    new.entry(k).or_default().push(e);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut moves = Vec::new();
+    for (k, olds) in &gone {
+        let Some(news) = new.get(k) else { continue };
+        let by_content = verify || olds.len() > 1 || news.len() > 1;
+        let zero = matches!(k, Key::File { size: 0, .. } | Key::Link { .. });
+        for (old, new) in pair(olds, news, by_content && !zero, digest) {
+            if movable(old, &new.path, target) {
+                moves.push(Move { from: old.path.clone(), to: new.path.clone(), was: Stamp::of(old) });
+            }
+        }
+    }
+    moves.sort_by(|a, b| a.from.cmp(&b.from));
+    promote_directories(moves, plan, source, target)
+}
+
+/// Pairs deleted and created entries of one key: in path order when the quick check decides,
+/// else by digest (each file hashed once).
+fn pair<'e>(
+    olds: &[&'e Entry],
+    news: &[&'e Entry],
+    by_content: bool,
+    digest: &mut Digests<'_>,
+) -> Vec<(&'e Entry, &'e Entry)> {
+    if !by_content {
+        return olds.iter().copied().zip(news.iter().copied()).collect();
+    }
+    let mut pool: HashMap<Digest, Vec<&Entry>> = HashMap::new();
+    for old in olds {
+        if let Some(d) = digest(Which::Target, old) {
+            pool.entry(d).or_default().push(old);
+        }
+    }
+    let mut pairs = Vec::new();
+    for new in news {
+        if let Some(d) = digest(Which::Source, new)
+            && let Some(old) = pool.get_mut(&d).and_then(Vec::pop)
+        {
+            pairs.push((old, *new));
+        }
+    }
+    pairs
+}
+
+/// True when `old` can be renamed to `to` inside the target: on the same device as the
+/// nearest directory of the target on `to`'s way, with no ancestor of `to` that the target
+/// holds as something other than a directory.
+fn movable(old: &Entry, to: &RelPath, target: &Tree) -> bool {
+    let mut parent = to.parent();
+    while let Some(p) = parent {
+        match target.get(&p) {
+            Some(e) if !e.is_dir() => return false,
+            Some(e) => return e.dev == old.dev,
+            None => parent = p.parent(),
+        }
+    }
+    target.dev == old.dev
+}
+
+/// Replaces the moves of every file and symlink of a directory that moved whole (and
+/// unchanged) by one move of the directory, outermost first.
+fn promote_directories(moves: Vec<Move>, plan: &Plan, source: &Tree, target: &Tree) -> Vec<Move> {
+    let removed: HashSet<&RelPath> =
+        plan.steps.iter().filter(|s| matches!(s.action, Action::Rmdir)).map(|s| &s.path).collect();
+    let created: HashSet<&RelPath> =
+        plan.steps.iter().filter(|s| matches!(s.action, Action::Mkdir { .. })).map(|s| &s.path).collect();
+    let mut candidates: Vec<(RelPath, RelPath)> = Vec::new();
+    for m in &moves {
+        let (mut from, mut to) = (m.from.parent(), m.to.parent());
+        while let (Some(f), Some(t)) = (from, to) {
+            if removed.contains(&f) && created.contains(&t) && m.from.file_name() == m.to.file_name() {
+                candidates.push((f.clone(), t.clone()));
+            }
+            if f.file_name() != t.file_name() {
+                break;
+            }
+            (from, to) = (f.parent(), t.parent());
+        }
+    }
+    candidates.sort();
+    candidates.dedup();
+    // Outermost first: a shorter `from` is an ancestor of longer ones it covers.
+    candidates.sort_by_key(|(f, _)| f.as_bytes().len());
+    let destination: HashMap<&RelPath, &RelPath> = moves.iter().map(|m| (&m.from, &m.to)).collect();
+    let mut promoted: Vec<Move> = Vec::new();
+    let mut covered: HashSet<RelPath> = HashSet::new();
+    let is_covered = |covered: &HashSet<RelPath>, path: &RelPath| {
+        std::iter::successors(Some(path.clone()), RelPath::parent).any(|p| covered.contains(&p))
+    };
+    for (from, to) in candidates {
+        if is_covered(&covered, &from) {
+            continue;
+        }
+        let Some(dir) = target.get(&from) else { continue };
+        if movable(dir, &to, target) && moved_whole(&from, &to, &destination, source, target) {
+            covered.insert(from.clone());
+            promoted.push(Move { from, to, was: Stamp::of(dir) });
+        }
+    }
+    if promoted.is_empty() {
+        return moves;
+    }
+    let mut kept: Vec<Move> = moves.iter().filter(|m| !is_covered(&covered, &m.from)).cloned().collect();
+    kept.extend(promoted);
+    kept.sort_by(|a, b| a.from.cmp(&b.from));
+    kept
+}
+
+/// True when the target's subtree `from` and the source's subtree `to` hold the same entries
+/// at the same relative paths, every file and symlink of it moved there (`destination` of
+/// each move's `from`).
+fn moved_whole(
+    from: &RelPath,
+    to: &RelPath,
+    destination: &HashMap<&RelPath, &RelPath>,
+    source: &Tree,
+    target: &Tree,
+) -> bool {
+    // Everything below `dir` sorts between `dir/` and `dir0` (`0` follows `/`).
+    let under = |tree: &Tree, dir: &RelPath| -> Vec<RelPath> {
+        let bound = |last: u8| [dir.as_bytes(), &[last]].concat();
+        let (lo, hi) = (bound(b'/'), bound(b'0'));
+        let start = tree.entries.partition_point(|e| e.path.as_bytes() < &lo[..]);
+        let end = tree.entries.partition_point(|e| e.path.as_bytes() < &hi[..]);
+        tree.entries[start..end].iter().map(|e| e.path.clone()).collect()
+    };
+    let (olds, news) = (under(target, from), under(source, to));
+    if olds.len() != news.len() {
+        return false;
+    }
+    let news: HashSet<RelPath> = news.into_iter().collect();
+    olds.iter().all(|old| {
+        let Some(rest) = old.as_bytes().get(from.as_bytes().len()..) else { return false };
+        let mut new = to.as_bytes().to_vec();
+        new.extend_from_slice(rest);
+        let new = RelPath::from_bytes(&new);
+        let is_dir = target.get(old).is_some_and(Entry::is_dir);
+        news.contains(&new) && (is_dir || destination.get(old).is_some_and(|to| **to == new))
+    })
+}
+
+/// Where a set of moves takes paths: every path at or below a move's `from` goes to the same
+/// place below its `to`. The moves must be independent (none at or below another's `from` or
+/// `to`), as [`find`] and twoway's renames make them.
+pub struct Relocation<'m> {
+    forward: HashMap<&'m [u8], &'m RelPath>,
+    back: HashMap<&'m [u8], &'m RelPath>,
+}
+
+impl<'m> Relocation<'m> {
+    /// The relocation of `moves`.
+    pub fn new(moves: impl IntoIterator<Item = &'m Move>) -> Self {
+        let (mut forward, mut back) = (HashMap::new(), HashMap::new());
+        for m in moves {
+            forward.insert(m.from.as_bytes(), &m.to);
+            back.insert(m.to.as_bytes(), &m.from);
+        }
+        Relocation { forward, back }
+    }
+
+    /// True when nothing moves.
+    pub fn is_empty(&self) -> bool {
+        self.forward.is_empty()
+    }
+
+    /// Where `path` is once the moves are made; `None` when no move takes it.
+    pub fn forward(&self, path: &RelPath) -> Option<RelPath> {
+        Self::map(&self.forward, path)
+    }
+
+    /// Where a path of the moved tree was before the moves; `None` when it did not move.
+    pub fn back(&self, path: &RelPath) -> Option<RelPath> {
+        Self::map(&self.back, path)
+    }
+
+    /// `path` with its longest prefix (itself or an ancestor) that `map` holds replaced.
+    fn map(map: &HashMap<&[u8], &RelPath>, path: &RelPath) -> Option<RelPath> {
+        if map.is_empty() {
+            return None;
+        }
+        let bytes = path.as_bytes();
+        let mut end = bytes.len();
+        loop {
+            if let Some(to) = map.get(&bytes[..end]) {
+                let mut out = to.as_bytes().to_vec();
+                out.extend_from_slice(&bytes[end..]);
+                return Some(RelPath::from_bytes(&out));
+            }
+            end = bytes[..end].iter().rposition(|&b| b == b'/')?;
+        }
+    }
+
+    /// `tree` as it will be once the moves are made (sorted again).
+    pub fn tree(&self, tree: &Tree) -> Tree {
+        let mut entries: Vec<Entry> = tree
+            .entries
+            .iter()
+            .map(|e| {
+                let mut e = e.clone();
+                if let Some(to) = self.forward(&e.path) {
+                    e.path = to;
+                }
+                e
+            })
+            .collect();
+        entries.sort_unstable_by(|a, b| a.path.cmp(&b.path));
+        Tree {
+            entries,
+            unreadable: tree.unreadable.clone(),
+            errors: Vec::new(),
+            special: tree.special.clone(),
+            leftovers: tree.leftovers.clone(),
+            dev: tree.dev,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diff::{self, DiffOptions};
+
+    fn tree(mut entries: Vec<Entry>) -> Tree {
+        entries.sort_by(|a, b| a.path.cmp(&b.path));
+        Tree { entries, dev: 1, ..Tree::default() }
+    }
+    fn f(path: &str, size: u64, mtime: i64) -> Entry {
+        Entry::example(path, Kind::File, size, mtime)
+    }
+    fn d(path: &str) -> Entry {
+        Entry::example(path, Kind::Dir, 0, 1)
+    }
+    fn lines(source: Vec<Entry>, target: Vec<Entry>) -> Vec<String> {
+        let plan = diff::plan(&tree(source), &tree(target), DiffOptions::default(), &mut |_, e| {
+            Some(Digest::of_bytes(e.path.file_name().as_encoded_bytes()))
+        });
+        plan.steps.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn a_moved_file_is_one_rename_and_its_new_directory_comes_first() {
+        let out = lines(vec![d("new"), f("new/a.txt", 5, 9)], vec![f("old.txt", 5, 9)]);
+        assert_eq!(out[0], r#"mkdir "new""#);
+        assert_eq!(out[1], r#"rename "old.txt" -> "new/a.txt""#);
+        assert!(!out.iter().any(|l| l.starts_with("copy") || l.starts_with("delete")), "{out:?}");
+    }
+
+    #[test]
+    fn a_directory_moved_whole_is_one_rename() {
+        let before = vec![d("a"), d("a/sub"), f("a/sub/x", 1, 1), f("a/y", 2, 2)];
+        let after =
+            vec![d("b"), d("b/moved"), d("b/moved/sub"), f("b/moved/sub/x", 1, 1), f("b/moved/y", 2, 2)];
+        let out = lines(after, before);
+        assert_eq!(out.iter().filter(|l| l.starts_with("rename")).count(), 1, "{out:?}");
+        assert!(out.contains(&r#"rename "a" -> "b/moved""#.to_string()), "{out:?}");
+        assert!(!out.iter().any(|l| l.starts_with("copy") || l.starts_with("delete")), "{out:?}");
+    }
+
+    #[test]
+    fn a_directory_moved_with_an_edit_inside_moves_file_by_file() {
+        let before = vec![d("a"), f("a/x", 1, 1), f("a/y", 2, 2)];
+        let after = vec![d("b"), f("b/x", 1, 1), f("b/y", 3, 3)];
+        let out = lines(after, before);
+        assert!(out.contains(&r#"rename "a/x" -> "b/x""#.to_string()), "{out:?}");
+        assert!(out.contains(&r#"copy "b/y" (3 B)"#.to_string()), "{out:?}");
+        assert!(out.contains(&r#"delete "a/y""#.to_string()), "{out:?}");
+    }
+
+    #[test]
+    fn ties_are_paired_by_content_and_other_devices_are_copied() {
+        // Two files of one size and mtime swap names under a new directory: content decides.
+        let before = vec![f("p", 4, 1), f("q", 4, 1)];
+        let after = vec![d("n"), f("n/q", 4, 1), f("n/p", 4, 1)];
+        let out = lines(after, before);
+        assert!(out.contains(&r#"rename "p" -> "n/p""#.to_string()), "{out:?}");
+        assert!(out.contains(&r#"rename "q" -> "n/q""#.to_string()), "{out:?}");
+        // A file on another device than its destination is copied.
+        let mut other = f("old", 5, 9);
+        other.dev = 2;
+        let out = lines(vec![f("new", 5, 9)], vec![other]);
+        assert!(out.iter().any(|l| l.starts_with("copy")), "{out:?}");
+    }
+
+    #[test]
+    fn a_destination_below_a_file_of_the_target_is_not_a_move() {
+        // `x` is a file in the target and a directory in the source.
+        let out = lines(vec![d("x"), f("x/a", 5, 9)], vec![f("x", 1, 1), f("old", 5, 9)]);
+        assert!(out.iter().all(|l| !l.starts_with("rename")), "{out:?}");
+    }
+}
