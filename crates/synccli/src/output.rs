@@ -105,7 +105,7 @@ pub fn step_fields(step: &Step) -> Map<String, Value> {
                 map.insert("owner".into(), json!([o.uid, o.gid]));
             }
         }
-        Action::Rename { to, .. } => {
+        Action::Rename { to, .. } | Action::Move { to, .. } => {
             map.insert("to".into(), rel(to));
         }
         Action::HardLink { existing } => {
