@@ -204,6 +204,13 @@ mod tests {
             step_event(&step(b"d", Action::Rmdir), Origin::default()),
             json!({"event": "rmdir", "path": "d"})
         );
+        // The renames work's moves: the kind's word, and where to.
+        let was = synccore::plan::Stamp { size: 0, mtime: Mtime { secs: 0, nanos: 0 }, ino: 0 };
+        let moved = step(b"old", Action::Move { to: RelPath::from_bytes(b"new/old"), was });
+        assert_eq!(
+            step_event(&moved, Origin::default()),
+            json!({"event": "move", "path": "old", "to": "new/old"})
+        );
     }
 
     #[test]
