@@ -161,7 +161,7 @@ pub fn record_pass(totals: &mut Totals, end: &PassEnd<'_>) {
     };
     let (would, verb) = if end.dry_run { ("would do ", "to copy") } else { ("", "copied") };
     log::info!(
-        "pass {pass}: {would}{ops} operations ({} bytes {verb}), {conflicts}{errors} failed, {} left for \
+        "pass {pass}: {would}{ops} operations, {} bytes {verb}, {conflicts}{errors} failed, {} left for \
          the next pass, {secs:.2} s",
         stats.copied_bytes,
         stats.skipped
