@@ -48,6 +48,11 @@ pub struct Args {
     #[arg(long)]
     pub checksum: bool,
 
+    /// Also delete what BACKUP holds at paths SOURCE's rules ignore (like rsync's); without it
+    /// they are left alone. Mirror only.
+    #[arg(long, conflicts_with = "versioned")]
+    pub delete_excluded: bool,
+
     #[command(flatten)]
     pub common: CommonArgs,
 }

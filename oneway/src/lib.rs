@@ -55,6 +55,7 @@ pub fn validate(args: &Args) -> Result<Config, Error> {
     };
     let backup = roots::future_dir(&args.backup)?;
     roots::check_disjoint(&source, &backup)?;
+    let excludes = common.excludes()?;
     let log = roots::absolute(common.log.as_deref().unwrap_or(Path::new("oneway.log")))?;
     let mode = if args.versioned {
         let layout = Layout::new(&backup, &source);
@@ -66,8 +67,12 @@ pub fn validate(args: &Args) -> Result<Config, Error> {
                 reason: "the log file may not lie inside the versions directory".into(),
             });
         }
-        let options =
-            VersionedOptions { dry_run: common.dry_run, rehash: args.checksum, rails: common.rails() };
+        let options = VersionedOptions {
+            dry_run: common.dry_run,
+            rehash: args.checksum,
+            rails: common.rails(),
+            excludes,
+        };
         Mode::Versioned(layout, options)
     } else {
         if log.starts_with(&backup) {
@@ -80,6 +85,8 @@ pub fn validate(args: &Args) -> Result<Config, Error> {
             checksum: args.checksum,
             dry_run: common.dry_run,
             rails: common.rails(),
+            excludes,
+            delete_excluded: args.delete_excluded,
         })
     };
     Ok(Config { source, backup, mode })
@@ -120,10 +127,10 @@ fn run_passes(args: &Args, config: &Config) -> Result<u8, Error> {
     Ok(passes::run_passes(common.once(), common.interval(), &shutdown, &mut totals, |totals| {
         match &config.mode {
             Mode::Mirror(options) => {
-                mirror::pass_and_log(&config.source, &config.backup, *options, &shutdown, totals)
+                mirror::pass_and_log(&config.source, &config.backup, options, &shutdown, totals)
             }
             Mode::Versioned(layout, options) => {
-                versioned::report::pass_and_log(&config.source, layout, *options, &shutdown, totals)
+                versioned::report::pass_and_log(&config.source, layout, options, &shutdown, totals)
             }
         }
     }))

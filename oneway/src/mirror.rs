@@ -12,15 +12,16 @@ use synccore::diff::{self, DiffOptions};
 use synccore::entry::Entry;
 use synccore::error::{Error, Result};
 use synccore::fsio::Root;
+use synccore::ignore::{self, Excludes};
 use synccore::moves::Which;
 use synccore::plan::Plan;
 use synccore::rails::{self, Rails};
 use synccore::relpath::RelPath;
-use synccore::scan::{self, Tree};
+use synccore::scan::{self, ScanRules, Tree};
 use synccore::shutdown::Shutdown;
 
 /// How a mirror pass runs.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct MirrorOptions {
     /// Compare equal-size files by content even when their mtimes agree (`--checksum`).
     pub checksum: bool,
@@ -28,6 +29,11 @@ pub struct MirrorOptions {
     pub dry_run: bool,
     /// The max-delete and empty-source rails.
     pub rails: Rails,
+    /// `--exclude` and `--exclude-from` patterns (issue 14), SOURCE's `.syncignore` last lines.
+    pub excludes: Excludes,
+    /// Delete what BACKUP holds at ignored paths (`--delete-excluded`, like rsync's); without
+    /// it an ignored path in BACKUP is left alone.
+    pub delete_excluded: bool,
 }
 
 /// What a mirror pass found and did.
@@ -41,6 +47,10 @@ pub struct MirrorReport {
     pub scan_errors: Vec<Error>,
     /// Source entries skipped because they are special files.
     pub special: Vec<RelPath>,
+    /// SOURCE's ignored entries (the topmost: nothing below an ignored directory is looked at).
+    pub ignored: Vec<RelPath>,
+    /// SOURCE's `.syncignore` files that were not read (symlinks, not files).
+    pub rules_not_read: Vec<RelPath>,
 }
 
 impl MirrorReport {
@@ -55,26 +65,39 @@ impl MirrorReport {
 pub fn run_pass(
     source: &Path,
     target: &Path,
-    options: MirrorOptions,
+    options: &MirrorOptions,
     shutdown: &Shutdown,
     observe: &mut dyn FnMut(Event<'_>),
 ) -> Result<MirrorReport> {
     // Both roots are opened once; everything below them is reached through them, never by
     // path (the security issue).
     let target_root = open_if_present(target)?;
+    // BACKUP is scanned with its own rules files, which are SOURCE's after the first pass, so
+    // that both scans run in parallel; `--delete-excluded` sees all of BACKUP.
+    let rules = ScanRules::Read(&options.excludes);
+    let target_rules = if options.delete_excluded { ScanRules::None } else { rules };
     let (src, dst) = std::thread::scope(|s| {
         let dst = s.spawn(|| {
             synccore::fault::point("scan-target");
-            target_root.as_ref().map_or_else(|| Ok(Tree::default()), scan::scan)
+            target_root.as_ref().map_or_else(|| Ok(Tree::default()), |r| scan::scan_with(r, target_rules))
         });
-        let src = Root::open(source).and_then(|root| Ok((scan::scan(&root)?, root)));
+        let src = Root::open(source).and_then(|root| Ok((scan::scan_with(&root, rules)?, root)));
         // A panic must never pass for an empty target (the hardening issue, point 12).
         (src, dst.join().unwrap_or(Err(Error::Panicked { what: "scanning the target" })))
     });
-    let dst = dst?;
-    let has_files = !dst.entries.is_empty();
+    let mut dst = dst?;
     // A source that vanished (an unmounted disk) must never empty the backup.
-    let (src, source_root) = src.map_err(|err| rails::missing_root(err, has_files, source, target))?;
+    let (src, source_root) =
+        src.map_err(|err| rails::missing_root(err, !dst.entries.is_empty(), source, target))?;
+    if !options.delete_excluded && dst.rules != src.rules {
+        // The mirror follows SOURCE's rules (issue 14); BACKUP's differ (a first pass, an
+        // edited `.syncignore`): BACKUP is scanned again with SOURCE's.
+        let given = [&src.rules];
+        if let Some(root) = &target_root {
+            dst = scan::scan_with(root, ScanRules::Given(&given))?;
+        }
+    }
+    let has_files = !dst.entries.is_empty();
     let empty = src.entries.is_empty() && src.errors.is_empty();
     options.rails.check_empty_side(empty, has_files, true, source, target)?;
 
@@ -82,11 +105,18 @@ pub fn run_pass(
         Which::Source => file_checksum_in(&source_root, &e.path).ok(),
         Which::Target => target_root.as_ref().and_then(|t| file_checksum_in(t, &e.path).ok()),
     };
-    let plan = diff::plan(&src, &dst, DiffOptions::for_this_process(options.checksum), &mut digest);
+    let mut plan = diff::plan(&src, &dst, DiffOptions::for_this_process(options.checksum), &mut digest);
+    // A directory SOURCE lost that still holds ignored entries in BACKUP stays (issue 14).
+    ignore::keep_dirs_of_ignored(&mut plan, &dst.ignored);
     options.rails.check_deletes(plan.deleted_files(), dst.file_count(), target)?;
 
-    let mut report =
-        MirrorReport { scan_errors: src.errors, special: src.special, ..MirrorReport::default() };
+    let mut report = MirrorReport {
+        rules_not_read: src.rules.not_read().map(|(p, _)| p).collect(),
+        scan_errors: src.errors,
+        special: src.special,
+        ignored: src.ignored,
+        ..MirrorReport::default()
+    };
     report.scan_errors.extend(dst.errors);
     if !options.dry_run {
         let target_root = if let Some(root) = target_root {
@@ -119,7 +149,7 @@ fn open_if_present(target: &Path) -> Result<Option<Root>> {
 pub fn pass_and_log(
     source: &Path,
     backup: &Path,
-    options: MirrorOptions,
+    options: &MirrorOptions,
     shutdown: &Shutdown,
     totals: &mut Totals,
 ) -> u8 {
@@ -139,6 +169,7 @@ pub fn pass_and_log(
     for path in &report.special {
         passes::warn_at(place, path, &format!("skipped special file \"{path}\" (fifo, socket or device)"));
     }
+    passes::log_ignored("", &report.ignored, &report.rules_not_read, totals);
     let planned;
     let stats = if options.dry_run {
         passes::show_plan(place, &report.plan);

@@ -26,10 +26,11 @@ use synccore::diff::{self, DiffOptions};
 use synccore::entry::{MODE_MASK, Mtime, Owner, keeps_owners};
 use synccore::error::{Error, IoResultExt, Op, Result};
 use synccore::fsio::Root;
+use synccore::ignore::Excludes;
 use synccore::plan::Plan;
 use synccore::rails::{self, Rails};
 use synccore::relpath::RelPath;
-use synccore::scan::{self, Tree};
+use synccore::scan::{self, ScanRules, Tree};
 use synccore::shutdown::Shutdown;
 use synccore::versions::manifest::{FileRecord, Manifest, SlotRecord};
 use synccore::versions::rotation::{self, Repair};
@@ -38,7 +39,7 @@ use synccore::versions::{Layout, Slot, names};
 use self::cache::Hashed;
 
 /// How a versioned pass runs.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct VersionedOptions {
     /// Decide and report only; change (and create) nothing.
     pub dry_run: bool,
@@ -46,6 +47,8 @@ pub struct VersionedOptions {
     pub rehash: bool,
     /// The max-delete rail (the empty-source rail is never overridden here).
     pub rails: Rails,
+    /// `--exclude` patterns (issue 14): ignored paths are not part of a version.
+    pub excludes: Excludes,
 }
 
 /// What a pass decided.
@@ -83,6 +86,8 @@ pub struct VersionedReport {
     pub scan_errors: Vec<Error>,
     /// Source entries skipped because they are special files.
     pub special: Vec<RelPath>,
+    /// SOURCE's ignored entries and its rules files not read (issue 14).
+    pub ignored: (Vec<RelPath>, Vec<RelPath>),
 }
 
 impl VersionedReport {
@@ -96,6 +101,7 @@ impl VersionedReport {
             manifest_bytes: 0,
             scan_errors: Vec::new(),
             special: Vec::new(),
+            ignored: (Vec::new(), Vec::new()),
         }
     }
 
@@ -137,7 +143,7 @@ struct Source {
 pub fn run_pass(
     source: &Path,
     layout: &Layout,
-    options: VersionedOptions,
+    options: &VersionedOptions,
     shutdown: &Shutdown,
     observe: &mut dyn FnMut(Event<'_>),
 ) -> Result<VersionedReport> {
@@ -145,7 +151,7 @@ pub fn run_pass(
     let taken = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
     let (versions, repair) = open_versions(source, layout, options.dry_run)?;
     let mut report = VersionedReport::new(repair);
-    let Some(src) = scan_source(source, layout, &versions, &mut report)? else { return Ok(report) };
+    let Some(src) = scan_source(source, layout, &versions, options, &mut report)? else { return Ok(report) };
 
     let mut rows = Vec::new();
     let manifest = &versions.manifest;
@@ -237,15 +243,18 @@ fn scan_source(
     source: &Path,
     layout: &Layout,
     versions: &Versions,
+    options: &VersionedOptions,
     report: &mut VersionedReport,
 ) -> Result<Option<Source>> {
     let scanned = Root::open(source).and_then(|root| {
         let st = root.top().stat_self().at(Op::Stat, root.path())?;
         let meta = (st.st_mode & MODE_MASK, Mtime::of_stat(&st), Owner::of_stat(&st));
-        Ok(Source { tree: scan::scan(&root)?, root, meta })
+        // Ignored paths are not part of a version nor of its checksum (issue 14).
+        Ok(Source { tree: scan::scan_with(&root, ScanRules::Read(&options.excludes))?, root, meta })
     });
     let src = scanned.map_err(|err| rails::missing_root(err, versions.exist(), source, &layout.dir()))?;
     report.special.clone_from(&src.tree.special);
+    report.ignored = (src.tree.ignored.clone(), src.tree.rules.not_read().map(|(p, _)| p).collect());
     if !src.tree.errors.is_empty() {
         report.scan_errors = src.tree.errors;
         report.outcome = Outcome::Abandoned { reason: "SOURCE could not be read completely" };

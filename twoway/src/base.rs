@@ -16,6 +16,9 @@ use synccore::fsio::{Rename, Root};
 use synccore::jsonbytes::Bytes;
 use synccore::relpath::RelPath;
 
+mod journal;
+pub use journal::append;
+
 /// The format written by this version. Format 1 (rows as unnamed 9-element arrays, no
 /// owners) is still read; newer files are refused (treated as no base).
 pub const FORMAT: u32 = 2;
@@ -90,6 +93,51 @@ struct Row {
     target: Option<Bytes>,
 }
 
+impl Row {
+    /// The stored form of one entry; `dev` is the header's.
+    fn of(path: &RelPath, e: &BaseEntry, dev: Option<(u64, u64)>) -> Row {
+        let (kind, target) = match &e.kind {
+            Kind::File => ('f', None),
+            Kind::Dir => ('d', None),
+            Kind::Symlink(t) => ('l', Some(Bytes::of(t))),
+        };
+        Row {
+            path: Bytes::of(path.as_bytes()),
+            kind,
+            size: e.size,
+            mtime: (e.mtime.secs, e.mtime.nanos),
+            mode: e.mode,
+            owner: e.owner.map(|o| (o.uid, o.gid)),
+            ino: (e.ino[0], e.ino[1]),
+            dev: Some((e.dev[0], e.dev[1])).filter(|d| Some(*d) != dev),
+            hash: e.hash,
+            target,
+        }
+    }
+
+    /// The entry a stored row describes; `None` when it is malformed.
+    fn into_entry(self, dev: Option<(u64, u64)>) -> Option<(RelPath, BaseEntry)> {
+        let path = RelPath::from_bytes(&self.path.into_bytes()?);
+        let kind = match (self.kind, self.target) {
+            ('f', None) => Kind::File,
+            ('d', None) => Kind::Dir,
+            ('l', Some(t)) => Kind::Symlink(t.into_bytes()?.into()),
+            _ => return None,
+        };
+        let entry = BaseEntry {
+            hash: self.hash.filter(|_| kind == Kind::File),
+            kind,
+            size: self.size,
+            mtime: Mtime { secs: self.mtime.0, nanos: self.mtime.1 },
+            mode: self.mode,
+            owner: self.owner.map(|(uid, gid)| Owner { uid, gid }),
+            ino: [self.ino.0, self.ino.1],
+            dev: self.dev.or(dev).map_or([0, 0], |(a, b)| [a, b]),
+        };
+        Some((path, entry))
+    }
+}
+
 /// One entry as format 1 stored it: `[path, kind, size, secs, nanos, mode, ino_a, ino_b,
 /// hash-or-target]`.
 #[derive(Debug, Deserialize)]
@@ -128,6 +176,9 @@ struct Header {
     /// The device of most entries on side A and side B (a row's `v` says where it differs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     dev: Option<(u64, u64)>,
+    /// Which write of the file this is: the journal beside it names the one it extends.
+    #[serde(rename = "gen", default, skip_serializing_if = "Option::is_none")]
+    generation: Option<String>,
 }
 
 /// A pair of directories and where its base and lock live. The pair is the same whichever
@@ -234,6 +285,21 @@ pub fn read_header(home: &Root, rel: &Path) -> Option<(PathBuf, PathBuf)> {
 /// Loads the base at `rel` below `home`. `Ok(None)` when there is none yet; `Err` (reported by
 /// the caller, then treated as no base) when it is unreadable, corrupt or of a newer format.
 pub fn load(home: &Root, rel: &Path) -> Result<Option<Base>> {
+    Ok(load_stored(home, rel)?.map(|s| s.base))
+}
+
+/// A base as stored: the full file with the journal beside it replayed.
+#[derive(Debug)]
+pub struct Stored {
+    pub base: Base,
+    /// The generation of the full file (empty for a file written before generations).
+    pub generation: String,
+    /// Rows in the journal (0 when there is none).
+    pub journal: usize,
+}
+
+/// [`load`], with what a watch pass needs to append to the journal instead of rewriting.
+pub fn load_stored(home: &Root, rel: &Path) -> Result<Option<Stored>> {
     let Some(text) = home.read(rel)? else { return Ok(None) };
     let path = home.path_of(rel);
     let corrupt = |reason: String| Error::Corrupt { path: path.clone(), reason };
@@ -255,32 +321,20 @@ pub fn load(home: &Root, rel: &Path) -> Result<Option<Base>> {
     .map_err(|e| corrupt(format!("corrupt merge state: {e}")))?;
     let mut entries = Vec::with_capacity(rows.len());
     for row in rows {
-        let bad = || corrupt("corrupt merge state: bad entry".into());
-        let path = RelPath::from_bytes(&row.path.into_bytes().ok_or_else(bad)?);
-        let kind = match (row.kind, row.target) {
-            ('f', None) => Kind::File,
-            ('d', None) => Kind::Dir,
-            ('l', Some(t)) => Kind::Symlink(t.into_bytes().ok_or_else(bad)?.into()),
-            _ => return Err(bad()),
-        };
-        let entry = BaseEntry {
-            hash: row.hash.filter(|_| kind == Kind::File),
-            kind,
-            size: row.size,
-            mtime: Mtime { secs: row.mtime.0, nanos: row.mtime.1 },
-            mode: row.mode,
-            owner: row.owner.map(|(uid, gid)| Owner { uid, gid }),
-            ino: [row.ino.0, row.ino.1],
-            dev: row.dev.or(header.dev).map_or([0, 0], |(a, b)| [a, b]),
-        };
-        entries.push((path, entry));
+        entries.push(
+            row.into_entry(header.dev).ok_or_else(|| corrupt("corrupt merge state: bad entry".into()))?,
+        );
     }
     entries.sort_by(|x, y| x.0.cmp(&y.0));
-    Ok(Some(Base { entries }))
+    let mut base = Base { entries };
+    let journal = journal::replay(home, rel, header.generation.as_deref(), &mut base)?;
+    Ok(Some(Stored { base, generation: header.generation.unwrap_or_default(), journal }))
 }
 
-/// Writes the base at `rel` below `home` atomically: the header line, then one line per entry.
-pub fn save(home: &Root, rel: &Path, a: &Path, b: &Path, state: &Base) -> Result<()> {
+/// Writes the base at `rel` below `home` atomically: the header line, then one line per entry;
+/// then drops the journal it supersedes. Returns the new file's generation.
+pub fn save(home: &Root, rel: &Path, a: &Path, b: &Path, state: &Base) -> Result<String> {
+    let generation = journal::new_generation();
     let encode = |e: serde_json::Error| Error::Corrupt {
         path: home.path_of(rel),
         reason: format!("cannot encode merge state: {e}"),
@@ -292,34 +346,20 @@ pub fn save(home: &Root, rel: &Path, a: &Path, b: &Path, state: &Base) -> Result
         b: Bytes::of(b.as_os_str().as_bytes()),
         saved: chrono::Utc::now().to_rfc3339(),
         dev,
+        generation: Some(generation.clone()),
     };
     let mut out = serde_json::to_vec(&header).map_err(encode)?;
     out.push(b'\n');
     for (p, e) in &state.entries {
-        let (kind, target) = match &e.kind {
-            Kind::File => ('f', None),
-            Kind::Dir => ('d', None),
-            Kind::Symlink(t) => ('l', Some(Bytes::of(t))),
-        };
-        let row = Row {
-            path: Bytes::of(p.as_bytes()),
-            kind,
-            size: e.size,
-            mtime: (e.mtime.secs, e.mtime.nanos),
-            mode: e.mode,
-            owner: e.owner.map(|o| (o.uid, o.gid)),
-            ino: (e.ino[0], e.ino[1]),
-            dev: Some((e.dev[0], e.dev[1])).filter(|d| Some(*d) != dev),
-            hash: e.hash,
-            target,
-        };
-        serde_json::to_writer(&mut out, &row).map_err(encode)?;
+        serde_json::to_writer(&mut out, &Row::of(p, e, dev)).map_err(encode)?;
         out.push(b'\n');
     }
     if let Some(dir) = rel.parent() {
         home.create_dirs(dir)?;
     }
-    home.write_atomic(rel, &out)
+    home.write_atomic(rel, &out)?;
+    journal::remove(home, rel)?;
+    Ok(generation)
 }
 
 /// The pair of devices most entries are on (the header's `dev`), so that a row names its

@@ -45,19 +45,26 @@ pub fn run(args: &Args) -> u8 {
         return show_status(args);
     }
     if args.restore {
-        let check = || home_of(args).and_then(|h| roots::future_dir(&h));
-        return synccli::run_command(PROGRAM, &args.common, check, |home| restore(args, &home));
+        let check = || {
+            let home = roots::future_dir(&home_of(args)?)?;
+            let excludes = recovery::config::excludes(args.config.as_deref(), &home, &args.common)?;
+            Ok((home, excludes))
+        };
+        return synccli::run_command(PROGRAM, &args.common, check, |(home, excludes)| {
+            restore(args, &home, &excludes)
+        });
     }
     synccli::run_command(PROGRAM, &args.common, || validate(args), |config| run_passes(args, &config))
 }
 
 /// `twoway DIR --restore [--version …]`, with progress on a terminal and a `restore` event
 /// with `--json` (issue 16, point 1).
-fn restore(args: &Args, home: &Path) -> Result<u8, Error> {
+fn restore(args: &Args, home: &Path, excludes: &synccore::ignore::Excludes) -> Result<u8, Error> {
     let shutdown = Shutdown::install()?;
     let version = restore::version_of(args.version);
     let mut progress = Progress::new("restoring");
-    let result = restore::restore(home, dir_a(args), version, shutdown.flag(), &mut |e| progress.observe(&e));
+    let mut observe = |e: synccore::apply::Event<'_>| progress.observe(&e);
+    let result = restore::restore(home, dir_a(args), version, excludes, shutdown.flag(), &mut observe);
     drop(progress);
     match result {
         Ok(done) => {
@@ -144,7 +151,8 @@ pub fn validate(args: &Args) -> Result<Config, Error> {
             reason: "the log file may not lie inside a synced directory".into(),
         });
     }
-    let options = SyncOptions { dry_run: args.common.dry_run, rails: args.common.rails() };
+    let excludes = recovery::config::excludes(args.config.as_deref(), &home, &args.common)?;
+    let options = SyncOptions { dry_run: args.common.dry_run, rails: args.common.rails(), excludes };
     Ok(Config { pair: Pair::locate(&home, a, b), home, options })
 }
 
@@ -178,14 +186,14 @@ fn run_passes(args: &Args, config: &Config) -> Result<u8, Error> {
     let children = if args.no_recovery || dry_run {
         None
     } else {
-        Some(recovery::start(args, &config.home, &pair.roots, once, &shutdown)?)
+        Some(recovery::start(args, &config.home, &pair.roots, &config.options.excludes, once, &shutdown)?)
     };
     let [a, b] = &pair.roots;
     let dry = if dry_run { " (dry run)" } else { "" };
     log::info!("syncing {} (A) and {} (B), state in {}{dry}", Quoted(a), Quoted(b), Quoted(&config.home));
     let mut totals = Totals::default();
     let status = passes::run_passes(once, common.interval(), &shutdown, &mut totals, |totals| {
-        pass_and_log(&pair, config.options, &shutdown, totals)
+        pass_and_log(&pair, &config.options, &shutdown, totals)
     });
     let Some(children) = children else { return Ok(status) };
     let verdict = children.finish(&shutdown);
@@ -199,7 +207,7 @@ fn place(side: Side) -> Place {
 
 /// Runs a pass, logs what it did, records its status in the home (unless dry-running; issue
 /// 16, point 8), and returns its exit status (0, 1 or 3).
-fn pass_and_log(pair: &Pair, options: SyncOptions, shutdown: &Shutdown, totals: &mut Totals) -> u8 {
+fn pass_and_log(pair: &Pair, options: &SyncOptions, shutdown: &Shutdown, totals: &mut Totals) -> u8 {
     let (started, mut progress) = (Instant::now(), Progress::new("syncing"));
     let mut observe = |side: Side, event: synccore::apply::Event<'_>| {
         progress.observe(&event);
@@ -229,7 +237,7 @@ fn pass_and_log(pair: &Pair, options: SyncOptions, shutdown: &Shutdown, totals: 
 
 /// Logs what a pass that ran found and did (its conflicts named with their copies, issue 16
 /// point 10); returns its exit status.
-fn log_report(report: &SyncReport, options: SyncOptions, started: Instant, totals: &mut Totals) -> u8 {
+fn log_report(report: &SyncReport, options: &SyncOptions, started: Instant, totals: &mut Totals) -> u8 {
     if let Some(problem) = &report.base_problem {
         log::warn!("{problem}; syncing as if for the first time (nothing is deleted)");
     }
@@ -239,6 +247,9 @@ fn log_report(report: &SyncReport, options: SyncOptions, started: Instant, total
     for (side, path) in &report.special {
         let message = format!("skipped special file \"{path}\" (fifo, socket or device)");
         passes::warn_at(place(*side), path, &message);
+    }
+    for (side, (ignored, not_read)) in [Side::A, Side::B].into_iter().zip(&report.ignored) {
+        passes::log_ignored(side.prefix(), ignored, not_read, totals);
     }
     for c in &report.merge.conflicts {
         log::warn!(

@@ -12,22 +12,26 @@ use synccore::entry::Entry;
 use synccore::error::{Error, Result};
 use synccore::fault;
 use synccore::fsio::{Rename, Root};
+use synccore::ignore::{self, Excludes, Rules};
 use synccore::plan::Stamp;
 use synccore::rails::{self, Rails};
 use synccore::relpath::RelPath;
-use synccore::scan::{self, Tree};
+use synccore::scan::{self, ScanRules, Tree};
 use synccore::shutdown::Shutdown;
 
 use crate::base::{self, Base, Pair};
 use crate::merge::{self, Merge, MergeOptions, Side};
 
 /// How a two-way pass runs.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct SyncOptions {
     /// Plan only; change nothing.
     pub dry_run: bool,
     /// The max-delete and empty-side rails.
     pub rails: Rails,
+    /// `--exclude` patterns and the config's `"exclude"` (issue 14), the last lines of each
+    /// side's root `.syncignore`.
+    pub excludes: Excludes,
 }
 
 /// What a pass found and did.
@@ -39,6 +43,8 @@ pub struct SyncReport {
     pub special: Vec<(Side, RelPath)>,
     /// A base that could not be used (corrupt, newer format); the pass ran without it.
     pub base_problem: Option<Error>,
+    /// Each side's ignored entries and rules files not read (issue 14).
+    pub ignored: [(Vec<RelPath>, Vec<RelPath>); 2],
 }
 
 impl SyncReport {
@@ -81,7 +87,7 @@ impl HashCache {
 /// Runs one two-way pass. Safety rails return [`Error::Aborted`] before anything changes.
 pub fn run_pass(
     pair: &Pair,
-    options: SyncOptions,
+    options: &SyncOptions,
     shutdown: &Shutdown,
     observe: &mut dyn FnMut(Side, Event<'_>),
 ) -> Result<SyncReport> {
@@ -100,15 +106,19 @@ pub fn run_pass(
         }
     };
     let roots = open_both(&pair.roots)?;
-    let mut trees = scan_both(&roots)?;
+    let mut trees = scan_both(&roots, ScanRules::Read(&options.excludes))?;
+    let rules = [trees[0].rules.clone(), trees[1].rules.clone()];
+    let (base, left_base) = leave_out_ignored(&mut trees, base, &rules);
     check_empty_sides(&trees, base.as_ref(), &pair.roots, options.rails)?;
 
     let cache = HashCache::default();
     let merge_options = MergeOptions::for_this_process();
     let mut hash = |side: Side, e: &Entry| cache.get_or_hash(&roots, side, e);
-    let merged = merge::merge([&trees[0], &trees[1]], base.as_ref(), &merge_options, &mut hash);
+    let mut merged = merge::merge([&trees[0], &trees[1]], base.as_ref(), &merge_options, &mut hash);
     for side in [Side::A, Side::B] {
         let i = side.index();
+        // A directory deleted on one side that holds ignored entries on the other stays.
+        ignore::keep_dirs_of_ignored(&mut merged.plans[i], &trees[i].ignored);
         options.rails.check_deletes(
             merged.plans[i].deleted_files(),
             trees[i].file_count(),
@@ -118,21 +128,49 @@ pub fn run_pass(
     for (side, tree) in [Side::A, Side::B].into_iter().zip(&mut trees) {
         report.scan_errors.append(&mut tree.errors);
         report.special.extend(tree.special.drain(..).map(|p| (side, p)));
+        let not_read = tree.rules.not_read().map(|(p, _)| p).collect();
+        report.ignored[side.index()] = (std::mem::take(&mut tree.ignored), not_read);
     }
     if !options.dry_run {
         apply_both(&merged, &roots, shutdown, &mut report, observe)?;
-        // Record the new base from what is on disk now (cheap: metadata only).
+        // Record the new base from what is on disk now (cheap: metadata only), with the
+        // rules of the start of the pass: a `.syncignore` copied by this pass applies from
+        // the next one (issue 14).
         let stats = &report.stats;
         let did_something = stats.operations() > 0 || stats.failed > 0 || stats.skipped > 0;
-        let now = if did_something { scan_both(&roots)? } else { trees };
+        let given = [&rules[0], &rules[1]];
+        let now = if did_something { scan_both(&roots, ScanRules::Given(&given))? } else { trees };
         let known = |side: Side, e: &Entry| cache.known(side, e);
         let next = merge::next_base([&now[0], &now[1]], base.as_ref(), merge_options.owners, &known);
-        if base.as_ref() != Some(&next) {
+        if left_base || base.as_ref() != Some(&next) {
             save_base(pair, home, report.base_problem.is_some(), &next)?;
         }
     }
     report.merge = merged;
     Ok(report)
+}
+
+/// A path is ignored when either side's rules ignore it (issue 14): each side's tree loses
+/// what the other side's rules ignore, and the base loses every ignored path, so that a path
+/// that becomes ignored is never taken for deleted, and one that stops being ignored is
+/// merged as on a first pass (union; differing content is a conflict, nothing is lost).
+/// Returns the base and whether it lost entries (it is then saved even if nothing else
+/// changed).
+fn leave_out_ignored(trees: &mut [Tree; 2], base: Option<Base>, rules: &[Rules; 2]) -> (Option<Base>, bool) {
+    if rules[0] != rules[1] {
+        trees[0].leave_out(&rules[1]);
+        trees[1].leave_out(&rules[0]);
+    }
+    let Some(mut base) = base else { return (None, false) };
+    let before = base.entries.len();
+    for r in rules.iter().filter(|r| !r.is_empty()) {
+        let mask =
+            r.ignored_mask(base.entries.iter().map(|(p, e)| (p, e.kind == synccore::entry::Kind::Dir)));
+        let mut keep = mask.into_iter().map(|ignored| !ignored);
+        base.entries.retain(|_| keep.next().unwrap_or(true));
+    }
+    let left = base.entries.len() != before;
+    (Some(base), left)
 }
 
 /// Carries out both sides' plans: conflict losers are set aside first, so that both plans can
@@ -186,7 +224,7 @@ fn save_base(pair: &Pair, home: Option<Root>, set_aside: bool, next: &Base) -> R
         set_aside_unusable_base(&home, &pair.base_to_read())?;
     }
     let [a, b] = &pair.roots;
-    base::save(&home, &pair.state(), a, b, next)
+    base::save(&home, &pair.state(), a, b, next).map(drop)
 }
 
 /// Opens both sides' roots. A side that is missing aborts the pass (an unmounted disk must
@@ -198,14 +236,14 @@ fn open_both(paths: &[PathBuf; 2]) -> Result<[Root; 2]> {
     Ok([open(0)?, open(1)?])
 }
 
-/// Scans both sides in parallel.
-fn scan_both(roots: &[Root; 2]) -> Result<[Tree; 2]> {
+/// Scans both sides in parallel, leaving out what `rules` ignore.
+fn scan_both(roots: &[Root; 2], rules: ScanRules<'_>) -> Result<[Tree; 2]> {
     let (a, b) = std::thread::scope(|s| {
         let b = s.spawn(|| {
             fault::point("scan-b");
-            scan::scan(&roots[1])
+            scan::scan_with(&roots[1], rules)
         });
-        let a = scan::scan(&roots[0]);
+        let a = scan::scan_with(&roots[0], rules);
         (a, b.join().unwrap_or(Err(Error::Panicked { what: "scanning side B" })))
     });
     let missing = |r: Result<Tree>, i: usize| {

@@ -24,6 +24,7 @@ pub fn start(
     args: &Args,
     home: &Path,
     roots: &[PathBuf; 2],
+    excludes: &synccore::ignore::Excludes,
     once: bool,
     shutdown: &Shutdown,
 ) -> Result<Children, Error> {
@@ -83,6 +84,14 @@ pub fn start(
             let mut args: Vec<OsString> = vec![dir.into(), home.into(), "--versioned".into()];
             args.extend(interval.iter().cloned());
             args.extend(["--log".into(), logs.join(log).into(), "--quiet".into()]);
+            // The same excludes as the pass (issue 14): what is not synced is not versioned.
+            args.extend(
+                excludes
+                    .lines()
+                    .iter()
+                    .filter(|p| !p.is_empty())
+                    .map(|p| OsString::from(format!("--exclude={p}"))),
+            );
             if once {
                 args.push("--once".into());
             }

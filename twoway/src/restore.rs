@@ -16,6 +16,11 @@
 //! 4. check that DIR is still what step 3 kept, then `RENAME_EXCHANGE` it with the copy, fsync
 //!    the parent, and remove the copy (now DIR's old content, which step 3 kept).
 //!
+//! DIR's ignored entries (issue 14: its `.syncignore` files, the config's `"exclude"` and
+//! `--exclude`) were never in a version: they are not kept in the undo generation but stay in
+//! DIR. Before the exchange they are hard-linked into the copy (directories made, symlinks
+//! recreated), so they are in DIR whichever side of the exchange a kill lands on.
+//!
 //! A copy that is not complete (a scan error, a failed or skipped step, a signal) stops the
 //! restore with exit code 1 before anything is swapped (issue point 2). A `kill -9` anywhere
 //! leaves DIR whole (old or new) and every tree it held kept; the next restore removes the
@@ -31,10 +36,11 @@ use synccore::diff::{self, DiffOptions};
 use synccore::entry::{MODE_MASK, Mtime, Owner, keeps_owners};
 use synccore::error::{Error, IoResultExt, Op, Quoted, Result};
 use synccore::fsio::{self, Rename, Root};
+use synccore::ignore::Excludes;
 use synccore::lock::{self, LockGuard};
 use synccore::plan::{Action, Plan};
 use synccore::relpath::RelPath;
-use synccore::scan::{self, Tree};
+use synccore::scan::{self, ScanRules, Tree};
 use synccore::versions::rotation::{self, Repair};
 use synccore::versions::undo::{self, Migrated, Stamp};
 use synccore::versions::{Layout, Slot};
@@ -112,6 +118,7 @@ pub fn restore(
     home: &Path,
     dir: &Path,
     version: Version,
+    excludes: &Excludes,
     shutdown: &AtomicBool,
     observe: &mut dyn FnMut(Event<'_>),
 ) -> Result<Restored> {
@@ -157,19 +164,27 @@ pub fn restore(
     let from_root = v.open_root(&from)?;
 
     // 2–4. Until the exchange, a failure removes the copy and leaves DIR as it was.
+    let rules = ScanRules::Read(excludes);
     let before_swap = (|| {
-        let stats = copy_tree(&from_root, &parent, &staging, shutdown, observe)?;
         let current = open_dir(&parent, &dir_name)?;
-        let (kept, basis) = keep(current.as_ref(), &v, shutdown, observe)?;
+        let ignored = match &current {
+            Some(c) => scan::scan_with(c, rules)?.ignored,
+            None => Vec::new(),
+        };
+        let (stats, copied) = copy_tree(&from_root, &parent, &staging, &ignored, shutdown, observe)?;
+        if let Some(current) = &current {
+            carry_ignored(current, &parent.open_root(&staging)?, &ignored, &copied, shutdown)?;
+        }
+        let (kept, basis) = keep(current.as_ref(), &v, rules, shutdown, observe)?;
         parent.sync_fs()?;
-        check_unchanged(&parent, &dir_name, basis.as_ref())?;
+        check_unchanged(&parent, &dir_name, basis.as_ref(), rules)?;
         Ok((stats, kept, basis))
     })();
     let (stats, kept, basis) = before_swap.inspect_err(|_| {
         let _ = parent.remove_tree(&staging);
     })?;
     let special = basis.as_ref().map(|t| t.special.clone()).unwrap_or_default();
-    let kept_late = swap(&parent, &staging, &dir_name, basis, &v, shutdown)?;
+    let kept_late = swap(&parent, &staging, &dir_name, basis, &v, rules, shutdown)?;
     let from = v.path_of(&from);
     Ok(Restored { dir, from, source, kept, kept_late, stats, migrated, repair, removed_leftovers, special })
 }
@@ -186,6 +201,7 @@ fn swap(
     dir_name: &Path,
     basis: Option<Tree>,
     v: &Root,
+    rules: ScanRules<'_>,
     shutdown: &AtomicBool,
 ) -> Result<Option<Kept>> {
     let discard = |_: &Error| {
@@ -200,9 +216,9 @@ fn swap(
     parent.sync_dir(Path::new(""))?;
     // The staging name now holds DIR's old content.
     let old = open_dir(parent, staging)?;
-    let late = match old.as_ref().map(scan::scan) {
+    let late = match old.as_ref().map(|o| scan::scan_with(o, rules)) {
         Some(Ok(now)) if same_entries(&now, &basis) => None,
-        _ => Some(keep(old.as_ref(), v, shutdown, &mut |_| {})?.0),
+        _ => Some(keep(old.as_ref(), v, rules, shutdown, &mut |_| {})?.0),
     };
     parent.remove_tree(staging)?;
     Ok(late)
@@ -277,15 +293,20 @@ fn is_dir(root: &Root, rel: &Path) -> bool {
 
 /// Copies the tree `from` into the new directory `name` of `parent` with the one copy engine
 /// (atomic, durable copies; modes, mtimes and symlinks kept), then gives it the root's mode
-/// and mtime. Fails unless the copy is complete.
+/// and mtime. What lies at or below `ignored` (DIR's ignored entries, which stay) is not
+/// copied. Fails unless the copy is complete; returns what was copied.
 fn copy_tree(
     from: &Root,
     parent: &Root,
     name: &Path,
+    ignored: &[RelPath],
     shutdown: &AtomicBool,
     observe: &mut dyn FnMut(Event<'_>),
-) -> Result<ApplyStats> {
-    let tree = scan::scan_owned(from)?;
+) -> Result<(ApplyStats, Tree)> {
+    let mut tree = scan::scan_owned(from)?;
+    if !ignored.is_empty() {
+        tree.entries.retain(|e| !ignored.iter().any(|i| e.path.is_within(i)));
+    }
     let root = from.top().stat_self().at(Op::Stat, from.path())?;
     parent.create_dir(name, 0o700)?;
     let to = parent.open_root(name)?;
@@ -294,7 +315,59 @@ fn copy_tree(
     let stats = apply::apply(&plan, Trees::new(from, &to), shutdown, observe);
     ensure_complete(from.path(), &tree, &stats)?;
     set_root_meta(&to, &root)?;
-    Ok(stats)
+    Ok((stats, tree))
+}
+
+/// Puts DIR's ignored entries (`ignored`, the topmost) into the copy `to` of a version
+/// (`copied`): files as hard links (DIR keeps them until the exchange, so a kill loses
+/// nothing), directories made with their modes and mtimes, symlinks recreated. A directory
+/// on their way that the copy lacks is made; one the version holds as a file is a clash the
+/// restore refuses (nothing changed) rather than drop either.
+fn carry_ignored(
+    dir: &Root,
+    to: &Root,
+    ignored: &[RelPath],
+    copied: &Tree,
+    shutdown: &AtomicBool,
+) -> Result<()> {
+    if ignored.is_empty() {
+        return Ok(());
+    }
+    let all = scan::scan(dir)?;
+    let mut carried = Tree::default();
+    let mut touched: Vec<&synccore::entry::Entry> = Vec::new();
+    for e in &all.entries {
+        let below = ignored.iter().any(|i| e.path.is_within(i));
+        let on_the_way = e.is_dir() && ignored.iter().any(|i| i.is_within(&e.path));
+        match copied.get(&e.path) {
+            _ if below => carried.entries.push(e.clone()),
+            Some(c) if on_the_way && c.is_dir() => touched.push(c),
+            Some(_) if on_the_way => {
+                return Err(Error::Invalid {
+                    path: dir.path_of(e.path.as_path()),
+                    reason:
+                        "holds ignored entries where the version has a file; move them away and restore again"
+                            .into(),
+                });
+            }
+            None if on_the_way => carried.entries.push(e.clone()),
+            _ => {}
+        }
+    }
+    let mut plan = copy_plan(&carried);
+    for step in &mut plan.steps {
+        if let Action::Copy { .. } = step.action {
+            step.action = Action::HardLink { existing: step.path.clone() };
+        }
+    }
+    let root_mtime = Mtime::of_stat(&to.top().stat_self().at(Op::Stat, to.path())?);
+    let stats = apply::apply(&plan, Trees { from: dir, to, links: Some(dir) }, shutdown, &mut |_| {});
+    ensure_complete(dir.path(), &all, &stats)?;
+    // The version's directories that received them take their own mtimes back.
+    for c in touched {
+        to.set_meta(c.path.as_path(), None, Some(c.mtime), None)?;
+    }
+    to.set_meta(Path::new(""), None, Some(root_mtime), None)
 }
 
 /// The one completeness rule for every copy that feeds a swap (issue point 2): the source was
@@ -337,11 +410,13 @@ fn set_root_meta(to: &Root, root: &rustix::fs::Stat) -> Result<()> {
 fn keep(
     src: Option<&Root>,
     v: &Root,
+    rules: ScanRules<'_>,
     shutdown: &AtomicBool,
     observe: &mut dyn FnMut(Event<'_>),
 ) -> Result<(Kept, Option<Tree>)> {
     let Some(src) = src else { return Ok((Kept::Nothing, None)) };
-    let tree = scan::scan(src)?;
+    // DIR's ignored entries are not kept: they stay in DIR (issue 14).
+    let tree = scan::scan_with(src, rules)?;
     if tree.entries.is_empty() && tree.errors.is_empty() {
         return Ok((Kept::Nothing, Some(tree)));
     }
@@ -473,10 +548,10 @@ fn same_entries(now: &Tree, then: &Tree) -> bool {
 
 /// Fails when DIR (`name` in `parent`) is no longer what [`keep`] kept (`None`: it was
 /// missing), so that nothing written meanwhile is swapped away unkept.
-fn check_unchanged(parent: &Root, name: &Path, basis: Option<&Tree>) -> Result<()> {
+fn check_unchanged(parent: &Root, name: &Path, basis: Option<&Tree>, rules: ScanRules<'_>) -> Result<()> {
     let unchanged = match (open_dir(parent, name)?, basis) {
         (None, None) => true,
-        (Some(now), Some(then)) => scan::scan(&now).is_ok_and(|now| same_entries(&now, then)),
+        (Some(now), Some(then)) => scan::scan_with(&now, rules).is_ok_and(|now| same_entries(&now, then)),
         _ => false,
     };
     if unchanged {

@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 
 use clap::Args;
+use synccore::ignore::Excludes;
 use synccore::rails::Rails;
 
 use crate::logging::Verbosity;
@@ -58,6 +59,14 @@ pub struct CommonArgs {
     /// Print the man page on stdout and exit.
     #[arg(long)]
     pub man: bool,
+    /// Ignore paths matching PATTERN (gitignore syntax), as if it were a last line of the
+    /// root's .syncignore; repeatable.
+    #[arg(long, value_name = "PATTERN")]
+    pub exclude: Vec<String>,
+
+    /// Read --exclude patterns from FILE, one per line (gitignore syntax).
+    #[arg(long, value_name = "FILE")]
+    pub exclude_from: Vec<PathBuf>,
 }
 
 impl CommonArgs {
@@ -83,5 +92,18 @@ impl CommonArgs {
     /// The period between passes.
     pub fn interval(&self) -> std::time::Duration {
         std::time::Duration::from_secs(self.interval)
+    }
+
+    /// The `--exclude-from` files' patterns, then the `--exclude` ones (issue 14), checked:
+    /// a bad pattern or an unreadable file is bad input.
+    pub fn excludes(&self) -> Result<Excludes, synccore::Error> {
+        let mut excludes = Excludes::none();
+        for file in &self.exclude_from {
+            excludes.add(file, &Excludes::read_lines(file)?)?;
+        }
+        for pattern in &self.exclude {
+            excludes.add(std::path::Path::new("--exclude"), std::slice::from_ref(pattern))?;
+        }
+        Ok(excludes)
     }
 }

@@ -47,12 +47,17 @@ pub fn init(tag: &'static str, log: Option<&Path>, default_name: &str, verbosity
         Verbosity::Normal => (LevelFilter::Info, LevelFilter::Info),
         Verbosity::Verbose => (LevelFilter::Debug, LevelFilter::Debug),
     };
-    let mut dispatch = fern::Dispatch::new().level(LevelFilter::Debug).chain(
-        fern::Dispatch::new()
-            .format(line_format(tag))
-            .level(console)
-            .chain(Box::new(Console(Vec::new())) as Box<dyn Write + Send>),
-    );
+    let mut dispatch = fern::Dispatch::new()
+        .level(LevelFilter::Debug)
+        // The gitignore matcher's own debug lines (issue 14) say nothing a user needs.
+        .level_for("globset", LevelFilter::Warn)
+        .level_for("ignore", LevelFilter::Warn)
+        .chain(
+            fern::Dispatch::new()
+                .format(line_format(tag))
+                .level(console)
+                .chain(Box::new(Console(Vec::new())) as Box<dyn Write + Send>),
+        );
     if let Some(file) = file {
         dispatch = dispatch.chain(
             fern::Dispatch::new()

@@ -42,6 +42,26 @@ pub fn log_event(place: Place, event: &Event<'_>) {
     }
 }
 
+/// Logs what a pass ignored (issue 14) and records how much for its summary line: each
+/// ignored entry is named at debug level (`--verbose`), a rules file that was not read is a
+/// warning.
+pub fn log_ignored(
+    prefix: &str,
+    ignored: &[synccore::relpath::RelPath],
+    not_read: &[synccore::relpath::RelPath],
+    totals: &mut Totals,
+) {
+    for path in not_read {
+        log::warn!(
+            "{prefix}\"{path}\" is not read: it is a symlink or not a regular file, and rules files are only read as regular files (a symlink is never followed)"
+        );
+    }
+    for path in ignored {
+        log::debug!("{prefix}ignored \"{path}\"");
+    }
+    totals.ignored += ignored.len() as u64;
+}
+
 /// The `--json` event of a step that failed or was skipped.
 pub fn problem(level: Level, place: Place, step: &synccore::plan::Step, message: &str) {
     let path = Some(output::rel(&step.path));
@@ -148,8 +168,10 @@ pub struct PassEnd<'a> {
 pub fn record_pass(totals: &mut Totals, end: &PassEnd<'_>) {
     let (pass, errors, secs) = count_pass(totals, end);
     let (stats, ops) = (end.stats, end.stats.operations());
+    let ignored = std::mem::take(&mut totals.ignored);
+    let ignored = if ignored > 0 { format!("{ignored} ignored, ") } else { String::new() };
     if ops == 0 && errors == 0 && end.conflict_copies.is_empty() {
-        log::debug!("pass {pass}: nothing to do ({secs:.2} s)");
+        log::debug!("pass {pass}: nothing to do ({ignored}{secs:.2} s)");
         return;
     }
     let conflicts = match end.conflict_copies {
@@ -161,8 +183,8 @@ pub fn record_pass(totals: &mut Totals, end: &PassEnd<'_>) {
     };
     let (would, verb) = if end.dry_run { ("would do ", "to copy") } else { ("", "copied") };
     log::info!(
-        "pass {pass}: {would}{ops} operations, {} bytes {verb}, {conflicts}{errors} failed, {} left for \
-         the next pass, {secs:.2} s",
+        "pass {pass}: {would}{ops} operations, {} bytes {verb}, {conflicts}{ignored}{errors} failed, {} \
+         left for the next pass, {secs:.2} s",
         stats.copied_bytes,
         stats.skipped
     );
@@ -225,6 +247,8 @@ pub struct Totals {
     pub rotations: u64,
     /// The passes were dry runs: the counts are what they would have done.
     pub dry_run: bool,
+    /// Entries the pass in progress ignored (issue 14), for its summary line.
+    pub ignored: u64,
 }
 
 impl Totals {

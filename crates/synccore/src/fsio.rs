@@ -325,6 +325,22 @@ impl Root {
         Ok(Some(bytes))
     }
 
+    /// Appends `bytes` to `rel` (created when missing, never through a symlink) and makes
+    /// them durable: for the programs' own journals, whose reader drops a last line that a
+    /// crash cut short.
+    pub fn append_durably(&self, rel: &Path, bytes: &[u8]) -> Result<()> {
+        let (dir, name) = self.split(rel, Op::Write)?;
+        let path = self.path_of(rel);
+        let created = matches!(dir.stat(name), Err(e) if e.kind() == io::ErrorKind::NotFound);
+        let mut f = dir.open_append(name, 0o644).at(Op::Create, &path)?;
+        f.write_all(bytes).at(Op::Write, &path)?;
+        f.sync_data().at(Op::Sync, &path)?;
+        if created {
+            dir.sync().at(Op::Sync, &path)?;
+        }
+        Ok(())
+    }
+
     /// Writes `bytes` to `rel` atomically and durably (temporary, fsync, rename, fsync of the
     /// directory): for the programs' own files (state, manifests, `.info.json`, config).
     pub fn write_atomic(&self, rel: &Path, bytes: &[u8]) -> Result<()> {

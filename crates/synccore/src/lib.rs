@@ -12,15 +12,18 @@ pub mod entry;
 pub mod error;
 pub mod fault;
 pub mod fsio;
+pub mod ignore;
 pub mod jsonbytes;
 pub mod lock;
 pub mod moves;
 pub mod plan;
 pub mod rails;
 pub mod relpath;
+pub mod rescan;
 pub mod roots;
 pub mod scan;
 pub mod shutdown;
 pub mod versions;
+pub mod watch;
 
 pub use error::{Error, Result};

@@ -296,6 +296,9 @@ impl<'m> Relocation<'m> {
             special: tree.special.clone(),
             leftovers: tree.leftovers.clone(),
             dev: tree.dev,
+            // Ignored entries move with a renamed directory that holds them (issue 14).
+            ignored: tree.ignored.iter().map(|p| self.forward(p).unwrap_or_else(|| p.clone())).collect(),
+            rules: tree.rules.clone(),
         }
     }
 }

@@ -6,6 +6,11 @@
 //! see docs/architecture.md for which walker walks what.) Problems below the root are not
 //! fatal: they are collected with their paths, and every path that could not be read is
 //! remembered so that nothing under it is ever deleted elsewhere.
+//!
+//! A scan may apply ignore rules (issue 14, [`crate::ignore`]): each directory's listing says
+//! whether it holds a `.syncignore` (read then, one `openat`), and an ignored entry is only
+//! named in [`Tree::ignored`]: never `lstat`ed (when the listing gives its type), opened or
+//! descended into.
 
 use std::ffi::{OsStr, OsString};
 use std::io;
@@ -18,6 +23,7 @@ use rustix::fs::FileType;
 use crate::entry::{Entry, Kind, MODE_MASK, Mtime, Owner};
 use crate::error::{Error, IoResultExt, Op, Result};
 use crate::fsio::{Dir, Root, is_temp_name};
+use crate::ignore::{self, Chain, Excludes, Found, Rules};
 use crate::relpath::RelPath;
 
 /// The result of walking one root.
@@ -36,6 +42,22 @@ pub struct Tree {
     pub leftovers: Vec<RelPath>,
     /// The device of the root (an entry on another device lies below a mount point).
     pub dev: u64,
+    /// Ignored entries (issue 14), sorted; what lies below an ignored directory is not listed.
+    pub ignored: Vec<RelPath>,
+    /// The ignore rules this scan read (with [`ScanRules::Read`]).
+    pub rules: Rules,
+}
+
+/// Which ignore rules a scan applies (issue 14).
+#[derive(Debug, Clone, Copy)]
+pub enum ScanRules<'r> {
+    /// None: every entry is listed.
+    None,
+    /// The `.syncignore` files of the tree, read as it is walked, plus these patterns.
+    Read(&'r Excludes),
+    /// Rules read by earlier scans, not the files on disk now: an entry is ignored when any
+    /// of them ignores it.
+    Given(&'r [&'r Rules]),
 }
 
 impl Tree {
@@ -53,17 +75,58 @@ impl Tree {
     pub fn is_protected(&self, path: &RelPath) -> bool {
         self.unreadable.iter().any(|u| path.is_within(u))
     }
+
+    /// Leaves out what `rules` (another scan's) ignore, as if this scan had applied them too:
+    /// the entries go, the topmost of them are added to [`Tree::ignored`] (issue 14: twoway
+    /// ignores a path that either side's rules ignore).
+    pub fn leave_out(&mut self, rules: &Rules) {
+        if rules.is_empty() {
+            return;
+        }
+        let mask = rules.ignored_mask(self.entries.iter().map(|e| (&e.path, e.is_dir())));
+        let mut dirs: std::collections::HashSet<&RelPath> = std::collections::HashSet::new();
+        for (e, ignored) in self.entries.iter().zip(&mask) {
+            if !*ignored {
+                continue;
+            }
+            if e.is_dir() {
+                dirs.insert(&e.path);
+            }
+            if !e.path.parent().is_some_and(|p| dirs.contains(&p)) {
+                self.ignored.push(e.path.clone());
+            }
+        }
+        let gone: Vec<RelPath> = self.ignored.clone();
+        let below = |p: &RelPath| gone.iter().any(|g| p.is_within(g));
+        let mut keep = mask.iter().map(|m| !m);
+        self.entries.retain(|_| keep.next().unwrap_or(true));
+        self.unreadable.retain(|p| !below(p));
+        self.special.retain(|p| !below(p) && !rules.is_ignored(p.as_bytes(), false));
+        self.leftovers.retain(|p| !below(p));
+        self.ignored.sort_unstable();
+        self.ignored.dedup();
+    }
 }
 
 /// Walks the tree at `root`. Fails only when the root itself cannot be read.
 pub fn scan(root: &Root) -> Result<Tree> {
+    scan_with(root, ScanRules::None)
+}
+
+/// Walks the tree at `root`, leaving out what `rules` ignore. Fails when the root itself
+/// cannot be read, or (bad input) when a `.syncignore` holds a pattern the matcher refuses.
+pub fn scan_with(root: &Root, rules: ScanRules<'_>) -> Result<Tree> {
     let top = root.top();
     // Fail early, with the root's own name, when the root cannot be listed at all.
     top.entries().at(Op::ReadDir, root.path())?;
     let mut tree = Tree { dev: top.stat_self().at(Op::Stat, root.path())?.st_dev, ..Tree::default() };
-    walk(top, &mut tree);
+    if let ScanRules::Read(excludes) = rules {
+        tree.rules = Rules::new(excludes)?;
+    }
+    walk(top, &mut tree, rules)?;
     // Directories are listed depth first in no particular order; the total order is bytes.
     tree.entries.sort_unstable_by(|a, b| a.path.cmp(&b.path));
+    tree.ignored.sort_unstable();
     // The tree lives for the whole pass: give back the growth slack (up to half of it).
     tree.entries.shrink_to_fit();
     Ok(tree)
@@ -117,19 +180,31 @@ pub fn scan_path(path: &Path) -> Result<Tree> {
 /// A directory waiting to be listed: its parent, its name there, its relative path, and the
 /// index of its own entry (so that the entry can be corrected when the directory turns out
 /// to have been replaced since it was stat'ed).
-struct Pending {
+pub(crate) struct Pending {
     parent: Arc<Dir>,
     name: OsString,
-    rel: Vec<u8>,
-    entry: usize,
+    pub(crate) rel: Vec<u8>,
+    pub(crate) entry: usize,
 }
 
 /// Lists every directory below `top` depth first.
-fn walk(top: &Arc<Dir>, tree: &mut Tree) {
+fn walk(top: &Arc<Dir>, tree: &mut Tree, rules: ScanRules<'_>) -> Result<()> {
     let mut pending = Vec::new();
+    list(top, &[], tree, rules, &mut pending)?;
+    descend(pending, tree, rules, &mut |_| {})
+}
+
+/// Lists the `pending` directories and everything below them, depth first; `before` is told
+/// each directory's relative path before it is opened (the watcher watches it first).
+pub(crate) fn descend(
+    mut pending: Vec<Pending>,
+    tree: &mut Tree,
+    rules: ScanRules<'_>,
+    before: &mut dyn FnMut(&[u8]),
+) -> Result<()> {
     let mut dropped = Vec::new();
-    list(top, &[], tree, &mut pending);
     while let Some(p) = pending.pop() {
+        before(&p.rel);
         let dir = match p.parent.open_subdir(&p.name) {
             Ok(dir) => Arc::new(dir),
             // Removed since it was listed: it is simply gone.
@@ -164,7 +239,7 @@ fn walk(top: &Arc<Dir>, tree: &mut Tree) {
                 continue;
             }
         };
-        list(&dir, &p.rel, tree, &mut pending);
+        list(&dir, &p.rel, tree, rules, &mut pending)?;
     }
     if !dropped.is_empty() {
         dropped.sort_unstable();
@@ -174,20 +249,41 @@ fn walk(top: &Arc<Dir>, tree: &mut Tree) {
             dropped.binary_search(&(index - 1)).is_err()
         });
     }
+    Ok(())
 }
 
 /// Lists one directory (`rel` below the root), `lstat`ing each entry relative to it; its
-/// subdirectories are queued on `pending`.
-fn list(dir: &Arc<Dir>, rel: &[u8], tree: &mut Tree, pending: &mut Vec<Pending>) {
+/// subdirectories are queued on `pending`. Ignored entries are only named (issue 14).
+pub(crate) fn list(
+    dir: &Arc<Dir>,
+    rel: &[u8],
+    tree: &mut Tree,
+    rules: ScanRules<'_>,
+    pending: &mut Vec<Pending>,
+) -> Result<()> {
     let names = match dir.entries() {
         Ok(names) => names,
         Err(e) => {
             tree.unreadable.push(RelPath::from_bytes(rel));
             tree.errors.push(Error::Io { op: Op::ReadDir, path: dir.path().to_path_buf(), source: e });
-            return;
+            return Ok(());
         }
     };
-    for (name, _) in names {
+    let chains = match rules {
+        ScanRules::None => Vec::new(),
+        ScanRules::Read(_) => {
+            // The listing says whether there is a rules file: no extra call where there is none.
+            if let Some((_, kind)) = names.iter().find(|(n, _)| n.as_bytes() == ignore::RULES_FILE.as_bytes())
+                && !read_rules(dir, rel, *kind, tree)?
+            {
+                return Ok(());
+            }
+            vec![tree.rules.chain(rel)]
+        }
+        ScanRules::Given(sets) => sets.iter().map(|r| r.chain(rel)).collect(),
+    };
+    let chains: Vec<Chain> = chains.into_iter().filter(|c| !c.is_empty()).collect();
+    for (name, kind) in names {
         let mut child = Vec::with_capacity(rel.len() + 1 + name.len());
         if !rel.is_empty() {
             child.extend_from_slice(rel);
@@ -199,7 +295,20 @@ fn list(dir: &Arc<Dir>, rel: &[u8], tree: &mut Tree, pending: &mut Vec<Pending>)
             tree.leftovers.push(path);
             continue;
         }
+        let ignored = |is_dir: bool| chains.iter().any(|c| ignore::decide(c, &child, is_dir));
+        // The listing's type decides without an `lstat` where the file system gives one.
+        let known_dir = match kind {
+            FileType::Unknown => None,
+            kind => Some(kind == FileType::Directory),
+        };
+        if !chains.is_empty() && known_dir.is_some_and(ignored) {
+            tree.ignored.push(path);
+            continue;
+        }
         match entry_at(dir, &name, path.clone()) {
+            Ok(Some(entry)) if known_dir.is_none() && !chains.is_empty() && ignored(entry.is_dir()) => {
+                tree.ignored.push(path);
+            }
             Ok(Some(entry)) => {
                 if entry.is_dir() {
                     pending.push(Pending {
@@ -220,6 +329,41 @@ fn list(dir: &Arc<Dir>, rel: &[u8], tree: &mut Tree, pending: &mut Vec<Pending>)
             }
         }
     }
+    Ok(())
+}
+
+/// Reads the `.syncignore` of `dir` (`rel` below the root; `kind` from the listing) into
+/// `tree.rules`, through the directory's descriptor and never through a symlink. False when
+/// the file cannot be read: the directory is then unreadable as a whole (not listed, nothing
+/// below it deleted elsewhere), since what it holds cannot be told apart; the root's own
+/// file fails the scan. A bad pattern is bad input and ends the scan.
+fn read_rules(dir: &Dir, rel: &[u8], kind: FileType, tree: &mut Tree) -> Result<bool> {
+    let name = OsStr::new(ignore::RULES_FILE);
+    let path = dir.path_of(name);
+    let read = || -> io::Result<Vec<u8>> {
+        let file = dir.open_read(name)?;
+        let mut bytes = Vec::new();
+        io::Read::read_to_end(&mut &file, &mut bytes)?;
+        Ok(bytes)
+    };
+    let found = match kind {
+        FileType::Symlink => Found::Symlink,
+        FileType::RegularFile | FileType::Unknown => match read() {
+            Ok(bytes) => Found::Read(bytes),
+            Err(e) if is_not_a_dir(&e) => Found::Symlink,
+            Err(e) if e.kind() == io::ErrorKind::InvalidInput => Found::NotAFile,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(true),
+            Err(source) if rel.is_empty() => return Err(Error::Io { op: Op::Read, path, source }),
+            Err(source) => {
+                tree.unreadable.push(RelPath::from_bytes(rel));
+                tree.errors.push(Error::Io { op: Op::Read, path, source });
+                return Ok(false);
+            }
+        },
+        _ => Found::NotAFile,
+    };
+    tree.rules.add(rel, found, &path)?;
+    Ok(true)
 }
 
 /// True for the errors of opening something that is no longer a directory without following
@@ -269,4 +413,49 @@ pub fn entry_of(root: &Root, rel: &RelPath) -> Result<Option<Entry>> {
 /// Joins a relative path onto a root path (for messages and the programs' own files).
 pub fn join(root: &Path, rel: &RelPath) -> PathBuf {
     root.join(rel.as_path())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    fn paths(v: &[RelPath]) -> Vec<String> {
+        v.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn ignored_entries_are_named_not_listed_and_rules_files_are_never_followed() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path();
+        fs::create_dir_all(root.join("deps/pkg")).unwrap();
+        fs::create_dir_all(root.join("sub")).unwrap();
+        fs::write(root.join(".syncignore"), "deps/\n*.o\n").unwrap();
+        fs::write(root.join("deps/pkg/x"), "x").unwrap();
+        fs::write(root.join("a.o"), "o").unwrap();
+        fs::write(root.join("sub/b.o"), "o").unwrap();
+        fs::write(root.join("outside-rules"), "*\n").unwrap();
+        std::os::unix::fs::symlink(root.join("outside-rules"), root.join("sub/.syncignore")).unwrap();
+        let excludes = Excludes::none();
+        let tree = scan_with(&Root::open(root).unwrap(), ScanRules::Read(&excludes)).unwrap();
+        let kept: Vec<String> = tree.entries.iter().map(|e| e.path.to_string()).collect();
+        assert_eq!(kept, [".syncignore", "outside-rules", "sub", "sub/.syncignore"]);
+        assert_eq!(paths(&tree.ignored), ["a.o", "deps", "sub/b.o"]);
+        let not_read: Vec<RelPath> = tree.rules.not_read().map(|(p, _)| p).collect();
+        assert_eq!(paths(&not_read), ["sub/.syncignore"]);
+        // Another scan's rules, applied afterwards, give what a scan with them gives.
+        let mut all = scan(&Root::open(root).unwrap()).unwrap();
+        all.leave_out(&tree.rules);
+        assert_eq!(all.entries, tree.entries);
+        assert_eq!(all.ignored, tree.ignored);
+    }
+
+    #[test]
+    fn a_bad_pattern_in_the_tree_fails_the_scan_as_bad_input() {
+        let d = tempfile::tempdir().unwrap();
+        fs::create_dir(d.path().join("s")).unwrap();
+        fs::write(d.path().join("s/.syncignore"), "[z-a]\n").unwrap();
+        let err = scan_with(&Root::open(d.path()).unwrap(), ScanRules::Read(&Excludes::none())).unwrap_err();
+        assert_eq!(err.exit_code(), 2, "{err}");
+    }
 }

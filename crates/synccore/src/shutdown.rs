@@ -24,12 +24,23 @@ pub struct Shutdown {
     inner: Arc<Inner>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Default)]
 struct Inner {
     /// Set by the signal handlers themselves (async-signal-safe) and by [`Shutdown::request`].
     flag: Arc<AtomicBool>,
     lock: Mutex<()>,
     woken: Condvar,
+    /// Called once by the request: for waits that block on something else than the condvar
+    /// (the watcher's channel).
+    hooks: Mutex<Vec<Box<dyn Fn() + Send>>>,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shutdown")
+            .field("requested", &self.flag.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
 }
 
 impl Shutdown {
@@ -76,8 +87,26 @@ impl Shutdown {
     /// Requests a shutdown and wakes every sleeper.
     pub fn request(&self) {
         self.inner.flag.store(true, Ordering::Relaxed);
-        let _guard = self.inner.lock.lock();
-        self.inner.woken.notify_all();
+        {
+            let _guard = self.inner.lock.lock();
+            self.inner.woken.notify_all();
+        }
+        let hooks = self.inner.hooks.lock().map(|mut h| std::mem::take(&mut *h)).unwrap_or_default();
+        for hook in hooks {
+            hook();
+        }
+    }
+
+    /// Calls `hook` when a shutdown is requested (at once if it already was): how a wait
+    /// that blocks on its own channel learns of the request without polling.
+    pub fn on_request(&self, hook: impl Fn() + Send + 'static) {
+        if let Ok(mut hooks) = self.inner.hooks.lock()
+            && !self.is_requested()
+        {
+            hooks.push(Box::new(hook));
+            return;
+        }
+        hook();
     }
 
     /// Sleeps for `duration` or until a shutdown is requested; true when it was. Never

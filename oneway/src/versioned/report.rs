@@ -46,7 +46,7 @@ pub fn source_dir(source: &Path, root: &Path) -> Result<PathBuf, Error> {
 pub fn pass_and_log(
     source: &Path,
     layout: &Layout,
-    options: VersionedOptions,
+    options: &VersionedOptions,
     shutdown: &Shutdown,
     totals: &mut Totals,
 ) -> u8 {
@@ -86,7 +86,7 @@ fn log_report(
     report: &VersionedReport,
     source: &Path,
     layout: &Layout,
-    options: VersionedOptions,
+    options: &VersionedOptions,
     started: Instant,
     totals: &mut Totals,
 ) -> u8 {
@@ -101,6 +101,8 @@ fn log_report(
             &format!("skipped special file \"{path}\" (fifo, socket or device)"),
         );
     }
+    passes::log_ignored("", &report.ignored.0, &report.ignored.1, totals);
+    let ignored = std::mem::take(&mut totals.ignored);
     let exit = u8::from(report.had_errors());
     let rotated = matches!(report.outcome, Outcome::Rotated { .. });
     totals.rotations += u64::from(rotated);
@@ -124,7 +126,7 @@ fn log_report(
         extra,
     };
     let (pass, _, _) = passes::count_pass(totals, &end);
-    log_outcome(report, source, layout, options, started, pass);
+    log_outcome(report, source, layout, options, started, (pass, ignored));
     exit
 }
 
@@ -159,9 +161,9 @@ fn log_outcome(
     report: &VersionedReport,
     source: &Path,
     layout: &Layout,
-    options: VersionedOptions,
+    options: &VersionedOptions,
     started: Instant,
-    pass: u64,
+    (pass, ignored): (u64, u64),
 ) {
     let secs = started.elapsed().as_secs_f64();
     let show = |d: &Option<Digest>| d.map_or_else(|| "none".to_owned(), |d| d.to_hex());
@@ -177,7 +179,7 @@ fn log_outcome(
             }
             log::debug!(
                 "pass {pass}: unchanged (directory checksum {checksum}), nothing written; \
-                 {} files hashed, {secs:.2} s",
+                 {} files hashed, {ignored} ignored, {secs:.2} s",
                 report.hashed.files
             );
         }
@@ -185,8 +187,9 @@ fn log_outcome(
             rotate_event(layout, old.as_ref(), new, report, false);
             log::info!("rotate {}: {} -> {new}", Quoted(&layout.dir()), show(old));
             log::info!(
-                "pass {pass}: rotated; {copies} files copied, {} bytes written, {links} hard links \
-                 (unchanged files), manifest {} bytes, {} files hashed ({} bytes read), {} failed, {secs:.2} s",
+                "pass {pass}: rotated; {copies} files copied, {} bytes written, {links} hard links, \
+                 manifest {} bytes, {} files hashed ({} bytes read), {ignored} ignored, {} failed, \
+                 {secs:.2} s",
                 report.stats.copied_bytes,
                 report.manifest_bytes,
                 report.hashed.files,

@@ -4,6 +4,7 @@
 
 mod cli;
 mod faults;
+mod ignore;
 mod metadata;
 mod oneway_crash;
 mod oneway_inputs;

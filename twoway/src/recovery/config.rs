@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use synccore::error::{Error, Result};
 use synccore::fsio;
+use synccore::ignore::Excludes;
 
 /// A loaded, validated `config.json`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,8 +61,12 @@ pub fn load_config(path: &Path, default_script: &Path) -> Result<RecoveryConfig>
     let serde_json::Value::Object(map) = &value else {
         return Err(invalid("expected a JSON object with \"script\" and \"interval\"".into()));
     };
-    let unknown_keys =
-        map.keys().filter(|k| !["script", "interval", "created_by"].contains(&k.as_str())).cloned().collect();
+    let unknown_keys = map
+        .keys()
+        .filter(|k| !["script", "interval", "created_by", "exclude"].contains(&k.as_str()))
+        .cloned()
+        .collect();
+    exclude_of(map, path)?;
     let script = match map.get("script") {
         Some(serde_json::Value::String(s)) if !s.is_empty() => PathBuf::from(s),
         Some(_) => return Err(invalid("\"script\" must be a non-empty string (the oneway program)".into())),
@@ -113,6 +118,50 @@ pub fn find_oneway(exe: &Path) -> PathBuf {
         .map(|dir| dir.join("oneway"))
         .find(|candidate| check_executable(candidate).is_ok())
         .unwrap_or(beside)
+}
+
+/// The excludes of a run of twoway (issue 14): the config's `"exclude"` list (it applies to
+/// every pair of the home; `config` is `--config`, else `<home>/config.json`, which may not
+/// exist yet), then `--exclude-from`, then `--exclude`. A bad pattern, a wrong type or an
+/// unreadable file is bad input.
+pub fn excludes(config: Option<&Path>, home: &Path, common: &synccli::args::CommonArgs) -> Result<Excludes> {
+    let path = match config {
+        Some(path) => synccore::roots::absolute(path)?,
+        None => home.join("config.json"),
+    };
+    let text = match fsio::open_beside(&path, false) {
+        Ok((dir, name)) => dir.read(name)?,
+        Err(Error::Missing { .. }) => None,
+        Err(err) => return Err(err),
+    };
+    let mut all = Excludes::none();
+    // A config that is not a JSON object is reported by `load_config` when the recovery
+    // system starts (before any pass); `--no-recovery` goes on without it, as it always has.
+    let parsed = text.and_then(|t| serde_json::from_slice::<serde_json::Value>(&t).ok());
+    if let Some(serde_json::Value::Object(map)) = &parsed {
+        all.add(&path, &exclude_of(map, &path)?)?;
+    }
+    let cli = common.excludes()?;
+    all.add(Path::new("--exclude"), cli.lines())?;
+    Ok(all)
+}
+
+/// The optional `"exclude"` list of a config: an array of patterns (strings).
+fn exclude_of(map: &serde_json::Map<String, serde_json::Value>, path: &Path) -> Result<Vec<String>> {
+    let invalid = || Error::Invalid {
+        path: path.to_path_buf(),
+        reason: "\"exclude\" must be an array of patterns (strings), e.g. [\"node_modules/\", \"*.tmp\"]"
+            .into(),
+    };
+    match map.get("exclude") {
+        None => Ok(Vec::new()),
+        Some(serde_json::Value::Array(items)) => items
+            .iter()
+            .map(|v| v.as_str().map(str::to_owned))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(invalid),
+        Some(_) => Err(invalid()),
+    }
 }
 
 /// Checks `"interval"`, the arguments that set each child's period, before any child starts
@@ -235,6 +284,32 @@ mod tests {
             fs::write(&path, text).unwrap();
             let err = load_config(&path, Path::new("/unused")).unwrap_err().to_string();
             assert!(err.contains(needle) && err.contains("config.json"), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn excludes_come_from_the_config_then_the_command_line() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            common: synccli::args::CommonArgs,
+        }
+        let d = tempfile::tempdir().unwrap();
+        let cli = Cli::parse_from(["t", "--exclude", "*.tmp"]);
+        // No config yet: the command line only.
+        assert_eq!(excludes(None, d.path(), &cli.common).unwrap().lines(), ["*.tmp"]);
+        let path = d.path().join("config.json");
+        fs::write(&path, r#"{"script": "x", "interval": [], "exclude": ["node_modules/"]}"#).unwrap();
+        assert_eq!(excludes(None, d.path(), &cli.common).unwrap().lines(), ["node_modules/", "*.tmp"]);
+        for (text, needle) in [
+            (r#"{"exclude": "x"}"#, "\"exclude\" must be an array"),
+            (r#"{"exclude": [1]}"#, "\"exclude\" must be an array"),
+            (r#"{"exclude": ["[z-a]"]}"#, "bad pattern"),
+        ] {
+            fs::write(&path, text).unwrap();
+            let err = excludes(Some(&path), d.path(), &cli.common).unwrap_err();
+            assert!(err.exit_code() == 2 && err.to_string().contains(needle), "{text}: {err}");
         }
     }
 }
