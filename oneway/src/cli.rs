@@ -3,12 +3,33 @@
 
 use std::path::PathBuf;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use synccli::args::CommonArgs;
+
+/// What `--help` ends with (issue 16, point 5): examples, then the exit codes.
+const AFTER_HELP: &str = "\
+Examples:
+  oneway ~/Documents /mnt/backup/Documents --once     one pass, exit with its status
+  oneway ~/Documents /mnt/backup/Documents -i 300     a pass every 5 minutes until Ctrl+C
+  oneway ~/Documents /mnt/backup/Documents -n         what a pass would do (changes nothing)
+  oneway ~/Documents /mnt/backup --versioned          keep the latest and the previous version
+  oneway SRC DST --once --json | jq -c 'select(.event == \"error\")'    errors, for a script
+  oneway --completions bash > ~/.local/share/bash-completion/completions/oneway
+";
+
+/// Parses the command line (exiting on `--help`, `--version`, `--completions`, `--man` or a
+/// usage error, as clap does).
+pub fn parse() -> Args {
+    let command_line: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    synccli::help::print_and_exit_if_asked(Args::command(), &command_line);
+    Args::parse_from(command_line)
+}
 
 /// Mirror SOURCE into BACKUP, once or periodically, atomically and without ever writing SOURCE.
 #[derive(Debug, Parser)]
-#[command(name = "oneway", version, about, long_about = None)]
+#[command(name = "oneway", version, about, long_about = None,
+          after_help = "Examples and exit codes: oneway --help.",
+          after_long_help = synccli::help::after_long_help(AFTER_HELP))]
 pub struct Args {
     /// The directory to back up (never written).
     pub source: PathBuf,

@@ -3,8 +3,6 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 fn main() -> ExitCode {
-    ExitCode::from(oneway::run(&oneway::cli::Args::parse()))
+    ExitCode::from(oneway::run(&oneway::cli::parse()))
 }

@@ -4,7 +4,8 @@
 use std::path::Path;
 use std::time::Instant;
 
-use synccli::passes::{self, Progress, Totals};
+use synccli::passes::{self, PassEnd, Place, Totals};
+use synccli::progress::Progress;
 use synccore::apply::{self, ApplyStats, Event, Trees};
 use synccore::checksum::file_checksum_in;
 use synccore::diff::{self, DiffOptions};
@@ -124,6 +125,7 @@ pub fn run_pass(
             synccore::fsio::create_dirs(target)?;
             Root::open(target)?
         };
+        observe(Event::Planned(&plan));
         report.stats = apply::apply(&plan, Trees::new(&source_root, &target_root), shutdown.flag(), observe);
         if report.stats.panicked {
             return Err(Error::Panicked { what: "copying" });
@@ -151,29 +153,43 @@ pub fn pass_and_log(
     shutdown: &Shutdown,
     totals: &mut Totals,
 ) -> u8 {
-    let (started, mut progress) = (Instant::now(), Progress::default());
-    let mut observe = passes::observer(&mut progress, |event| passes::log_event("", event));
+    let (started, mut progress) = (Instant::now(), Progress::new("mirroring"));
+    let place = Place::default();
+    let mut observe = passes::observer(&mut progress, |event| passes::log_event(place, event));
     let report = match run_pass(source, backup, options, shutdown, &mut observe) {
         Ok(report) => report,
         Err(err) => return passes::pass_aborted(totals, &err),
     };
+    // The bar is cleared before the pass's own lines.
+    drop(observe);
+    drop(progress);
     for err in &report.scan_errors {
-        log::error!("{err}");
+        passes::report_error(err);
     }
     for path in &report.special {
-        log::warn!("skipped special file \"{path}\" (fifo, socket or device)");
+        passes::warn_at(place, path, &format!("skipped special file \"{path}\" (fifo, socket or device)"));
     }
     passes::log_ignored("", &report.ignored, &report.rules_not_read, totals);
-    if options.dry_run {
-        for step in &report.plan.steps {
-            println!("{step}");
-        }
-        log::info!(
-            "dry run: {} operations, {} bytes to copy; nothing changed",
-            report.plan.steps.len(),
-            report.plan.bytes()
-        );
-    }
-    passes::record_pass(totals, &report.stats, report.scan_errors.len(), 0, started);
-    u8::from(report.had_errors())
+    let planned;
+    let stats = if options.dry_run {
+        passes::show_plan(place, &report.plan);
+        planned = passes::planned_stats(&[&report.plan]);
+        &planned
+    } else {
+        &report.stats
+    };
+    let exit = u8::from(report.had_errors());
+    passes::record_pass(
+        totals,
+        &PassEnd {
+            stats,
+            scan_errors: report.scan_errors.len(),
+            conflict_copies: &[],
+            started,
+            status: exit,
+            dry_run: options.dry_run,
+            extra: serde_json::Map::new(),
+        },
+    );
+    exit
 }

@@ -311,6 +311,7 @@ fn build(
     v.create_dir(next, 0o700)?;
     let next_root = v.open_root(next)?;
     let trees = Trees { from: source, to: &next_root, links: Some(v) };
+    observe(Event::Planned(&report.plan));
     report.stats = apply::apply(&report.plan, trees, shutdown.flag(), observe);
     if report.stats.panicked {
         v.remove_tree(next)?;

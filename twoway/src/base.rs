@@ -250,8 +250,10 @@ impl Pair {
         home.rename(&legacy, &self.state(), Rename::NoReplace)?;
         home.sync_dir(&self.dir)?;
         if let Some(old_dir) = legacy.parent() {
-            // The old directory held only the base and a lock file; leave it if anything else.
+            // The old directory held only the base, a lock file and a status (issue 16); leave it
+            // if anything else.
             let _ = home.remove_file(&old_dir.join("lock"));
+            let _ = home.remove_file(&old_dir.join(synccli::status::FILE_NAME));
             let _ = home.remove_dir(old_dir);
         }
         Ok(())
@@ -272,7 +274,7 @@ fn key(a: &Path, b: &Path, sorted: bool) -> String {
 
 /// The sides recorded in the state file at `rel` below `home`, if it is readable: its first
 /// line only.
-fn read_header(home: &Root, rel: &Path) -> Option<(PathBuf, PathBuf)> {
+pub fn read_header(home: &Root, rel: &Path) -> Option<(PathBuf, PathBuf)> {
     let file = home.open_read(rel).ok()?;
     let mut line = Vec::new();
     std::io::BufRead::read_until(&mut std::io::BufReader::new(file), b'\n', &mut line).ok()?;

@@ -85,6 +85,7 @@ impl TypedValueParser for VersionParser {
 /// without `--restore` is a usage error.
 pub fn parse() -> Args {
     let command_line: Vec<OsString> = std::env::args_os().collect();
+    synccli::help::print_and_exit_if_asked(Args::command(), &command_line);
     // A lenient look first: required arguments and bad values do not stop it, and it sees
     // `--version`'s raw value (if any).
     let probe = Args::command()
@@ -116,20 +117,41 @@ fn needs_restore(value: &OsStr) -> ! {
     Args::command().error(ErrorKind::ArgumentConflict, message).exit()
 }
 
+/// What `--help` ends with (issue 16, point 5): examples, then the exit codes.
+const AFTER_HELP: &str = "\
+Examples:
+  twoway ~/Documents /mnt/usb/Documents --once      one pass, exit with its status
+  twoway ~/Documents /mnt/usb/Documents             a pass every 60 s until Ctrl+C
+  twoway ~/Documents /mnt/usb/Documents -n          what a pass would do (changes nothing)
+  twoway ~/Documents --restore                      bring back the latest kept version
+  twoway ~/Documents --restore --version previous   ... or the one before it
+  twoway ~/Documents --restore --version undo       undo the last restore
+  twoway --status                                   pairs, versions, rails, running processes
+  twoway --completions bash > ~/.local/share/bash-completion/completions/twoway
+";
+
 const HOME_HELP: &str = "Where the merge state and locks live [default: $TWOWAY_HOME, \
                          else $XDG_DATA_HOME/twoway, else ~/.local/share/twoway]";
 
 /// Keep two directories equal in both directions, with a three-way merge against the state
 /// of the last pass; changes on either side propagate, conflicts keep both versions.
 #[derive(Debug, Parser)]
-#[command(name = "twoway", version, about, long_about = None, disable_version_flag = true)]
+#[command(name = "twoway", version, about, long_about = None, disable_version_flag = true,
+          after_help = "Examples and exit codes: twoway --help.",
+          after_long_help = synccli::help::after_long_help(AFTER_HELP))]
 pub struct Args {
     /// The first directory (side A).
-    pub dir_a: PathBuf,
+    #[arg(required_unless_present = "status")]
+    pub dir_a: Option<PathBuf>,
 
     /// The second directory (side B); not given with --restore.
-    #[arg(required_unless_present_any = ["restore", "version"], conflicts_with = "restore")]
+    #[arg(required_unless_present_any = ["restore", "version", "status"], conflicts_with = "restore")]
     pub dir_b: Option<PathBuf>,
+
+    /// Show each pair and protected directory of the home (last pass, rails, versions, undo
+    /// generations, disk used, running processes); changes nothing.
+    #[arg(long, conflicts_with_all = ["dir_a", "restore"])]
+    pub status: bool,
 
     /// Restore the first directory from its kept versions instead of syncing (it may no
     /// longer exist).

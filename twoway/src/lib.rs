@@ -16,13 +16,18 @@ pub mod pass;
 pub mod recovery;
 pub mod renames;
 pub mod restore;
+pub mod status;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use synccli::Program;
-use synccli::passes::{self, Progress, Totals};
+use synccli::output;
+use synccli::passes::{self, PassEnd, Place, Totals};
+use synccli::progress::Progress;
+use synccore::apply::ApplyStats;
 use synccore::error::{Error, Quoted};
+use synccore::relpath::RelPath;
 use synccore::shutdown::Shutdown;
 use synccore::{lock, rails, roots};
 
@@ -36,6 +41,9 @@ const PROGRAM: Program = Program { name: "twoway", tag: "TWOWAY" };
 /// Runs `twoway` with its arguments and returns the exit status (SPEC section 5): the sync
 /// loop (with the recovery system unless `--no-recovery`), or `DIR --restore`.
 pub fn run(args: &Args) -> u8 {
+    if args.status {
+        return show_status(args);
+    }
     if args.restore {
         let check = || {
             let home = roots::future_dir(&home_of(args)?)?;
@@ -49,13 +57,19 @@ pub fn run(args: &Args) -> u8 {
     synccli::run_command(PROGRAM, &args.common, || validate(args), |config| run_passes(args, &config))
 }
 
-/// `twoway DIR --restore [--version …]`.
+/// `twoway DIR --restore [--version …]`, with progress on a terminal and a `restore` event
+/// with `--json` (issue 16, point 1).
 fn restore(args: &Args, home: &Path, excludes: &synccore::ignore::Excludes) -> Result<u8, Error> {
     let shutdown = Shutdown::install()?;
     let version = restore::version_of(args.version);
-    match restore::restore(home, &args.dir_a, version, excludes, shutdown.flag()) {
+    let mut progress = Progress::new("restoring");
+    let mut observe = |e: synccore::apply::Event<'_>| progress.observe(&e);
+    let result = restore::restore(home, dir_a(args), version, excludes, shutdown.flag(), &mut observe);
+    drop(progress);
+    match result {
         Ok(done) => {
             restore::log_restored(&done);
+            output::emit(|| restore::restored_event(&done));
             Ok(0)
         }
         Err(err) => {
@@ -63,6 +77,31 @@ fn restore(args: &Args, home: &Path, excludes: &synccore::ignore::Excludes) -> R
             Ok(err.exit_code() as u8)
         }
     }
+}
+
+/// `twoway --status`: prints the home's status on stdout (one JSON object with `--json`).
+/// It sets up no logging, takes no lock and writes nothing (issue 16, point 8).
+fn show_status(args: &Args) -> u8 {
+    let gathered = home_of(args).and_then(|h| roots::existing_dir(&h)).and_then(|h| status::gather(&h));
+    match gathered {
+        Ok(status) if args.common.json => {
+            println!("{}", status.to_json());
+            0
+        }
+        Ok(status) => {
+            print!("{}", status.render());
+            0
+        }
+        Err(err) => {
+            eprintln!("twoway: error: {err}");
+            err.exit_code() as u8
+        }
+    }
+}
+
+/// The first directory of the command line (clap requires it unless `--status`).
+fn dir_a(args: &Args) -> &Path {
+    args.dir_a.as_deref().unwrap_or(Path::new(""))
 }
 
 /// Validated, canonical inputs of a run.
@@ -92,9 +131,9 @@ pub fn home_of(args: &Args) -> Result<PathBuf, Error> {
 pub fn validate(args: &Args) -> Result<Config, Error> {
     let home = roots::future_dir(&home_of(args)?)?;
     let dir_b = args.dir_b.as_deref().unwrap_or(Path::new(""));
-    let (a, b) = match (roots::existing_dir(&args.dir_a), roots::existing_dir(dir_b)) {
+    let (a, b) = match (roots::existing_dir(dir_a(args)), roots::existing_dir(dir_b)) {
         (Ok(a), Ok(b)) => (a, b),
-        (Err(err), _) | (_, Err(err)) => return Err(vanished_or(err, &args.dir_a, dir_b, &home)),
+        (Err(err), _) | (_, Err(err)) => return Err(vanished_or(err, dir_a(args), dir_b, &home)),
     };
     roots::check_disjoint(&a, &b)?;
     for dir in [&a, &b] {
@@ -161,63 +200,108 @@ fn run_passes(args: &Args, config: &Config) -> Result<u8, Error> {
     Ok(if verdict.fatal.is_some() { 2 } else { status })
 }
 
-/// Runs a pass, logs what it did, and returns its exit status (0, 1 or 3).
+/// Where the operations of a side happen, for log lines and `--json` events.
+fn place(side: Side) -> Place {
+    Place { prefix: side.prefix(), side: Some(side.letter()) }
+}
+
+/// Runs a pass, logs what it did, records its status in the home (unless dry-running; issue
+/// 16, point 8), and returns its exit status (0, 1 or 3).
 fn pass_and_log(pair: &Pair, options: &SyncOptions, shutdown: &Shutdown, totals: &mut Totals) -> u8 {
-    let (started, mut progress) = (Instant::now(), Progress::default());
+    let (started, mut progress) = (Instant::now(), Progress::new("syncing"));
     let mut observe = |side: Side, event: synccore::apply::Event<'_>| {
-        passes::log_event(side.prefix(), &event);
-        progress.tick();
+        progress.observe(&event);
+        passes::log_event(place(side), &event);
     };
-    let report = match pass::run_pass(pair, options, shutdown, &mut observe) {
-        Ok(report) => report,
-        Err(err) => return passes::pass_aborted(totals, &err),
+    let result = pass::run_pass(pair, options, shutdown, &mut observe);
+    // The bar is cleared before the pass's own lines.
+    drop(progress);
+    let (exit, done) = match &result {
+        Ok(report) => (log_report(report, options, started, totals), report.stats.clone()),
+        Err(err) => (passes::pass_aborted(totals, err), ApplyStats::default()),
     };
+    if !options.dry_run
+        && let Ok(home) = synccore::fsio::Root::open(&pair.home)
+    {
+        let ending = synccli::status::Ending {
+            program: "twoway",
+            exit,
+            error: result.as_ref().err(),
+            stats: &done,
+            seconds: started.elapsed().as_secs_f64(),
+        };
+        synccli::status::record(&home, &pair.dir.join(synccli::status::FILE_NAME), &ending);
+    }
+    exit
+}
+
+/// Logs what a pass that ran found and did (its conflicts named with their copies, issue 16
+/// point 10); returns its exit status.
+fn log_report(report: &SyncReport, options: &SyncOptions, started: Instant, totals: &mut Totals) -> u8 {
     if let Some(problem) = &report.base_problem {
         log::warn!("{problem}; syncing as if for the first time (nothing is deleted)");
     }
     for err in &report.scan_errors {
-        log::error!("{err}");
+        passes::report_error(err);
     }
     for (side, path) in &report.special {
-        log::warn!("{}skipped special file \"{path}\" (fifo, socket or device)", side.prefix());
+        let message = format!("skipped special file \"{path}\" (fifo, socket or device)");
+        passes::warn_at(place(*side), path, &message);
     }
     for (side, (ignored, not_read)) in [Side::A, Side::B].into_iter().zip(&report.ignored) {
         passes::log_ignored(side.prefix(), ignored, not_read, totals);
     }
-    for (path, winner) in &report.merge.conflicts {
+    for c in &report.merge.conflicts {
         log::warn!(
-            "conflict at \"{path}\": both sides changed it; {} kept the path, the other version was set aside",
-            winner.name()
+            target: synccli::logging::OP_TARGET,
+            "conflict at \"{}\": both sides changed it; {} kept the path, the other version was set aside \
+             as \"{}\"",
+            c.path,
+            c.winner.name(),
+            c.copy
         );
+        output::emit(|| {
+            serde_json::json!({
+                "event": "conflict",
+                "path": output::rel(&c.path),
+                "winner": c.winner.letter().to_string(),
+                "copy": output::rel(&c.copy),
+                "copy_from": c.winner.other().letter().to_string(),
+            })
+        });
     }
-    if options.dry_run {
-        print_plan(&report);
-    }
-    passes::record_pass(
-        totals,
-        &report.stats,
-        report.scan_errors.len(),
-        report.merge.conflicts.len(),
+    let planned;
+    let stats = if options.dry_run {
+        print_plan(report);
+        let m = &report.merge;
+        planned = passes::planned_stats(&[&m.renames[0], &m.renames[1], &m.plans[1], &m.plans[0]]);
+        &planned
+    } else {
+        &report.stats
+    };
+    let copies: Vec<RelPath> = report.merge.conflicts.iter().map(|c| c.copy.clone()).collect();
+    let exit = u8::from(report.had_errors());
+    let end = PassEnd {
+        stats,
+        scan_errors: report.scan_errors.len(),
+        conflict_copies: &copies,
         started,
-    );
-    u8::from(report.had_errors())
+        status: exit,
+        dry_run: options.dry_run,
+        extra: serde_json::Map::new(),
+    };
+    passes::record_pass(totals, &end);
+    exit
 }
 
-/// Dry run: every step on stdout, prefixed with the side it would change.
+/// Dry run: every step on stdout, prefixed with the side it would change (with `--json`,
+/// events with `"would": true` and their side).
 fn print_plan(report: &SyncReport) {
     let m = &report.merge;
-    let mut n = 0;
     for side in [Side::A, Side::B] {
-        for step in &m.renames[side.index()].steps {
-            println!("{}{step}", side.prefix());
-            n += 1;
-        }
+        passes::show_plan(place(side), &m.renames[side.index()]);
     }
     for side in [Side::B, Side::A] {
-        for step in &m.plans[side.index()].steps {
-            println!("{}{step}", side.prefix());
-            n += 1;
-        }
+        passes::show_plan(place(side), &m.plans[side.index()]);
     }
-    log::info!("dry run: {n} operations; nothing changed");
 }

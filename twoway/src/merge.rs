@@ -131,8 +131,18 @@ pub struct Merge {
     /// Steps on side A and side B carried out before the plans: the moves that follow the other
     /// side's renames, then the conflicts' set-asides.
     pub renames: [Plan; 2],
-    /// Paths where both sides changed differently, and which side won.
-    pub conflicts: Vec<(RelPath, Side)>,
+    /// Paths where both sides changed differently, which side won, and the conflict copy
+    /// that keeps the loser (issue 16, point 10: the summary names it).
+    pub conflicts: Vec<Conflict>,
+}
+
+/// One conflict of a pass.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conflict {
+    pub path: RelPath,
+    pub winner: Side,
+    /// The loser's new name, on both sides once the pass is over.
+    pub copy: RelPath,
 }
 
 /// Options of a merge.
@@ -232,11 +242,11 @@ fn merge_paths(trees: [&Tree; 2], base: &Base, options: &MergeOptions, hash: &mu
                 });
                 // The loser, under its new name, is copied to the winner's side...
                 let mut moved = l.clone();
-                moved.path = aside;
+                moved.path = aside.clone();
                 merge.plans[winner.index()].steps.push(create_step(&moved));
                 // ...and the winner takes the path on the loser's side (now free).
                 merge.plans[loser.index()].steps.push(create_step(w));
-                merge.conflicts.push((row.path.clone(), winner));
+                merge.conflicts.push(Conflict { path: row.path.clone(), winner, copy: aside });
             }
         }
     }

@@ -183,6 +183,11 @@ fn apply_both(
     observe: &mut dyn FnMut(Side, Event<'_>),
 ) -> Result<()> {
     let [ra, rb] = roots;
+    // The whole pass's plans first, so that progress is shown against its total.
+    for side in [Side::A, Side::B] {
+        observe(side, Event::Planned(&merged.renames[side.index()]));
+        observe(side, Event::Planned(&merged.plans[side.index()]));
+    }
     for (side, root) in [(Side::A, ra), (Side::B, rb)] {
         let trees = Trees::new(root, root);
         let stats =

@@ -36,10 +36,24 @@ pub fn start(
         what: "the recovery system",
         reason: format!("cannot find twoway's own path: {e}"),
     })?;
-    let config = config::load_config(&config_path, &exe.with_file_name("oneway"))?;
+    let config = config::load_config(&config_path, &config::find_oneway(&exe))?;
     for key in &config.unknown_keys {
         log::warn!("{}: unknown key \"{key}\" ignored", Quoted(&config_path));
     }
+    if let Some(old) = &config.replaced_script {
+        log::warn!(
+            "{}: the default script {} no longer exists; using {}",
+            Quoted(&config_path),
+            Quoted(old),
+            Quoted(&config.script)
+        );
+    }
+    // The children's period: the config's when the user wrote one, else twoway's own
+    // (issue 16, point 7).
+    let interval: Vec<OsString> = match &config.interval {
+        Some(words) => words.iter().map(OsString::from).collect(),
+        None => vec!["--interval".into(), args.common.interval.to_string().into()],
+    };
     let [a, b] = roots;
     let dirs: Vec<NewProtected> = [(a, b), (b, a)]
         .into_iter()
@@ -68,7 +82,7 @@ pub fn start(
             log.push(name);
             log.push(".log");
             let mut args: Vec<OsString> = vec![dir.into(), home.into(), "--versioned".into()];
-            args.extend(config.interval.iter().map(OsString::from));
+            args.extend(interval.iter().cloned());
             args.extend(["--log".into(), logs.join(log).into(), "--quiet".into()]);
             // The same excludes as the pass (issue 14): what is not synced is not versioned.
             args.extend(

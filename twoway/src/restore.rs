@@ -30,7 +30,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
-use synccore::apply::{self, ApplyStats, Trees};
+use synccore::apply::{self, ApplyStats, Event, Trees};
 use synccore::checksum::{Digest, file_checksum_in};
 use synccore::diff::{self, DiffOptions};
 use synccore::entry::{MODE_MASK, Mtime, Owner, keeps_owners};
@@ -113,12 +113,14 @@ pub struct Restored {
 /// Restores `dir` (any spelling; it may no longer exist) from `version`, using the register
 /// and versions in `home`. Everything is reached beneath three roots opened once (the home,
 /// the versions directory and DIR's parent), never through a symlink (the security issue).
+/// `observe` is told the plans of the copies and each finished step (for progress).
 pub fn restore(
     home: &Path,
     dir: &Path,
     version: Version,
     excludes: &Excludes,
     shutdown: &AtomicBool,
+    observe: &mut dyn FnMut(Event<'_>),
 ) -> Result<Restored> {
     let dir = synccore::roots::absolute(dir)?;
     let info = info::load_info(&info::info_path(home))?;
@@ -169,11 +171,11 @@ pub fn restore(
             Some(c) => scan::scan_with(c, rules)?.ignored,
             None => Vec::new(),
         };
-        let (stats, copied) = copy_tree(&from_root, &parent, &staging, &ignored, shutdown)?;
+        let (stats, copied) = copy_tree(&from_root, &parent, &staging, &ignored, shutdown, observe)?;
         if let Some(current) = &current {
             carry_ignored(current, &parent.open_root(&staging)?, &ignored, &copied, shutdown)?;
         }
-        let (kept, basis) = keep(current.as_ref(), &v, rules, shutdown)?;
+        let (kept, basis) = keep(current.as_ref(), &v, rules, shutdown, observe)?;
         parent.sync_fs()?;
         check_unchanged(&parent, &dir_name, basis.as_ref(), rules)?;
         Ok((stats, kept, basis))
@@ -216,7 +218,7 @@ fn swap(
     let old = open_dir(parent, staging)?;
     let late = match old.as_ref().map(|o| scan::scan_with(o, rules)) {
         Some(Ok(now)) if same_entries(&now, &basis) => None,
-        _ => Some(keep(old.as_ref(), v, rules, shutdown)?.0),
+        _ => Some(keep(old.as_ref(), v, rules, shutdown, &mut |_| {})?.0),
     };
     parent.remove_tree(staging)?;
     Ok(late)
@@ -299,6 +301,7 @@ fn copy_tree(
     name: &Path,
     ignored: &[RelPath],
     shutdown: &AtomicBool,
+    observe: &mut dyn FnMut(Event<'_>),
 ) -> Result<(ApplyStats, Tree)> {
     let mut tree = scan::scan_owned(from)?;
     if !ignored.is_empty() {
@@ -308,7 +311,8 @@ fn copy_tree(
     parent.create_dir(name, 0o700)?;
     let to = parent.open_root(name)?;
     let plan = copy_plan(&tree);
-    let stats = apply::apply(&plan, Trees::new(from, &to), shutdown, &mut |_| {});
+    observe(Event::Planned(&plan));
+    let stats = apply::apply(&plan, Trees::new(from, &to), shutdown, observe);
     ensure_complete(from.path(), &tree, &stats)?;
     set_root_meta(&to, &root)?;
     Ok((stats, tree))
@@ -408,6 +412,7 @@ fn keep(
     v: &Root,
     rules: ScanRules<'_>,
     shutdown: &AtomicBool,
+    observe: &mut dyn FnMut(Event<'_>),
 ) -> Result<(Kept, Option<Tree>)> {
     let Some(src) = src else { return Ok((Kept::Nothing, None)) };
     // DIR's ignored entries are not kept: they stay in DIR (issue 14).
@@ -443,7 +448,8 @@ fn keep(
     v.create_dir(&building, 0o700)?;
     let built = (|| {
         let to = v.open_root(&building)?;
-        let stats = apply::apply(&plan, Trees { from: src, to: &to, links: Some(v) }, shutdown, &mut |_| {});
+        observe(Event::Planned(&plan));
+        let stats = apply::apply(&plan, Trees { from: src, to: &to, links: Some(v) }, shutdown, observe);
         ensure_complete(src.path(), &tree, &stats)?;
         set_root_meta(&to, &root)?;
         to.sync_fs()?;
@@ -606,6 +612,26 @@ pub fn log_restored(done: &Restored) {
     if !matches!(done.kept, Kept::Nothing) {
         log::info!("`--version undo` brings back what it held before");
     }
+}
+
+/// The `--json` event of a restore: the directory, what it came from, and what its old
+/// content became.
+pub fn restored_event(done: &Restored) -> serde_json::Value {
+    use synccli::output;
+    let (kept, kept_path) = match &done.kept {
+        Kept::Nothing => ("nothing", None),
+        Kept::SameAsNewest { path, .. } => ("same as newest", Some(output::path(path))),
+        Kept::Generation { path, .. } => ("generation", Some(output::path(path))),
+    };
+    serde_json::json!({
+        "event": "restore",
+        "path": output::path(&done.dir),
+        "from": output::path(&done.from),
+        "operations": done.stats.operations(),
+        "bytes": done.stats.copied_bytes,
+        "kept": kept,
+        "kept_path": kept_path,
+    })
 }
 
 fn log_kept(dir: &Path, kept: &Kept) {

@@ -48,6 +48,17 @@ pub struct CommonArgs {
     #[arg(short, long)]
     pub verbose: bool,
 
+    /// Write JSON Lines events on stdout for scripts (docs/formats.md); human lines stay on stderr.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Print a completion script for SHELL on stdout and exit.
+    #[arg(long, value_name = "SHELL", value_enum)]
+    pub completions: Option<clap_complete::Shell>,
+
+    /// Print the man page on stdout and exit.
+    #[arg(long)]
+    pub man: bool,
     /// Ignore paths matching PATTERN (gitignore syntax), as if it were a last line of the
     /// root's .syncignore; repeatable.
     #[arg(long, value_name = "PATTERN")]

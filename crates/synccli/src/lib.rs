@@ -4,9 +4,13 @@
 //! and exit codes and call this crate for everything they do alike.
 
 pub mod args;
+pub mod help;
 pub mod interval;
 pub mod logging;
+pub mod output;
 pub mod passes;
+pub mod progress;
+pub mod status;
 
 use synccore::Error;
 
@@ -37,6 +41,9 @@ pub fn run_command<C>(
         Ok(checked) => checked,
         Err(err) => return refuse(&err),
     };
+    // Issue 16: `--json` events on stdout; a progress bar only on a terminal, not with -q.
+    output::set_json(common.json);
+    progress::set_terminal(std::io::IsTerminal::is_terminal(&std::io::stderr()) && !common.quiet);
     let default_log = format!("{}.log", program.name);
     if let Err(err) = logging::init(program.tag, common.log.as_deref(), &default_log, common.verbosity()) {
         return refuse(&err);

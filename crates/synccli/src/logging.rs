@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use log::LevelFilter;
 
+use crate::output::Level;
+
 use synccore::error::{Error, IoResultExt, Op, Result};
 
 /// How much the console shows.
@@ -46,23 +48,37 @@ pub fn init(tag: &'static str, log: Option<&Path>, default_name: &str, verbosity
         Verbosity::Verbose => (LevelFilter::Debug, LevelFilter::Debug),
     };
     let mut dispatch = fern::Dispatch::new()
-        .format(move |out, message, record| {
-            let now = chrono::Local::now().format("%Y-%m-%dT%H:%M:%S%.3f%:z");
-            out.finish(format_args!("[{tag}] {now} {:<5} {message}", record.level()));
-        })
         .level(LevelFilter::Debug)
         // The gitignore matcher's own debug lines (issue 14) say nothing a user needs.
         .level_for("globset", LevelFilter::Warn)
         .level_for("ignore", LevelFilter::Warn)
-        // Whole lines per write(2): fern writes a record in fragments.
         .chain(
             fern::Dispatch::new()
+                .format(line_format(tag))
                 .level(console)
-                .chain(Box::new(Console(io::LineWriter::new(io::stderr()))) as Box<dyn Write + Send>),
+                .chain(Box::new(Console(Vec::new())) as Box<dyn Write + Send>),
         );
     if let Some(file) = file {
-        dispatch = dispatch
-            .chain(fern::Dispatch::new().level(file_level).chain(Box::new(file) as Box<dyn Write + Send>));
+        dispatch = dispatch.chain(
+            fern::Dispatch::new()
+                .format(line_format(tag))
+                .level(file_level)
+                .chain(Box::new(file) as Box<dyn Write + Send>),
+        );
+    }
+    // `--json`: every warning and error is an event too, except those of operations, whose
+    // events carry their path and kind (issue 16, point 4).
+    if crate::output::json() {
+        dispatch = dispatch.chain(
+            fern::Dispatch::new().level(LevelFilter::Warn).filter(|meta| meta.target() != OP_TARGET).chain(
+                fern::Output::call(|record| {
+                    let level =
+                        if record.level() == log::Level::Error { Level::Error } else { Level::Warning };
+                    let message = record.args().to_string();
+                    crate::output::emit(|| crate::output::problem_event(level, &message, None, None, None));
+                }),
+            ),
+        );
     }
     dispatch.apply().map_err(|e| Error::Setup { what: "logging", reason: e.to_string() })?;
     if let Some(warning) = warning {
@@ -71,20 +87,42 @@ pub fn init(tag: &'static str, log: Option<&Path>, default_name: &str, verbosity
     Ok(())
 }
 
-/// The console: a console that went away (a closed pipe: `oneway ... | head`, or a
-/// supervising `twoway` that was killed) must never stop the program, whose log file still
-/// gets every line. Write errors are therefore swallowed here (fern panics when logging to
-/// stderr fails twice).
-struct Console(io::LineWriter<io::Stderr>);
+/// The log target of operation lines, whose `--json` events are written where they happen.
+pub const OP_TARGET: &str = "op";
+
+/// `[ONEWAY] <local time> <LEVEL> <message>` (docs/formats.md "Logs").
+fn line_format(
+    tag: &'static str,
+) -> impl Fn(fern::FormatCallback<'_>, &std::fmt::Arguments<'_>, &log::Record<'_>) {
+    move |out, message, record| {
+        let now = chrono::Local::now().format("%Y-%m-%dT%H:%M:%S%.3f%:z");
+        out.finish(format_args!("[{tag}] {now} {:<5} {message}", record.level()));
+    }
+}
+
+/// The console (stderr). Whole lines per write(2), since fern writes a record in fragments,
+/// and above the progress bar when one is on screen. A console that went away (a closed
+/// pipe: `oneway ... | head`, or a supervising `twoway` that was killed) must never stop the
+/// program, whose log file still gets every line: write errors are swallowed (fern panics
+/// when logging to stderr fails twice).
+struct Console(Vec<u8>);
 
 impl Write for Console {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let _ = self.0.write_all(buf);
+        self.0.extend_from_slice(buf);
+        if let Some(end) = self.0.iter().rposition(|&b| b == b'\n') {
+            let rest = self.0.split_off(end + 1);
+            crate::progress::write_console(&mut io::stderr(), &self.0);
+            self.0 = rest;
+        }
         Ok(buf.len())
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        let _ = self.0.flush();
+        if !self.0.is_empty() {
+            crate::progress::write_console(&mut io::stderr(), &self.0);
+            self.0.clear();
+        }
         Ok(())
     }
 }

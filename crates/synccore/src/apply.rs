@@ -25,6 +25,10 @@ pub enum Event<'a> {
     Failed(&'a Step, &'a Error),
     /// The step was left for the next pass, for the reason given.
     Skipped(&'a Step, &'static str),
+    /// A plan is about to be carried out: sent by the pass before it calls [`apply`] (once
+    /// per plan, twoway all of a pass's plans first), so that an observer can show progress
+    /// against the whole (issue 16, point 1). `apply` itself never sends it.
+    Planned(&'a Plan),
 }
 
 /// Counts of what a pass did.

@@ -254,16 +254,33 @@ fn set_owner(file: &File, owner: Owner) -> io::Result<()> {
 /// Copies `len` bytes (what the source had when opened) with `copy_file_range`, which stays
 /// in the kernel and reflinks where the file system can; a growing source is caught by the
 /// caller's second fstat. Falls back to `io::copy` where the call is not supported.
+/// Bytes this process has copied into temporaries so far, counted as they are written, so
+/// that a progress display moves while a batch of copies (or one large file) is staged,
+/// before any step is done (issue 16, point 1).
+static BYTES_WRITTEN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// See [`BYTES_WRITTEN`]: a counter that only grows.
+pub fn bytes_written() -> u64 {
+    BYTES_WRITTEN.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 fn copy_data(input: &File, output: &File, len: u64) -> io::Result<u64> {
     use rustix::io::Errno;
+    use std::sync::atomic::Ordering::Relaxed;
     let mut copied = 0u64;
     while copied < len {
-        let want = usize::try_from(len - copied).unwrap_or(usize::MAX).min(1 << 30);
+        // 64 MiB a call: a large file shows progress as it goes.
+        let want = usize::try_from(len - copied).unwrap_or(usize::MAX).min(1 << 26);
         match rustix::fs::copy_file_range(input, None, output, None, want) {
             Ok(0) => break,
-            Ok(n) => copied += n as u64,
+            Ok(n) => {
+                copied += n as u64;
+                BYTES_WRITTEN.fetch_add(n as u64, Relaxed);
+            }
             Err(Errno::XDEV | Errno::NOSYS | Errno::INVAL | Errno::OPNOTSUPP) if copied == 0 => {
-                return io::copy(&mut &*input, &mut &*output);
+                let n = io::copy(&mut &*input, &mut &*output)?;
+                BYTES_WRITTEN.fetch_add(n, Relaxed);
+                return Ok(n);
             }
             Err(e) => return Err(e.into()),
         }

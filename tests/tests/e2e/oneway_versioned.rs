@@ -447,7 +447,9 @@ fn dry_run_says_whether_it_would_rotate_and_changes_nothing() {
     let text = stdout(&out);
     assert!(text.contains("would rotate: ") && !text.contains("would rotate: none"), "{text}");
     assert!(text.contains("copy \"run.sh\""), "{text}");
-    assert!(text.contains("hardlink \"docs/a.txt\""), "{text}");
+    // Issue 16, point 3: the unchanged files it would hard-link are one line, not one each.
+    assert!(!text.contains("hardlink \"docs/a.txt\""), "{text}");
+    assert!(text.contains("would hard-link ") && text.contains(" unchanged files from _1"), "{text}");
     assert_eq!(stamps(&v), before, "a dry run writes nothing, not even the lock");
     assert!(temporaries(&v).is_empty());
 }

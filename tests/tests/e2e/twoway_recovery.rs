@@ -49,11 +49,14 @@ fn children_version_both_directories_and_stop_with_twoway() {
     let home = p.root().join("home");
     file(&p.a, b"doc", b"v1", 0o644, T);
     file(&p.b, b"other", b"o", 0o644, T);
-    // A first run creates config.json with the oneway beside twoway and a 60 s interval.
+    // A first run creates config.json with the oneway beside twoway, marked as twoway's own
+    // and without an interval: the children follow twoway's --interval (issue 16, point 7).
     assert_eq!(p.pass(&[]).0, 0);
     let config = fs::read_to_string(home.join("config.json")).unwrap();
     assert!(
-        config.contains(&e2e::bin("oneway").display().to_string()) && config.contains("\"60\""),
+        config.contains(&e2e::bin("oneway").display().to_string())
+            && config.contains("\"created_by\": \"twoway\"")
+            && !config.contains("interval"),
         "{config}"
     );
     fast_config(&home);

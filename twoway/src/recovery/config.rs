@@ -12,39 +12,45 @@ use synccore::error::{Error, Result};
 use synccore::fsio;
 use synccore::ignore::Excludes;
 
-/// The default interval arguments handed to each versioning child.
-pub const DEFAULT_INTERVAL: [&str; 2] = ["--interval", "60"];
-
 /// A loaded, validated `config.json`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecoveryConfig {
     /// The versioning program, resolved (a relative path is taken from the config's directory).
     pub script: PathBuf,
-    /// Arguments that set the child's interval, e.g. `["--interval", "60"]`.
-    pub interval: Vec<String>,
+    /// Arguments that set the child's interval, e.g. `["--interval", "60"]`, when the file
+    /// says; `None`: the children follow twoway's own `--interval` (issue 16, point 7).
+    pub interval: Option<Vec<String>>,
     /// Keys the file has that this version does not know (reported as warnings).
     pub unknown_keys: Vec<String>,
+    /// The file's script was twoway's default and no longer exists, so `default_script`
+    /// replaced it: the path the file names.
+    pub replaced_script: Option<PathBuf>,
 }
 
+/// The file twoway creates: marked as its own (`"created_by": "twoway"`), so that its default
+/// script is looked up again when it moves, and without an interval, so that the children
+/// follow twoway's `--interval` (issue 16, point 7).
 #[derive(Debug, Serialize, Deserialize)]
 struct ConfigFile {
+    created_by: String,
     script: PathBuf,
-    interval: Vec<String>,
 }
 
-/// Loads `path`, creating it with defaults (`script` = `default_script`) when it is missing.
-/// Invalid JSON, wrong types, or a script that is missing or not executable are errors that
-/// name the file and the problem.
+/// The value of `"created_by"` in a file twoway created.
+pub const CREATED_BY: &str = "twoway";
+
+/// Loads `path`, creating it with defaults (`script` = `default_script`, no interval) when
+/// it is missing. Invalid JSON, wrong types, or a script that is missing or not executable
+/// are errors that name the file and the problem; except that the script of a file twoway
+/// created that no longer exists is replaced by `default_script` (found again beside twoway
+/// or on `PATH`), so that moving the programs never breaks recovery for good.
 pub fn load_config(path: &Path, default_script: &Path) -> Result<RecoveryConfig> {
     let invalid = |reason: String| Error::Invalid { path: path.to_path_buf(), reason };
     let (dir, name) = fsio::open_beside(path, true)?;
     let text = if let Some(text) = dir.read(name)? {
         text
     } else {
-        let file = ConfigFile {
-            script: default_script.to_path_buf(),
-            interval: DEFAULT_INTERVAL.iter().map(ToString::to_string).collect(),
-        };
+        let file = ConfigFile { created_by: CREATED_BY.into(), script: default_script.to_path_buf() };
         let mut json = serde_json::to_vec_pretty(&file).map_err(|e| invalid(e.to_string()))?;
         json.push(b'\n');
         dir.write_atomic(name, &json)?;
@@ -55,8 +61,11 @@ pub fn load_config(path: &Path, default_script: &Path) -> Result<RecoveryConfig>
     let serde_json::Value::Object(map) = &value else {
         return Err(invalid("expected a JSON object with \"script\" and \"interval\"".into()));
     };
-    let unknown_keys =
-        map.keys().filter(|k| !["script", "interval", "exclude"].contains(&k.as_str())).cloned().collect();
+    let unknown_keys = map
+        .keys()
+        .filter(|k| !["script", "interval", "created_by", "exclude"].contains(&k.as_str()))
+        .cloned()
+        .collect();
     exclude_of(map, path)?;
     let script = match map.get("script") {
         Some(serde_json::Value::String(s)) if !s.is_empty() => PathBuf::from(s),
@@ -64,24 +73,51 @@ pub fn load_config(path: &Path, default_script: &Path) -> Result<RecoveryConfig>
         None => return Err(invalid("\"script\" is missing".into())),
     };
     let interval = match map.get("interval") {
+        None => None,
         Some(serde_json::Value::Array(items)) => {
-            items.iter().map(|v| v.as_str().map(str::to_owned)).collect::<Option<Vec<_>>>().ok_or_else(
+            Some(items.iter().map(|v| v.as_str().map(str::to_owned)).collect::<Option<Vec<_>>>().ok_or_else(
                 || invalid("\"interval\" must be an array of strings, e.g. [\"--interval\", \"60\"]".into()),
-            )?
+            )?)
         }
         Some(_) => {
             return Err(invalid(
                 "\"interval\" must be an array of strings, e.g. [\"--interval\", \"60\"]".into(),
             ));
         }
-        None => return Err(invalid("\"interval\" is missing".into())),
     };
-    check_interval(&interval).map_err(invalid)?;
+    if let Some(interval) = &interval {
+        check_interval(interval).map_err(invalid)?;
+    }
     let script =
         if script.is_relative() { path.parent().unwrap_or(Path::new(".")).join(script) } else { script };
-    check_executable(&script)
-        .map_err(|reason| invalid(format!("script {}: {reason}", synccore::error::Quoted(&script))))?;
-    Ok(RecoveryConfig { script, interval, unknown_keys })
+    let created = map.get("created_by").and_then(serde_json::Value::as_str) == Some(CREATED_BY);
+    let (script, replaced_script) = match check_executable(&script) {
+        Err(_) if created && script != default_script && check_executable(default_script).is_ok() => {
+            (default_script.to_path_buf(), Some(script))
+        }
+        Err(reason) => {
+            return Err(invalid(format!("script {}: {reason}", synccore::error::Quoted(&script))));
+        }
+        Ok(()) => (script, None),
+    };
+    Ok(RecoveryConfig { script, interval, unknown_keys, replaced_script })
+}
+
+/// The `oneway` twoway runs: the one beside the running `twoway` (`exe`), else the first on
+/// `PATH`; when neither exists, the one beside twoway (whose absence the config check then
+/// reports).
+pub fn find_oneway(exe: &Path) -> PathBuf {
+    let beside = exe.with_file_name("oneway");
+    if check_executable(&beside).is_ok() {
+        return beside;
+    }
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .filter(|dir| dir.is_absolute())
+        .map(|dir| dir.join("oneway"))
+        .find(|candidate| check_executable(candidate).is_ok())
+        .unwrap_or(beside)
 }
 
 /// The excludes of a run of twoway (issue 14): the config's `"exclude"` list (it applies to
@@ -178,9 +214,34 @@ mod tests {
         let path = d.path().join("home/config.json");
         let config = load_config(&path, &oneway).unwrap();
         assert_eq!(config.script, oneway);
-        assert_eq!(config.interval, vec!["--interval", "60"]);
+        // Issue 16, point 7: the children follow twoway's --interval.
+        assert_eq!(config.interval, None);
         let text = fs::read_to_string(&path).unwrap();
-        assert!(text.contains("\"script\"") && text.contains("\"--interval\""), "{text}");
+        assert!(text.contains("\"created_by\": \"twoway\"") && text.contains("\"script\""), "{text}");
+        assert!(!text.contains("interval"), "{text}");
+    }
+
+    #[test]
+    fn a_default_script_that_moved_is_found_again_but_a_users_is_not() {
+        let d = tempfile::tempdir().unwrap();
+        let oneway = exe(d.path(), "oneway", 0o755);
+        let path = d.path().join("config.json");
+        fs::write(&path, r#"{"created_by": "twoway", "script": "/gone/oneway"}"#).unwrap();
+        let config = load_config(&path, &oneway).unwrap();
+        assert_eq!(
+            (config.script, config.replaced_script),
+            (oneway.clone(), Some(PathBuf::from("/gone/oneway")))
+        );
+        fs::write(&path, r#"{"script": "/gone/oneway", "interval": ["--interval", "5"]}"#).unwrap();
+        let err = load_config(&path, &oneway).unwrap_err().to_string();
+        assert!(err.contains("does not exist"), "{err}");
+    }
+
+    #[test]
+    fn oneway_is_found_beside_twoway_first() {
+        let d = tempfile::tempdir().unwrap();
+        let oneway = exe(d.path(), "oneway", 0o755);
+        assert_eq!(find_oneway(&d.path().join("twoway")), oneway);
     }
 
     #[test]
@@ -207,6 +268,7 @@ mod tests {
             (r#"{"script": "x", "interval": "60"}"#, "\"interval\" must be"),
             (r#"{"script": "x", "interval": [60]}"#, "\"interval\" must be"),
             (r#"{"interval": []}"#, "\"script\" is missing"),
+            (r#"{"script": "x", "interval": {}}"#, "\"interval\" must be"),
             (r#"{"script": "missing", "interval": []}"#, "does not exist"),
             (r#"{"script": "not-exec", "interval": []}"#, "is not executable"),
             (r#"{"script": ".", "interval": []}"#, "is not a file"),
