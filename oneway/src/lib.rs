@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 
 use synccli::Program;
 use synccli::passes::{self, Totals};
+use synccli::watching;
 use synccore::error::{Error, Quoted};
 use synccore::shutdown::{self, Shutdown};
 use synccore::versions::Layout;
@@ -30,6 +31,8 @@ pub struct Config {
     pub source: PathBuf,
     pub backup: PathBuf,
     pub mode: Mode,
+    /// The log file (absolute).
+    pub log: PathBuf,
 }
 
 /// Mirror or versions.
@@ -48,6 +51,14 @@ pub fn run(args: &Args) -> u8 {
 /// Checks every input before anything is created on disk (SPEC section 5).
 pub fn validate(args: &Args) -> Result<Config, Error> {
     let common = &args.common;
+    if args.versioned && common.watch {
+        return Err(Error::Invalid {
+            path: args.backup.clone(),
+            reason: "--watch cannot be used with --versioned: a version per burst of changes would push the \
+                     previous version out within seconds (versions rotate every --interval)"
+                .into(),
+        });
+    }
     let source = if args.versioned {
         versioned::report::source_dir(&args.source, &args.backup)?
     } else {
@@ -89,7 +100,7 @@ pub fn validate(args: &Args) -> Result<Config, Error> {
             delete_excluded: args.delete_excluded,
         })
     };
-    Ok(Config { source, backup, mode })
+    Ok(Config { source, backup, mode, log })
 }
 
 /// The canonical SOURCE of a mirror. A missing one is a mistyped path (exit 2) unless BACKUP
@@ -124,6 +135,17 @@ fn run_passes(args: &Args, config: &Config) -> Result<u8, Error> {
     };
     let _lock = lock::acquire_unless_dry_run(&lock_path, common.dry_run)?;
     let mut totals = Totals::default();
+    if let (true, Mode::Mirror(options)) = (common.watch, &config.mode) {
+        let mut watched =
+            mirror::MirrorWatch::new(&config.source, &config.backup, options, &shutdown, &config.log);
+        return Ok(watching::run_watch(
+            &mut watched,
+            common.interval(),
+            common.settle(),
+            &shutdown,
+            &mut totals,
+        ));
+    }
     Ok(passes::run_passes(common.once(), common.interval(), &shutdown, &mut totals, |totals| {
         match &config.mode {
             Mode::Mirror(options) => {

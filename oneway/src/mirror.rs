@@ -1,24 +1,29 @@
 //! One pass of the one-way mirror (SPEC section 3 "Mirror"): scan both sides, check the safety
 //! rails, diff, apply with the shared copy engine; and the log lines of a pass.
 
-use std::path::Path;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use synccli::passes::{self, PassEnd, Place, Totals};
 use synccli::progress::Progress;
+use synccli::watching::Watched;
 use synccore::apply::{self, ApplyStats, Event, Trees};
 use synccore::checksum::file_checksum_in;
 use synccore::diff::{self, DiffOptions};
 use synccore::entry::Entry;
+use synccore::error::Quoted;
 use synccore::error::{Error, Result};
 use synccore::fsio::Root;
 use synccore::ignore::{self, Excludes};
 use synccore::moves::Which;
-use synccore::plan::Plan;
+use synccore::plan::{Action, Plan};
 use synccore::rails::{self, Rails};
 use synccore::relpath::RelPath;
+use synccore::rescan;
 use synccore::scan::{self, ScanRules, Tree};
 use synccore::shutdown::Shutdown;
+use synccore::watch::{Adder, Changes};
 
 /// How a mirror pass runs.
 #[derive(Debug, Clone, Default)]
@@ -69,70 +74,187 @@ pub fn run_pass(
     shutdown: &Shutdown,
     observe: &mut dyn FnMut(Event<'_>),
 ) -> Result<MirrorReport> {
-    // Both roots are opened once; everything below them is reached through them, never by
-    // path (the security issue).
-    let target_root = open_if_present(target)?;
-    // BACKUP is scanned with its own rules files, which are SOURCE's after the first pass, so
-    // that both scans run in parallel; `--delete-excluded` sees all of BACKUP.
-    let rules = ScanRules::Read(&options.excludes);
-    let target_rules = if options.delete_excluded { ScanRules::None } else { rules };
-    let (src, dst) = std::thread::scope(|s| {
-        let dst = s.spawn(|| {
-            synccore::fault::point("scan-target");
-            target_root.as_ref().map_or_else(|| Ok(Tree::default()), |r| scan::scan_with(r, target_rules))
+    let mut scanned = Scanned::scan(source, target, options, None)?;
+    scanned.sync(source, target, options, shutdown, observe)
+}
+
+/// Both sides of a mirror as the latest scans saw them: full scans, or, in watch mode, the
+/// trees of the last full scan brought up to date by partial rescans ([`Scanned::rescan`]).
+pub struct Scanned {
+    source_root: Root,
+    /// `None` until BACKUP exists.
+    target_root: Option<Root>,
+    src: Tree,
+    dst: Tree,
+}
+
+impl Scanned {
+    /// Scans both sides in full (in parallel); each directory of SOURCE is handed to `watch`
+    /// before it is listed.
+    pub fn scan(
+        source: &Path,
+        target: &Path,
+        options: &MirrorOptions,
+        watch: Option<&Adder>,
+    ) -> Result<Scanned> {
+        // Both roots are opened once; everything below them is reached through them, never
+        // by path (the security issue).
+        let target_root = open_if_present(target)?;
+        // BACKUP is scanned with its own rules files, which are SOURCE's after the first
+        // pass, so that both scans run in parallel; `--delete-excluded` sees all of BACKUP.
+        let rules = ScanRules::Read(&options.excludes);
+        let target_rules = if options.delete_excluded { ScanRules::None } else { rules };
+        let (src, dst) = std::thread::scope(|s| {
+            let dst = s.spawn(|| {
+                synccore::fault::point("scan-target");
+                target_root.as_ref().map_or_else(|| Ok(Tree::default()), |r| scan::scan_with(r, target_rules))
+            });
+            let mut before = |rel: &[u8]| watch.iter().for_each(|w| w.add(rel));
+            let src = Root::open(source)
+                .and_then(|root| Ok((scan::scan_watched(&root, rules, &mut before)?, root)));
+            // A panic must never pass for an empty target (the hardening issue, point 12).
+            (src, dst.join().unwrap_or(Err(Error::Panicked { what: "scanning the target" })))
         });
-        let src = Root::open(source).and_then(|root| Ok((scan::scan_with(&root, rules)?, root)));
-        // A panic must never pass for an empty target (the hardening issue, point 12).
-        (src, dst.join().unwrap_or(Err(Error::Panicked { what: "scanning the target" })))
-    });
-    let mut dst = dst?;
-    // A source that vanished (an unmounted disk) must never empty the backup.
-    let (src, source_root) =
-        src.map_err(|err| rails::missing_root(err, !dst.entries.is_empty(), source, target))?;
-    if !options.delete_excluded && dst.rules != src.rules {
-        // The mirror follows SOURCE's rules (issue 14); BACKUP's differ (a first pass, an
-        // edited `.syncignore`): BACKUP is scanned again with SOURCE's.
-        let given = [&src.rules];
-        if let Some(root) = &target_root {
-            dst = scan::scan_with(root, ScanRules::Given(&given))?;
+        let mut dst = dst?;
+        // A source that vanished (an unmounted disk) must never empty the backup.
+        let (src, source_root) =
+            src.map_err(|err| rails::missing_root(err, !dst.entries.is_empty(), source, target))?;
+        if !options.delete_excluded && dst.rules != src.rules {
+            // The mirror follows SOURCE's rules (issue 14); BACKUP's differ (a first pass, an
+            // edited `.syncignore`): BACKUP is scanned again with SOURCE's.
+            let given = [&src.rules];
+            if let Some(root) = &target_root {
+                dst = scan::scan_with(root, ScanRules::Given(&given))?;
+            }
         }
+        Ok(Scanned { source_root, target_root, src, dst })
     }
-    let has_files = !dst.entries.is_empty();
-    let empty = src.entries.is_empty() && src.errors.is_empty();
-    options.rails.check_empty_side(empty, has_files, true, source, target)?;
 
-    let mut digest = |which: Which, e: &Entry| match which {
-        Which::Source => file_checksum_in(&source_root, &e.path).ok(),
-        Which::Target => target_root.as_ref().and_then(|t| file_checksum_in(t, &e.path).ok()),
-    };
-    let mut plan = diff::plan(&src, &dst, DiffOptions::for_this_process(options.checksum), &mut digest);
-    // A directory SOURCE lost that still holds ignored entries in BACKUP stays (issue 14).
-    ignore::keep_dirs_of_ignored(&mut plan, &dst.ignored);
-    options.rails.check_deletes(plan.deleted_files(), dst.file_count(), target)?;
+    /// Brings both trees up to date where `changes` (of SOURCE, root 0) say something
+    /// changed; BACKUP is listed again at the same directories. `Ok(false)` when only a full
+    /// scan will do (SOURCE replaced, a rules file changed).
+    pub fn rescan(
+        &mut self,
+        source: &Path,
+        changes: &Changes,
+        options: &MirrorOptions,
+        watch: &[Adder],
+    ) -> Result<bool> {
+        // Directories opened by earlier passes may have been renamed since.
+        self.source_root.forget_all();
+        self.target_root.iter().for_each(Root::forget_all);
+        if !self.source_root.still_there() {
+            log::info!("{} is not the directory it was: a full pass follows", Quoted(source));
+            return Ok(false);
+        }
+        let rules = self.src.rules.clone();
+        let given = [&rules];
+        let (dirs, created) = (&changes.dirs[0], &changes.created[0]);
+        let mut before = |rel: &RelPath| watch.iter().for_each(|w| w.add(rel.as_bytes()));
+        let full = rescan::rescan(
+            &self.source_root,
+            &mut self.src,
+            ScanRules::Given(&given),
+            dirs,
+            created,
+            true,
+            &mut before,
+        )?;
+        if let Some(reason) = full {
+            log::info!("{reason}: a full pass follows");
+            return Ok(false);
+        }
+        if let Some(target_root) = &self.target_root {
+            let target_rules =
+                if options.delete_excluded { ScanRules::None } else { ScanRules::Given(&given) };
+            rescan::rescan(target_root, &mut self.dst, target_rules, dirs, created, false, &mut |_| {})?;
+        }
+        Ok(true)
+    }
 
-    let mut report = MirrorReport {
-        rules_not_read: src.rules.not_read().map(|(p, _)| p).collect(),
-        scan_errors: src.errors,
-        special: src.special,
-        ignored: src.ignored,
-        ..MirrorReport::default()
-    };
-    report.scan_errors.extend(dst.errors);
-    if !options.dry_run {
-        let target_root = if let Some(root) = target_root {
-            root
-        } else {
-            synccore::fsio::create_dirs(target)?;
-            Root::open(target)?
+    /// Checks the rails, plans and (unless dry-running) applies the plan; then lists BACKUP
+    /// again where the plan changed it, so that the trees stay those of the disk.
+    pub fn sync(
+        &mut self,
+        source: &Path,
+        target: &Path,
+        options: &MirrorOptions,
+        shutdown: &Shutdown,
+        observe: &mut dyn FnMut(Event<'_>),
+    ) -> Result<MirrorReport> {
+        let (src, dst) = (&self.src, &self.dst);
+        let has_files = !dst.entries.is_empty();
+        let empty = src.entries.is_empty() && src.errors.is_empty();
+        options.rails.check_empty_side(empty, has_files, true, source, target)?;
+
+        let (source_root, target_root) = (&self.source_root, &self.target_root);
+        let mut digest = |which: Which, e: &Entry| match which {
+            Which::Source => file_checksum_in(source_root, &e.path).ok(),
+            Which::Target => target_root.as_ref().and_then(|t| file_checksum_in(t, &e.path).ok()),
         };
-        observe(Event::Planned(&plan));
-        report.stats = apply::apply(&plan, Trees::new(&source_root, &target_root), shutdown.flag(), observe);
-        if report.stats.panicked {
-            return Err(Error::Panicked { what: "copying" });
+        let mut plan = diff::plan(src, dst, DiffOptions::for_this_process(options.checksum), &mut digest);
+        // A directory SOURCE lost that still holds ignored entries in BACKUP stays (issue 14).
+        ignore::keep_dirs_of_ignored(&mut plan, &dst.ignored);
+        options.rails.check_deletes(plan.deleted_files(), dst.file_count(), target)?;
+
+        let mut report = MirrorReport {
+            rules_not_read: src.rules.not_read().map(|(p, _)| p).collect(),
+            scan_errors: std::mem::take(&mut self.src.errors),
+            special: self.src.special.clone(),
+            ignored: self.src.ignored.clone(),
+            ..MirrorReport::default()
+        };
+        report.scan_errors.append(&mut self.dst.errors);
+        if !options.dry_run {
+            if self.target_root.is_none() {
+                synccore::fsio::create_dirs(target)?;
+                let root = Root::open(target)?;
+                // The empty tree it stood for gets the device moves are checked against.
+                self.dst.dev = root.top().stat_self().map_or(0, |st| st.st_dev);
+                self.target_root = Some(root);
+            }
+            let Some(target_root) = &self.target_root else {
+                return Err(Error::Panicked { what: "opening the target" });
+            };
+            observe(Event::Planned(&plan));
+            report.stats =
+                apply::apply(&plan, Trees::new(&self.source_root, target_root), shutdown.flag(), observe);
+            if report.stats.panicked {
+                return Err(Error::Panicked { what: "copying" });
+            }
+            self.refresh_target(&plan, options)?;
         }
+        report.plan = plan;
+        Ok(report)
     }
-    report.plan = plan;
-    Ok(report)
+
+    /// Lists BACKUP again at every directory `plan` changed (a step's parent, a move's
+    /// destination's parent): in proportion to what the pass did.
+    fn refresh_target(&mut self, plan: &Plan, options: &MirrorOptions) -> Result<()> {
+        let Some(target_root) = &self.target_root else { return Ok(()) };
+        let root = || RelPath::from_bytes(b"");
+        let mut dirs: BTreeSet<RelPath> = BTreeSet::new();
+        for step in &plan.steps {
+            dirs.insert(step.path.parent().unwrap_or_else(root));
+            if let Action::Move { to, .. } = &step.action {
+                dirs.insert(to.parent().unwrap_or_else(root));
+            }
+        }
+        let rules = self.src.rules.clone();
+        let given = [&rules];
+        let target_rules = if options.delete_excluded { ScanRules::None } else { ScanRules::Given(&given) };
+        rescan::rescan(
+            target_root,
+            &mut self.dst,
+            target_rules,
+            &dirs,
+            &BTreeSet::new(),
+            false,
+            &mut |_| {},
+        )?;
+        // Errors met while refreshing belong to the next pass's report.
+        Ok(())
+    }
 }
 
 /// The target's root, or `None` when it does not exist yet (an empty tree; it is created
@@ -153,10 +275,20 @@ pub fn pass_and_log(
     shutdown: &Shutdown,
     totals: &mut Totals,
 ) -> u8 {
+    log_pass(options, totals, |observe| run_pass(source, backup, options, shutdown, observe))
+}
+
+/// Runs `pass` with the progress bar and the per-operation log lines, then logs what it found
+/// and did; returns its exit status.
+fn log_pass(
+    options: &MirrorOptions,
+    totals: &mut Totals,
+    pass: impl FnOnce(&mut dyn FnMut(Event<'_>)) -> Result<MirrorReport>,
+) -> u8 {
     let (started, mut progress) = (Instant::now(), Progress::new("mirroring"));
     let place = Place::default();
     let mut observe = passes::observer(&mut progress, |event| passes::log_event(place, event));
-    let report = match run_pass(source, backup, options, shutdown, &mut observe) {
+    let report = match pass(&mut observe) {
         Ok(report) => report,
         Err(err) => return passes::pass_aborted(totals, &err),
     };
@@ -192,4 +324,62 @@ pub fn pass_and_log(
         },
     );
     exit
+}
+
+/// The mirror in watch mode (`--watch`): the trees of the last full scan, brought up to date
+/// by rescanning what changed.
+pub struct MirrorWatch<'a> {
+    pub source: &'a Path,
+    pub backup: &'a Path,
+    pub options: &'a MirrorOptions,
+    pub shutdown: &'a Shutdown,
+    /// The log file (events on it never cause a pass).
+    pub log: &'a Path,
+    scanned: Option<Scanned>,
+}
+
+impl<'a> MirrorWatch<'a> {
+    pub fn new(
+        source: &'a Path,
+        backup: &'a Path,
+        options: &'a MirrorOptions,
+        shutdown: &'a Shutdown,
+        log: &'a Path,
+    ) -> Self {
+        MirrorWatch { source, backup, options, shutdown, log, scanned: None }
+    }
+}
+
+impl Watched for MirrorWatch<'_> {
+    fn roots(&self) -> Vec<PathBuf> {
+        vec![self.source.to_path_buf()]
+    }
+
+    fn quiet(&self) -> Vec<PathBuf> {
+        synccore::watch::quiet_paths(&[self.log], &self.roots())
+    }
+
+    fn full_pass(&mut self, adders: &[Adder], totals: &mut Totals) -> u8 {
+        let (source, backup, options, shutdown) = (self.source, self.backup, self.options, self.shutdown);
+        let scanned = &mut self.scanned;
+        *scanned = None;
+        log_pass(options, totals, |observe| {
+            let trees = scanned.insert(Scanned::scan(source, backup, options, adders.first())?);
+            trees.sync(source, backup, options, shutdown, observe)
+        })
+    }
+
+    fn changed_pass(&mut self, changes: &Changes, adders: &[Adder], totals: &mut Totals) -> Option<u8> {
+        let (source, backup, options, shutdown) = (self.source, self.backup, self.options, self.shutdown);
+        let scanned = self.scanned.as_mut()?;
+        match scanned.rescan(source, changes, options, adders) {
+            Ok(true) => {}
+            Ok(false) => return None,
+            Err(err) => {
+                log::warn!("{err}: a full pass follows");
+                return None;
+            }
+        }
+        Some(log_pass(options, totals, |observe| scanned.sync(source, backup, options, shutdown, observe)))
+    }
 }

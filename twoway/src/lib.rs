@@ -17,6 +17,7 @@ pub mod recovery;
 pub mod renames;
 pub mod restore;
 pub mod status;
+pub mod watched;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -25,10 +26,12 @@ use synccli::Program;
 use synccli::output;
 use synccli::passes::{self, PassEnd, Place, Totals};
 use synccli::progress::Progress;
+use synccli::watching::{self, Watched};
 use synccore::apply::ApplyStats;
 use synccore::error::{Error, Quoted};
 use synccore::relpath::RelPath;
 use synccore::shutdown::Shutdown;
+use synccore::watch::{Adder, Changes};
 use synccore::{lock, rails, roots};
 
 use crate::base::Pair;
@@ -110,6 +113,8 @@ pub struct Config {
     pub pair: Pair,
     pub home: PathBuf,
     pub options: SyncOptions,
+    /// The log file (absolute).
+    pub log: PathBuf,
 }
 
 /// The home of SPEC section 4: `--home`, else `$TWOWAY_HOME`, else `$XDG_DATA_HOME/twoway`,
@@ -153,7 +158,7 @@ pub fn validate(args: &Args) -> Result<Config, Error> {
     }
     let excludes = recovery::config::excludes(args.config.as_deref(), &home, &args.common)?;
     let options = SyncOptions { dry_run: args.common.dry_run, rails: args.common.rails(), excludes };
-    Ok(Config { pair: Pair::locate(&home, a, b), home, options })
+    Ok(Config { pair: Pair::locate(&home, a, b), home, options, log })
 }
 
 /// A missing directory of a pair that has a base was synced before: it vanished (an
@@ -192,9 +197,20 @@ fn run_passes(args: &Args, config: &Config) -> Result<u8, Error> {
     let dry = if dry_run { " (dry run)" } else { "" };
     log::info!("syncing {} (A) and {} (B), state in {}{dry}", Quoted(a), Quoted(b), Quoted(&config.home));
     let mut totals = Totals::default();
-    let status = passes::run_passes(once, common.interval(), &shutdown, &mut totals, |totals| {
-        pass_and_log(&pair, &config.options, &shutdown, totals)
-    });
+    let status = if common.watch {
+        let mut watched = PairWatch {
+            pair: &pair,
+            options: &config.options,
+            shutdown: &shutdown,
+            log: &config.log,
+            kept: None,
+        };
+        watching::run_watch(&mut watched, common.interval(), common.settle(), &shutdown, &mut totals)
+    } else {
+        passes::run_passes(once, common.interval(), &shutdown, &mut totals, |totals| {
+            pass_and_log(&pair, &config.options, &shutdown, totals)
+        })
+    };
     let Some(children) = children else { return Ok(status) };
     let verdict = children.finish(&shutdown);
     Ok(if verdict.fatal.is_some() { 2 } else { status })
@@ -208,12 +224,23 @@ fn place(side: Side) -> Place {
 /// Runs a pass, logs what it did, records its status in the home (unless dry-running; issue
 /// 16, point 8), and returns its exit status (0, 1 or 3).
 fn pass_and_log(pair: &Pair, options: &SyncOptions, shutdown: &Shutdown, totals: &mut Totals) -> u8 {
+    log_pass(pair, options, totals, |observe| pass::run_pass(pair, options, shutdown, observe))
+}
+
+/// Runs `pass` with the progress bar and the per-operation log lines, logs what it did,
+/// records its status in the home (unless dry-running), and returns its exit status.
+fn log_pass(
+    pair: &Pair,
+    options: &SyncOptions,
+    totals: &mut Totals,
+    pass: impl FnOnce(&mut dyn FnMut(Side, synccore::apply::Event<'_>)) -> Result<SyncReport, Error>,
+) -> u8 {
     let (started, mut progress) = (Instant::now(), Progress::new("syncing"));
     let mut observe = |side: Side, event: synccore::apply::Event<'_>| {
         progress.observe(&event);
         passes::log_event(place(side), &event);
     };
-    let result = pass::run_pass(pair, options, shutdown, &mut observe);
+    let result = pass(&mut observe);
     // The bar is cleared before the pass's own lines.
     drop(progress);
     let (exit, done) = match &result {
@@ -303,5 +330,60 @@ fn print_plan(report: &SyncReport) {
     }
     for side in [Side::B, Side::A] {
         passes::show_plan(place(side), &m.plans[side.index()]);
+    }
+}
+
+/// A pair in watch mode: what the last pass left, for the next ([`watched`]).
+struct PairWatch<'a> {
+    pair: &'a Pair,
+    options: &'a SyncOptions,
+    shutdown: &'a Shutdown,
+    log: &'a Path,
+    kept: Option<pass::Kept>,
+}
+
+impl Watched for PairWatch<'_> {
+    fn roots(&self) -> Vec<PathBuf> {
+        self.pair.roots.to_vec()
+    }
+
+    fn quiet(&self) -> Vec<PathBuf> {
+        watched::quiet(self.pair, self.log)
+    }
+
+    fn full_pass(&mut self, adders: &[Adder], totals: &mut Totals) -> u8 {
+        let (pair, options, shutdown) = (self.pair, self.options, self.shutdown);
+        let kept = &mut self.kept;
+        *kept = None;
+        log_pass(pair, options, totals, |observe| {
+            let (report, left) = pass::full_pass(pair, options, shutdown, observe, adders)?;
+            *kept = left;
+            Ok(report)
+        })
+    }
+
+    fn changed_pass(&mut self, changes: &Changes, adders: &[Adder], totals: &mut Totals) -> Option<u8> {
+        let (pair, options, shutdown) = (self.pair, self.options, self.shutdown);
+        let kept = self.kept.as_mut()?;
+        match watched::rescan(kept, changes, adders) {
+            Ok(true) => {}
+            Ok(false) => return None,
+            Err(err) => {
+                log::warn!("{err}: a full pass follows");
+                return None;
+            }
+        }
+        let mut stopped = false;
+        let status = log_pass(pair, options, totals, |observe| {
+            let report = watched::sync(kept, pair, options, shutdown, observe);
+            stopped = report.is_err();
+            report
+        });
+        if stopped {
+            // A pass that stopped (a rail, an error of the pass itself): the next one looks at
+            // everything again.
+            self.kept = None;
+        }
+        Some(status)
     }
 }

@@ -18,6 +18,7 @@ use synccore::rails::{self, Rails};
 use synccore::relpath::RelPath;
 use synccore::scan::{self, ScanRules, Tree};
 use synccore::shutdown::Shutdown;
+use synccore::watch::Adder;
 
 use crate::base::{self, Base, Pair};
 use crate::merge::{self, Merge, MergeOptions, Side};
@@ -57,13 +58,13 @@ impl SyncReport {
 /// Hashes computed during the pass, keyed by side and path, valid for the stamp they were
 /// taken at (shared by the merge and the new base).
 #[derive(Default)]
-struct HashCache(Mutex<HashMap<(Side, RelPath), Hashed>>);
+pub(crate) struct HashCache(Mutex<HashMap<(Side, RelPath), Hashed>>);
 
 /// A digest (or `None`: unreadable) and the stamp of the file when it was taken.
 type Hashed = (Stamp, Option<Digest>);
 
 impl HashCache {
-    fn get_or_hash(&self, roots: &[Root; 2], side: Side, e: &Entry) -> Option<Digest> {
+    pub(crate) fn get_or_hash(&self, roots: &[Root; 2], side: Side, e: &Entry) -> Option<Digest> {
         let key = (side, e.path.clone());
         if let Ok(map) = self.0.lock()
             && let Some((stamp, digest)) = map.get(&key)
@@ -78,7 +79,7 @@ impl HashCache {
         digest
     }
 
-    fn known(&self, side: Side, e: &Entry) -> Option<Digest> {
+    pub(crate) fn known(&self, side: Side, e: &Entry) -> Option<Digest> {
         let map = self.0.lock().ok()?;
         map.get(&(side, e.path.clone())).filter(|(stamp, _)| *stamp == Stamp::of(e)).and_then(|(_, d)| *d)
     }
@@ -91,6 +92,31 @@ pub fn run_pass(
     shutdown: &Shutdown,
     observe: &mut dyn FnMut(Side, Event<'_>),
 ) -> Result<SyncReport> {
+    full_pass(pair, options, shutdown, observe, &[]).map(|(report, _)| report)
+}
+
+/// What a pass leaves for the next one in watch mode (the watch issue): both roots, both
+/// trees as they are on disk after it, each side's rules, and the base as recorded (with its
+/// generation and journal, so that the next pass appends to it).
+pub struct Kept {
+    pub roots: [Root; 2],
+    pub trees: [Tree; 2],
+    pub rules: [Rules; 2],
+    pub base: Base,
+    pub generation: String,
+    pub journal: usize,
+}
+
+/// A full pass: both sides scanned whole (each directory handed to its side's `watch` adder
+/// before it is listed), merged and applied; the base written whole (a journal folded in).
+/// Returns what the next pass of a watch keeps (`None` for a dry run).
+pub fn full_pass(
+    pair: &Pair,
+    options: &SyncOptions,
+    shutdown: &Shutdown,
+    observe: &mut dyn FnMut(Side, Event<'_>),
+    watch: &[Adder],
+) -> Result<(SyncReport, Option<Kept>)> {
     let mut report = SyncReport::default();
     // The home is missing only before the first real pass (a dry run creates nothing).
     let home = match Root::open(&pair.home) {
@@ -98,23 +124,62 @@ pub fn run_pass(
         Err(Error::Missing { .. }) => None,
         Err(err) => return Err(err),
     };
-    let base = match home.as_ref().map(|h| base::load(h, &pair.base_to_read())).transpose() {
-        Ok(base) => base.flatten(),
+    let stored = match home.as_ref().map(|h| base::load_stored(h, &pair.base_to_read())).transpose() {
+        Ok(stored) => stored.flatten(),
         Err(err) => {
             report.base_problem = Some(err);
             None
         }
     };
+    let journal = stored.as_ref().map_or(0, |s| s.journal);
+    let base = stored.map(|s| s.base);
     let roots = open_both(&pair.roots)?;
-    let mut trees = scan_both(&roots, ScanRules::Read(&options.excludes))?;
+    let mut trees = scan_both(&roots, ScanRules::Read(&options.excludes), watch)?;
     let rules = [trees[0].rules.clone(), trees[1].rules.clone()];
     let (base, left_base) = leave_out_ignored(&mut trees, base, &rules);
     check_empty_sides(&trees, base.as_ref(), &pair.roots, options.rails)?;
 
     let cache = HashCache::default();
     let merge_options = MergeOptions::for_this_process();
-    let mut hash = |side: Side, e: &Entry| cache.get_or_hash(&roots, side, e);
-    let mut merged = merge::merge([&trees[0], &trees[1]], base.as_ref(), &merge_options, &mut hash);
+    let merged = merge_and_check(&trees, base.as_ref(), &roots, &cache, &merge_options, pair, options)?;
+    take_notes(&mut report, &mut trees);
+    if options.dry_run {
+        report.merge = merged;
+        return Ok((report, None));
+    }
+    apply_both(&merged, &roots, shutdown, &mut report, observe)?;
+    report.merge = merged;
+    // Record the new base from what is on disk now (cheap: metadata only), with the rules of
+    // the start of the pass: a `.syncignore` copied by this pass applies from the next one
+    // (issue 14).
+    let stats = &report.stats;
+    let did_something = stats.operations() > 0 || stats.failed > 0 || stats.skipped > 0;
+    let given = [&rules[0], &rules[1]];
+    let now = if did_something { scan_both(&roots, ScanRules::Given(&given), &[])? } else { trees };
+    let known = |side: Side, e: &Entry| cache.known(side, e);
+    let next = merge::next_base([&now[0], &now[1]], base.as_ref(), merge_options.owners, &known);
+    let generation = if left_base || journal > 0 || base.as_ref() != Some(&next) {
+        save_base(pair, home, report.base_problem.is_some(), &next)?
+    } else {
+        String::new()
+    };
+    let kept = Kept { roots, trees: now, rules, base: next, generation, journal: 0 };
+    Ok((report, Some(kept)))
+}
+
+/// Merges both sides against the base, keeps the directories of ignored entries, and checks
+/// the max-delete rail on both sides' plans.
+pub(crate) fn merge_and_check(
+    trees: &[Tree; 2],
+    base: Option<&Base>,
+    roots: &[Root; 2],
+    cache: &HashCache,
+    merge_options: &MergeOptions,
+    pair: &Pair,
+    options: &SyncOptions,
+) -> Result<Merge> {
+    let mut hash = |side: Side, e: &Entry| cache.get_or_hash(roots, side, e);
+    let mut merged = merge::merge([&trees[0], &trees[1]], base, merge_options, &mut hash);
     for side in [Side::A, Side::B] {
         let i = side.index();
         // A directory deleted on one side that holds ignored entries on the other stays.
@@ -125,29 +190,17 @@ pub fn run_pass(
             &pair.roots[i],
         )?;
     }
-    for (side, tree) in [Side::A, Side::B].into_iter().zip(&mut trees) {
+    Ok(merged)
+}
+
+/// Moves what the scans found into the report: errors, special files, ignored entries.
+pub(crate) fn take_notes(report: &mut SyncReport, trees: &mut [Tree; 2]) {
+    for (side, tree) in [Side::A, Side::B].into_iter().zip(trees) {
         report.scan_errors.append(&mut tree.errors);
-        report.special.extend(tree.special.drain(..).map(|p| (side, p)));
+        report.special.extend(tree.special.iter().cloned().map(|p| (side, p)));
         let not_read = tree.rules.not_read().map(|(p, _)| p).collect();
-        report.ignored[side.index()] = (std::mem::take(&mut tree.ignored), not_read);
+        report.ignored[side.index()] = (tree.ignored.clone(), not_read);
     }
-    if !options.dry_run {
-        apply_both(&merged, &roots, shutdown, &mut report, observe)?;
-        // Record the new base from what is on disk now (cheap: metadata only), with the
-        // rules of the start of the pass: a `.syncignore` copied by this pass applies from
-        // the next one (issue 14).
-        let stats = &report.stats;
-        let did_something = stats.operations() > 0 || stats.failed > 0 || stats.skipped > 0;
-        let given = [&rules[0], &rules[1]];
-        let now = if did_something { scan_both(&roots, ScanRules::Given(&given))? } else { trees };
-        let known = |side: Side, e: &Entry| cache.known(side, e);
-        let next = merge::next_base([&now[0], &now[1]], base.as_ref(), merge_options.owners, &known);
-        if left_base || base.as_ref() != Some(&next) {
-            save_base(pair, home, report.base_problem.is_some(), &next)?;
-        }
-    }
-    report.merge = merged;
-    Ok(report)
 }
 
 /// A path is ignored when either side's rules ignore it (issue 14): each side's tree loses
@@ -175,7 +228,7 @@ fn leave_out_ignored(trees: &mut [Tree; 2], base: Option<Base>, rules: &[Rules; 
 
 /// Carries out both sides' plans: conflict losers are set aside first, so that both plans can
 /// read them under their new names; then B takes A's changes and A takes B's.
-fn apply_both(
+pub(crate) fn apply_both(
     merged: &Merge,
     roots: &[Root; 2],
     shutdown: &Shutdown,
@@ -213,7 +266,7 @@ fn apply_both(
 
 /// Writes the new base (creating the home on the first pass); an unusable old one is kept
 /// aside first.
-fn save_base(pair: &Pair, home: Option<Root>, set_aside: bool, next: &Base) -> Result<()> {
+fn save_base(pair: &Pair, home: Option<Root>, set_aside: bool, next: &Base) -> Result<String> {
     let home = if let Some(home) = home {
         home
     } else {
@@ -224,26 +277,31 @@ fn save_base(pair: &Pair, home: Option<Root>, set_aside: bool, next: &Base) -> R
         set_aside_unusable_base(&home, &pair.base_to_read())?;
     }
     let [a, b] = &pair.roots;
-    base::save(&home, &pair.state(), a, b, next).map(drop)
+    base::save(&home, &pair.state(), a, b, next)
 }
 
 /// Opens both sides' roots. A side that is missing aborts the pass (an unmounted disk must
 /// never look like "everything was deleted").
-fn open_both(paths: &[PathBuf; 2]) -> Result<[Root; 2]> {
+pub(crate) fn open_both(paths: &[PathBuf; 2]) -> Result<[Root; 2]> {
     let open = |i: usize| {
         Root::open(&paths[i]).map_err(|err| rails::missing_root(err, true, &paths[i], &paths[1 - i]))
     };
     Ok([open(0)?, open(1)?])
 }
 
-/// Scans both sides in parallel, leaving out what `rules` ignore.
-fn scan_both(roots: &[Root; 2], rules: ScanRules<'_>) -> Result<[Tree; 2]> {
+/// Scans both sides in parallel, leaving out what `rules` ignore; each directory is handed
+/// to its side's `watch` adder (if any) before it is listed.
+fn scan_both(roots: &[Root; 2], rules: ScanRules<'_>, watch: &[Adder]) -> Result<[Tree; 2]> {
+    let scan_side = |i: usize| {
+        let mut before = |rel: &[u8]| watch.get(i).iter().for_each(|w| w.add(rel));
+        scan::scan_watched(&roots[i], rules, &mut before)
+    };
     let (a, b) = std::thread::scope(|s| {
         let b = s.spawn(|| {
             fault::point("scan-b");
-            scan::scan_with(&roots[1], rules)
+            scan_side(1)
         });
-        let a = scan::scan_with(&roots[0], rules);
+        let a = scan_side(0);
         (a, b.join().unwrap_or(Err(Error::Panicked { what: "scanning side B" })))
     });
     let missing = |r: Result<Tree>, i: usize| {
@@ -253,7 +311,7 @@ fn scan_both(roots: &[Root; 2], rules: ScanRules<'_>) -> Result<[Tree; 2]> {
 }
 
 /// SPEC section 5: a side that is empty while the base had files aborts the pass.
-fn check_empty_sides(
+pub(crate) fn check_empty_sides(
     trees: &[Tree; 2],
     base: Option<&Base>,
     roots: &[PathBuf; 2],

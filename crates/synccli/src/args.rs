@@ -26,6 +26,17 @@ pub struct CommonArgs {
     #[arg(long)]
     pub once: bool,
 
+    /// Watch for changes (inotify) and sync each burst as soon as it settles, rescanning only
+    /// the directories that changed; --interval then sets the period of a full safety pass.
+    #[arg(short, long, conflicts_with_all = ["once", "dry_run"])]
+    pub watch: bool,
+
+    /// With --watch: milliseconds a burst of changes must be quiet before its pass starts (a
+    /// burst that goes on is cut after 2 s).
+    #[arg(long, value_name = "MS", default_value_t = 200, requires = "watch",
+          value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    pub settle: u64,
+
     /// Print the plan a real pass would carry out and change nothing (implies --once).
     #[arg(short = 'n', long)]
     pub dry_run: bool,
@@ -89,9 +100,14 @@ impl CommonArgs {
         self.once || self.dry_run
     }
 
-    /// The period between passes.
+    /// The period between passes (full passes, in watch mode).
     pub fn interval(&self) -> std::time::Duration {
         std::time::Duration::from_secs(self.interval)
+    }
+
+    /// How long a burst of changes must be quiet before its pass (watch mode).
+    pub fn settle(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.settle)
     }
 
     /// The `--exclude-from` files' patterns, then the `--exclude` ones (issue 14), checked:

@@ -11,6 +11,7 @@ pub mod output;
 pub mod passes;
 pub mod progress;
 pub mod status;
+pub mod watching;
 
 use synccore::Error;
 

@@ -52,6 +52,8 @@ pub fn init(tag: &'static str, log: Option<&Path>, default_name: &str, verbosity
         // The gitignore matcher's own debug lines (issue 14) say nothing a user needs.
         .level_for("globset", LevelFilter::Warn)
         .level_for("ignore", LevelFilter::Warn)
+        .level_for("notify", LevelFilter::Warn)
+        .level_for("mio", LevelFilter::Warn)
         .chain(
             fern::Dispatch::new()
                 .format(line_format(tag))

@@ -22,20 +22,22 @@ use crate::relpath::RelPath;
 use crate::scan::{self, ScanRules, Tree, descend, entry_of, list};
 
 /// Brings `tree` (a scan of `root`) up to date for the directories `dirs` (relative, the root
-/// being the empty path). Directories in `created` were made or moved in since: they are
+/// being the empty path), with the ignore rules the scan applied (`Given`: rules files are
+/// not read again; one that changed asks for a full scan). Directories in `created` were made or moved in since: they are
 /// walked whole even when their inode number is one the tree knows (numbers are recycled).
-/// `watch` is called with each new directory before it is listed. Returns why only a full
-/// scan will do, when that is so (then `tree` is left as it was).
+/// `watch` is called with each new directory before it is listed. With `own_rules` (the
+/// tree's rules come from its own `.syncignore` files), a rules file that appeared, changed or
+/// went away returns why only a full scan will do (then `tree` is left as it was); a tree
+/// scanned with another tree's rules (BACKUP with SOURCE's) holds rules files as plain files.
 pub fn rescan(
     root: &Root,
     tree: &mut Tree,
+    scan_rules: ScanRules<'_>,
     dirs: &BTreeSet<RelPath>,
     created: &BTreeSet<RelPath>,
+    own_rules: bool,
     watch: &mut dyn FnMut(&RelPath),
 ) -> Result<Option<String>> {
-    let rules = tree.rules.clone();
-    let given = [&rules];
-    let scan_rules = if rules.is_empty() { ScanRules::None } else { ScanRules::Given(&given) };
     let mut todo: BTreeSet<RelPath> = dirs.iter().map(|d| known_dir_at_or_above(tree, d)).collect();
     let mut fresh = Tree { dev: tree.dev, ..Tree::default() };
     // Directories whose direct entries were listed again, and roots of subtrees walked whole.
@@ -44,7 +46,7 @@ pub fn rescan(
         if relisted.contains(d.as_bytes()) || has_ancestor_in(&walked, d.as_bytes()) || is_ignored(tree, &d) {
             continue;
         }
-        let dir = match root.dir(d.as_path()) {
+        let dir = match root.dir_now(d.as_path()) {
             Ok(dir) => dir,
             // Gone or replaced since: its parent's listing says what is there now.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound || scan::is_not_a_dir(&e) => {
@@ -64,7 +66,7 @@ pub fn rescan(
         let mut pending = Vec::new();
         list(&dir, d.as_bytes(), &mut fresh, scan_rules, &mut pending)?;
         relisted.insert(d.as_bytes().to_vec());
-        if let Some(reason) = rules_changed(tree, &d, &fresh.entries[start..]) {
+        if let Some(reason) = rules_changed(tree, &d, &fresh.entries[start..]).filter(|_| own_rules) {
             return Ok(Some(reason));
         }
         // Known subdirectories (same inode) keep their subtrees; others are walked whole.
@@ -78,7 +80,7 @@ pub fn rescan(
         walked.extend(pending.iter().map(|p| p.rel.clone()));
         let before = fresh.entries.len();
         descend(pending, &mut fresh, scan_rules, &mut |rel| watch(&RelPath::from_bytes(rel)))?;
-        if fresh.entries[before..].iter().any(|e| e.path.file_name() == RULES_FILE) {
+        if own_rules && fresh.entries[before..].iter().any(|e| e.path.file_name() == RULES_FILE) {
             return Ok(Some(format!("a new directory holds a {RULES_FILE} file")));
         }
         // The directory's own entry, unless its parent's listing just gave it.
@@ -213,7 +215,14 @@ mod tests {
         let dirs: BTreeSet<RelPath> = dirs.iter().map(|d| rel(d)).collect();
         let created: BTreeSet<RelPath> = created.iter().map(|d| rel(d)).collect();
         let mut watched = Vec::new();
-        assert_eq!(rescan(root, tree, &dirs, &created, &mut |d| watched.push(d.to_string())).unwrap(), None);
+        let rules = tree.rules.clone();
+        let given = [&rules];
+        let scan_rules = ScanRules::Given(&given);
+        assert_eq!(
+            rescan(root, tree, scan_rules, &dirs, &created, true, &mut |d| watched.push(d.to_string()))
+                .unwrap(),
+            None
+        );
         let full = scan::scan(root).unwrap();
         assert_eq!(paths(tree), paths(&full));
         for (a, b) in tree.entries.iter().zip(&full.entries) {
@@ -270,7 +279,10 @@ mod tests {
         let mut tree = scan::scan_with(&root, ScanRules::Read(&excludes)).unwrap();
         fs::write(p.join("a/.syncignore"), "*.o\n").unwrap();
         let dirs = BTreeSet::from([rel("a")]);
-        let full = rescan(&root, &mut tree, &dirs, &BTreeSet::new(), &mut |_| {}).unwrap();
+        let rules = tree.rules.clone();
+        let full =
+            rescan(&root, &mut tree, ScanRules::Given(&[&rules]), &dirs, &BTreeSet::new(), true, &mut |_| {})
+                .unwrap();
         assert!(full.is_some_and(|r| r.contains(".syncignore")));
     }
 

@@ -116,6 +116,13 @@ pub fn scan(root: &Root) -> Result<Tree> {
 /// Walks the tree at `root`, leaving out what `rules` ignore. Fails when the root itself
 /// cannot be read, or (bad input) when a `.syncignore` holds a pattern the matcher refuses.
 pub fn scan_with(root: &Root, rules: ScanRules<'_>) -> Result<Tree> {
+    scan_watched(root, rules, &mut |_| {})
+}
+
+/// [`scan_with`], telling `before` each directory's relative path before it is listed (the
+/// root's is empty): watch mode watches a directory first, so that no change made in it
+/// after its listing goes unseen.
+pub fn scan_watched(root: &Root, rules: ScanRules<'_>, before: &mut dyn FnMut(&[u8])) -> Result<Tree> {
     let top = root.top();
     // Fail early, with the root's own name, when the root cannot be listed at all.
     top.entries().at(Op::ReadDir, root.path())?;
@@ -123,7 +130,7 @@ pub fn scan_with(root: &Root, rules: ScanRules<'_>) -> Result<Tree> {
     if let ScanRules::Read(excludes) = rules {
         tree.rules = Rules::new(excludes)?;
     }
-    walk(top, &mut tree, rules)?;
+    walk(top, &mut tree, rules, before)?;
     // Directories are listed depth first in no particular order; the total order is bytes.
     tree.entries.sort_unstable_by(|a, b| a.path.cmp(&b.path));
     tree.ignored.sort_unstable();
@@ -188,10 +195,11 @@ pub(crate) struct Pending {
 }
 
 /// Lists every directory below `top` depth first.
-fn walk(top: &Arc<Dir>, tree: &mut Tree, rules: ScanRules<'_>) -> Result<()> {
+fn walk(top: &Arc<Dir>, tree: &mut Tree, rules: ScanRules<'_>, before: &mut dyn FnMut(&[u8])) -> Result<()> {
     let mut pending = Vec::new();
+    before(&[]);
     list(top, &[], tree, rules, &mut pending)?;
-    descend(pending, tree, rules, &mut |_| {})
+    descend(pending, tree, rules, before)
 }
 
 /// Lists the `pending` directories and everything below them, depth first; `before` is told

@@ -14,6 +14,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use notify::event::{AccessKind, AccessMode, ModifyKind};
@@ -72,29 +73,81 @@ enum Msg {
 
 /// The watches of a set of roots.
 pub struct Watch {
-    watcher: Option<RecommendedWatcher>,
+    shared: Arc<Shared>,
     rx: Receiver<Msg>,
-    roots: Vec<PathBuf>,
     /// Paths (and everything below them) whose events never count: our own log file, twoway's
     /// home, when they lie inside a root.
     quiet: Vec<PathBuf>,
     pending: Changes,
-    /// Set once watching had to stop (the watch limit): full passes only from then on.
-    stopped: Option<String>,
     overflow_warned: bool,
     shutdown: Shutdown,
 }
 
+/// What the watch and its [`Adder`]s (used by scans on other threads) share.
+struct Shared {
+    watcher: Mutex<Option<RecommendedWatcher>>,
+    roots: Vec<PathBuf>,
+    /// Set once watching had to stop (the watch limit): full passes only from then on.
+    stopped: Mutex<Option<String>>,
+    /// A directory that could not be watched for another reason: the next wait asks for a
+    /// full pass.
+    failed: Mutex<Option<String>>,
+}
+
+/// Adds watches for the directories of one root, before a scan lists them (cloneable, for
+/// scans that run on their own threads).
+#[derive(Clone)]
+pub struct Adder {
+    shared: Arc<Shared>,
+    root: usize,
+}
+
+impl Adder {
+    /// Watches directory `rel` (raw relative path; empty for the root itself).
+    pub fn add(&self, rel: &[u8]) {
+        let Ok(mut guard) = self.shared.watcher.lock() else { return };
+        let Some(watcher) = guard.as_mut() else { return };
+        let path = self.shared.roots[self.root].join(RelPath::from_bytes(rel).as_path());
+        match watcher.watch(&path, RecursiveMode::NonRecursive) {
+            Ok(()) => {}
+            Err(e) if matches!(e.kind, notify::ErrorKind::MaxFilesWatch) => {
+                drop(guard);
+                self.shared.stop_watching();
+            }
+            // Gone again already: its parent's event covers it.
+            Err(e) if matches!(e.kind, notify::ErrorKind::PathNotFound) => {}
+            Err(e) => {
+                log::debug!("cannot watch \"{}\": {e}", crate::relpath::escape_path(&path));
+                if let Ok(mut failed) = self.shared.failed.lock() {
+                    failed.get_or_insert_with(|| format!("a directory could not be watched: {e}"));
+                }
+            }
+        }
+    }
+}
+
+impl Shared {
+    /// The inotify watch limit was reached: one warning, then full passes at the interval.
+    fn stop_watching(&self) {
+        if let Ok(mut watcher) = self.watcher.lock() {
+            *watcher = None;
+        }
+        let Ok(mut stopped) = self.stopped.lock() else { return };
+        if stopped.is_none() {
+            log::warn!(
+                "the inotify watch limit is reached (raise it with `sysctl fs.inotify.max_user_watches=524288`); \
+                 watching stops and full passes run at the interval instead"
+            );
+            *stopped = Some("the inotify watch limit is reached".into());
+        }
+    }
+}
+
 impl Watch {
-    /// Starts watching `roots` (canonical paths), each with the directories `dirs` yields for
-    /// it (relative; the root itself included or not). Events at or below `quiet` paths are
-    /// ignored.
-    pub fn start(
-        roots: Vec<PathBuf>,
-        dirs: &[Vec<RelPath>],
-        quiet: Vec<PathBuf>,
-        shutdown: &Shutdown,
-    ) -> Result<Watch> {
+    /// Starts watching `roots` (canonical paths): the roots themselves at once, their
+    /// directories as scans list them ([`Watch::adder`]). Events at or below `quiet` paths
+    /// are ignored.
+    pub fn start(roots: Vec<PathBuf>, quiet: Vec<PathBuf>, shutdown: &Shutdown) -> Result<Watch> {
         let (tx, rx) = mpsc::channel();
         let events: Sender<Msg> = tx.clone();
         let watcher = notify::recommended_watcher(move |e| {
@@ -105,57 +158,49 @@ impl Watch {
             let _ = tx.send(Msg::Shutdown);
         });
         let pending = Changes::new(roots.len());
-        let mut watch = Watch {
-            watcher: Some(watcher),
-            rx,
+        let shared = Shared {
+            watcher: Mutex::new(Some(watcher)),
             roots,
+            stopped: Mutex::new(None),
+            failed: Mutex::new(None),
+        };
+        let watch = Watch {
+            shared: Arc::new(shared),
+            rx,
             quiet,
             pending,
-            stopped: None,
             overflow_warned: false,
             shutdown: shutdown.clone(),
         };
-        for (i, dirs) in dirs.iter().enumerate() {
-            watch.add(i, &RelPath::from_bytes(b""));
-            for dir in dirs {
-                watch.add(i, dir);
-            }
+        for i in 0..watch.shared.roots.len() {
+            watch.adder(i).add(b"");
         }
         Ok(watch)
     }
 
-    /// Why watching stopped, if it did (then only full passes run).
-    pub fn stopped(&self) -> Option<&str> {
-        self.stopped.as_deref()
+    /// The adder of root `root`'s directories.
+    pub fn adder(&self, root: usize) -> Adder {
+        Adder { shared: Arc::clone(&self.shared), root }
     }
 
-    /// Watches directory `dir` of root `root`, a new one a pass is about to list: call it
-    /// before listing, so that nothing created in it afterwards goes unseen.
-    pub fn add(&mut self, root: usize, dir: &RelPath) {
-        let Some(watcher) = self.watcher.as_mut() else { return };
-        let path = self.roots[root].join(dir.as_path());
-        match watcher.watch(&path, RecursiveMode::NonRecursive) {
-            Ok(()) => {}
-            Err(e) if matches!(e.kind, notify::ErrorKind::MaxFilesWatch) => self.stop_watching(),
-            // Gone again already: its parent's event covers it.
-            Err(e) if matches!(e.kind, notify::ErrorKind::PathNotFound) => {}
-            Err(e) => {
-                log::debug!("cannot watch \"{}\": {e}", crate::relpath::escape_path(&path));
-                self.pending.full.get_or_insert_with(|| format!("cannot watch a directory: {e}"));
+    /// Why watching stopped, if it did (then only full passes run).
+    pub fn stopped(&self) -> Option<String> {
+        self.shared.stopped.lock().ok().and_then(|s| s.clone())
+    }
+
+    /// Watches directory `dir` of root `root` (see [`Adder::add`]).
+    pub fn add(&self, root: usize, dir: &RelPath) {
+        self.adder(root).add(dir.as_bytes());
+    }
+
+    /// Forgets the changes seen so far (a full pass is about to look at everything).
+    pub fn clear(&mut self) {
+        while let Ok(msg) = self.rx.try_recv() {
+            if matches!(msg, Msg::Shutdown) {
+                self.shutdown.request();
             }
         }
-    }
-
-    /// The inotify watch limit was reached: one warning, then full passes at the interval.
-    fn stop_watching(&mut self) {
-        if self.stopped.is_none() {
-            log::warn!(
-                "the inotify watch limit is reached (raise it with `sysctl fs.inotify.max_user_watches=524288`); \
-                 watching stops and full passes run at the interval instead"
-            );
-            self.stopped = Some("the inotify watch limit is reached".into());
-        }
-        self.watcher = None;
+        self.pending = Changes::new(self.shared.roots.len());
     }
 
     /// Waits until a burst of changes has been quiet for `settle` (cut after [`BURST_CUT`]),
@@ -164,6 +209,9 @@ impl Watch {
     pub fn wait(&mut self, settle: Duration, deadline: Instant) -> Wake {
         if self.shutdown.is_requested() {
             return Wake::Shutdown;
+        }
+        if let Some(reason) = self.shared.failed.lock().ok().and_then(|mut f| f.take()) {
+            self.pending.full.get_or_insert(reason);
         }
         // Drain what arrived during the pass.
         while let Ok(msg) = self.rx.try_recv() {
@@ -191,7 +239,7 @@ impl Watch {
         if self.settle(settle) {
             return Wake::Shutdown;
         }
-        let roots = self.roots.len();
+        let roots = self.shared.roots.len();
         Wake::Changes(std::mem::replace(&mut self.pending, Changes::new(roots)))
     }
 
@@ -235,7 +283,7 @@ impl Watch {
         let event = match msg {
             Msg::Shutdown => return true,
             Msg::Event(Err(e)) if matches!(e.kind, notify::ErrorKind::MaxFilesWatch) => {
-                self.stop_watching();
+                self.shared.stop_watching();
                 return false;
             }
             Msg::Event(Err(e)) => {
@@ -272,12 +320,12 @@ impl Watch {
             return;
         }
         // The innermost root holding the path (roots may nest, as a home inside a side).
-        let Some((i, rel)) = self
-            .roots
+        let roots = &self.shared.roots;
+        let Some((i, rel)) = roots
             .iter()
             .enumerate()
             .filter_map(|(i, r)| path.strip_prefix(r).ok().map(|rel| (i, rel)))
-            .max_by_key(|(i, _)| self.roots[*i].as_os_str().len())
+            .max_by_key(|(i, _)| roots[*i].as_os_str().len())
         else {
             return;
         };
@@ -312,11 +360,6 @@ fn counts(kind: EventKind) -> bool {
     }
 }
 
-/// The directories of a scanned tree, for [`Watch::start`].
-pub fn dirs_of(entries: &[crate::entry::Entry]) -> Vec<RelPath> {
-    entries.iter().filter(|e| e.is_dir()).map(|e| e.path.clone()).collect()
-}
-
 /// Of the paths we write ourselves (a log file, twoway's home), those inside `roots`: their
 /// events must not wake the watcher, or every pass would cause the next.
 pub fn quiet_paths(ours: &[&Path], roots: &[PathBuf]) -> Vec<PathBuf> {
@@ -347,8 +390,9 @@ mod tests {
         let root = fs::canonicalize(d.path()).unwrap();
         fs::create_dir_all(root.join("a/b")).unwrap();
         let shutdown = Shutdown::new();
-        let mut w =
-            Watch::start(vec![root.clone()], &[vec![rel("a"), rel("a/b")]], vec![], &shutdown).unwrap();
+        let mut w = Watch::start(vec![root.clone()], vec![], &shutdown).unwrap();
+        w.add(0, &rel("a"));
+        w.add(0, &rel("a/b"));
 
         fs::write(root.join("a/b/f"), b"x").unwrap();
         fs::write(root.join("top"), b"x").unwrap();
@@ -375,7 +419,7 @@ mod tests {
         let root = fs::canonicalize(d.path()).unwrap().join("side");
         fs::create_dir(&root).unwrap();
         let shutdown = Shutdown::new();
-        let mut w = Watch::start(vec![root.clone()], &[vec![]], vec![], &shutdown).unwrap();
+        let mut w = Watch::start(vec![root.clone()], vec![], &shutdown).unwrap();
         fs::rename(&root, d.path().join("elsewhere")).unwrap();
         assert!(changes(&mut w).full.is_some());
 
@@ -402,7 +446,8 @@ mod tests {
         fs::create_dir(root.join("home")).unwrap();
         let shutdown = Shutdown::new();
         let quiet = quiet_paths(&[&root.join("home"), Path::new("/elsewhere")], std::slice::from_ref(&root));
-        let mut w = Watch::start(vec![root.clone()], &[vec![rel("home")]], quiet, &shutdown).unwrap();
+        let mut w = Watch::start(vec![root.clone()], quiet, &shutdown).unwrap();
+        w.add(0, &rel("home"));
         fs::write(root.join("home/state"), b"x").unwrap();
         assert_eq!(
             w.wait(Duration::from_millis(20), Instant::now() + Duration::from_millis(300)),

@@ -18,3 +18,4 @@ mod twoway_model;
 mod twoway_recovery;
 mod twoway_restore;
 mod twoway_safety;
+mod watch;

@@ -320,6 +320,14 @@ impl Root {
         Root { top: Arc::new(dir), cache: Mutex::new(HashMap::new()) }
     }
 
+    /// True when the root's path still names the directory this root holds open: it was not
+    /// replaced, moved away or unmounted since (watch mode then runs a full pass, so that the
+    /// empty-side rail sees it).
+    pub fn still_there(&self) -> bool {
+        let (now, held) = (rustix::fs::stat(self.path()), self.top.stat_self());
+        matches!((now, held), (Ok(now), Ok(held)) if now.st_ino == held.st_ino && now.st_dev == held.st_dev)
+    }
+
     /// The directory `rel` beneath this root, as a root of its own (a version slot, a
     /// staging tree).
     pub fn open_root(&self, rel: &Path) -> Result<Root> {
@@ -386,6 +394,24 @@ impl Root {
     pub fn parent_of<'r>(&self, rel: &'r Path) -> io::Result<(Arc<Dir>, &'r OsStr)> {
         let name = rel.file_name().ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
         Ok((self.dir(rel.parent().unwrap_or(Path::new("")))?, name))
+    }
+
+    /// The directory `rel` beneath the root, opened afresh (never from the cache): for a
+    /// listing that must see what is at that path now, even if another process renamed the
+    /// directory opened earlier.
+    pub fn dir_now(&self, rel: &Path) -> io::Result<Arc<Dir>> {
+        if rel.as_os_str().is_empty() {
+            return Ok(Arc::clone(&self.top));
+        }
+        Ok(Arc::new(self.top.open_beneath(rel)?))
+    }
+
+    /// Forgets every open directory: a root kept across passes (watch mode) starts each pass
+    /// without handles to directories that another process may have renamed meanwhile.
+    pub fn forget_all(&self) {
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.clear();
+        }
     }
 
     /// Forgets the open directories at and below `rel`, after it was removed or renamed.
