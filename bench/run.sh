@@ -5,7 +5,8 @@
 #   bash bench/run.sh [--quick] [--rows 1,2,5] [--runs N] [--corpus DIR] [--no-build]
 #
 #   --quick       3 runs per tool and only the S rows (1 2 4 5 6 9 10) unless --rows is given
-#   --rows LIST   comma-separated rows to run (default: all, 1-10)
+#   --rows LIST   comma-separated rows to run (default: all, 1-11; 11 is watch mode, which also
+#                 needs M for its peak-memory figure, and takes about 3 minutes)
 #   --runs N      timed runs per tool and row (default 5; SPEC asks for at least 5)
 #   --corpus DIR  where corpora live (default bench/corpus/, git-ignored)
 #   --no-build    use the release binaries already in target/release
@@ -50,9 +51,9 @@ if ((quick)); then
     [[ -n $rows ]] || rows="1,2,4,5,6,9,10"
     [[ $runs == 5 ]] && runs=3
 fi
-[[ -n $rows ]] || rows="1,2,3,4,5,6,7,8,9,10"
+[[ -n $rows ]] || rows="1,2,3,4,5,6,7,8,9,10,11"
 [[ $runs =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: --runs must be a positive number" >&2; exit 2; }
-[[ $rows =~ ^([1-9]|10)(,([1-9]|10))*$ ]] || { echo "run.sh: --rows takes numbers 1-10 separated by commas" >&2; exit 2; }
+[[ $rows =~ ^([1-9]|1[01])(,([1-9]|1[01]))*$ ]] || { echo "run.sh: --rows takes numbers 1-11 separated by commas" >&2; exit 2; }
 want() { [[ ",$rows," == *",$1,"* ]]; }
 
 say() { printf '[bench] %s\n' "$*" >&2; }
@@ -92,8 +93,8 @@ done
 mkdir -p "$corpus"
 corpus=$(cd "$corpus" && pwd)
 need_corpora=()
-if want 1 || want 2 || want 4 || want 5 || want 6 || want 9 || want 10; then need_corpora+=(S); fi
-if want 3 || want 8; then need_corpora+=(M); fi
+if want 1 || want 2 || want 4 || want 5 || want 6 || want 9 || want 10 || want 11; then need_corpora+=(S); fi
+if want 3 || want 8 || want 11; then need_corpora+=(M); fi
 if want 7; then need_corpora+=(L); fi
 python3 "$here/gen_corpus.py" --dir "$corpus" "${need_corpora[@]}"
 S="$corpus/S"
@@ -433,6 +434,28 @@ if want 10; then
     alternate r10_prep_tw r10_tw r10_prep_un r10_un
     tw_copied=$(grep -o '[0-9]* bytes copied' "$work/twoway.log" | awk '{ s += $1 } END { print s + 0 }')
     time_row "10d. twoway pass after the same moves on A vs \`unison -batch\` ($tw_copied B copied)" 0.1
+fi
+
+if want 11; then
+    say "row 11: watch mode: latency of a change, idle CPU, peak memory of a watcher of M"
+    python3 "$here/watch.py" --oneway "$oneway" --twoway "$twoway" --tree "$S" --large "$M" \
+        --edits 20 --idle 60 --work "$work" >"$work/watch.jsonl"
+    field() { python3 -c 'import json,sys
+for line in open(sys.argv[1]):
+    e = json.loads(line)
+    if e["case"] == sys.argv[2]: print(e[sys.argv[3]])' "$work/watch.jsonl" "$1" "$2"; }
+    for prog in oneway twoway; do
+        p95=$(field "$prog --watch latency" p95_s)
+        med=$(field "$prog --watch latency" median_s)
+        verdict=$(awk -v p="$p95" 'BEGIN { print (p <= 1.0) ? "PASS" : "MISS" }')
+        add_row "11. $prog --watch: a write on S reaches the other side (median / p95 of 20)" \
+            "$(printf '%.3f s / %.3f s' "$med" "$p95")" "—" "—" "p95 ≤ 1 s" "$verdict"
+        cpu=$(field "$prog --watch idle CPU" cpu_s)
+        verdict=$(awk -v c="$cpu" 'BEGIN { print (c <= 0.6) ? "PASS" : "MISS" }')
+        add_row "11. $prog --watch: CPU over 60 idle seconds" "$(printf '%.3f s' "$cpu")" "—" "—" "< 0.1 s per 10 s" "$verdict"
+    done
+    rss=$(field "oneway --watch peak RSS on the large tree" peak_rss_kib)
+    add_row "11. oneway --watch of M: peak RSS" "$((rss / 1024)) MiB" "—" "—" "report" "—"
 fi
 
 # --- report ----------------------------------------------------------------------------------
