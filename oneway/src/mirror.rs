@@ -9,7 +9,7 @@ use synccli::passes::{self, PassEnd, Place, Totals};
 use synccli::progress::Progress;
 use synccli::watching::Watched;
 use synccore::apply::{self, ApplyStats, Event, Trees};
-use synccore::checksum::file_checksum_in;
+use synccore::checksum::{file_checksum_in, same_bytes, same_bytes_ahead};
 use synccore::diff::{self, DiffOptions};
 use synccore::entry::Entry;
 use synccore::error::Quoted;
@@ -192,7 +192,11 @@ impl Scanned {
             Which::Source => file_checksum_in(source_root, &e.path).ok(),
             Which::Target => target_root.as_ref().and_then(|t| file_checksum_in(t, &e.path).ok()),
         };
-        let mut plan = diff::plan(src, dst, DiffOptions::for_this_process(options.checksum), &mut digest);
+        let diff_options = DiffOptions::for_this_process(options.checksum);
+        let mut plan = match target_root {
+            None => diff::plan(src, dst, diff_options, &mut digest),
+            Some(target_root) => plan_reading(src, dst, source_root, target_root, diff_options, &mut digest),
+        };
         // A directory SOURCE lost that still holds ignored entries in BACKUP stays (issue 14).
         ignore::keep_dirs_of_ignored(&mut plan, &dst.ignored);
         options.rails.check_deletes(plan.deleted_files(), dst.file_count(), target)?;
@@ -255,6 +259,39 @@ impl Scanned {
         // Errors met while refreshing belong to the next pass's report.
         Ok(())
     }
+}
+
+/// The mirror's plan with "same content?" answered by reading both files, with no hash
+/// (issue 17: `--checksum` at memory speed); the digests only pair moves that tie. The pairs
+/// the quick check cannot decide (equal sizes, and `--checksum` or different mtimes: what
+/// [`diff::compare`] asks) are compared ahead on the other cores, in the diff's order. A
+/// failure counts as "different": the copy then reports the real error.
+fn plan_reading(
+    src: &Tree,
+    dst: &Tree,
+    source_root: &Root,
+    target_root: &Root,
+    options: DiffOptions,
+    digest: &mut synccore::moves::Digests<'_>,
+) -> Plan {
+    let undecided = |s: &&Entry| {
+        s.is_file()
+            && dst
+                .get(&s.path)
+                .is_some_and(|d| d.is_file() && d.size == s.size && (options.checksum || d.mtime != s.mtime))
+    };
+    let pairs = src.entries.iter().filter(undecided).map(|s| (s.path.as_path(), s.size));
+    same_bytes_ahead(source_root, target_root, pairs, |same_at| {
+        let mut same = |s: &Entry, d: &Entry| {
+            let answer = if s.path == d.path {
+                same_at(s.path.as_path(), s.size)
+            } else {
+                same_bytes(source_root, s.path.as_path(), target_root, d.path.as_path())
+            };
+            answer.unwrap_or(false)
+        };
+        diff::plan_comparing(src, dst, options, digest, Some(&mut same))
+    })
 }
 
 /// The target's root, or `None` when it does not exist yet (an empty tree; it is created

@@ -15,6 +15,9 @@ use crate::error::{IoResultExt, Op, Result};
 use crate::fsio::Root;
 use crate::relpath::RelPath;
 
+mod same;
+pub use same::{same_bytes, same_bytes_ahead};
+
 /// Read buffer for hashing: large enough that syscalls are noise next to SHA-256.
 const BUF_SIZE: usize = 1 << 20;
 

@@ -30,6 +30,10 @@ impl DiffOptions {
     }
 }
 
+/// The content oracle that compares a source file with a target file directly (the mirror
+/// reads both, issue 17): `true` when they hold the same bytes; a failure counts as `false`.
+pub type SameContent<'a> = dyn FnMut(&Entry, &Entry) -> bool + 'a;
+
 /// The steps that make `target` an exact copy of `source` (SPEC section 3 "Mirror"), with
 /// every entry that only moved in the source moved in the target too ([`moves`]).
 ///
@@ -38,24 +42,74 @@ impl DiffOptions {
 /// and each file at most once. Nothing at or below a path that could not be read on the source
 /// side is deleted.
 pub fn plan(source: &Tree, target: &Tree, options: DiffOptions, digest: &mut Digests<'_>) -> Plan {
+    plan_comparing(source, target, options, digest, None)
+}
+
+/// [`plan`], with `same` (when given) deciding whether two files at one path hold the same
+/// bytes instead of comparing their digests; `digest` then only pairs moves that tie.
+pub fn plan_comparing(
+    source: &Tree,
+    target: &Tree,
+    options: DiffOptions,
+    digest: &mut Digests<'_>,
+    mut same: Option<&mut SameContent<'_>>,
+) -> Plan {
     let mut memo: HashMap<(Which, RelPath), Option<Digest>> = HashMap::new();
     let mut cached =
         |which: Which, e: &Entry| *memo.entry((which, e.path.clone())).or_insert_with(|| digest(which, e));
-    let first = Plan::ordered(steps(source, target, options, &mut cached, &HashSet::new()));
+    let mut answers: HashMap<RelPath, bool> = HashMap::new();
+    let first = {
+        let mut equal = oracle(&mut cached, same.as_deref_mut(), &mut answers, None);
+        Plan::ordered(steps(source, target, options, &mut equal, &HashSet::new()))
+    };
     let found = moves::find(&first, source, target, options.owners, options.checksum, &mut cached);
     if found.is_empty() {
         return first;
     }
     // The plan again, against the target as the moves will leave it; the directories moves
     // leave or enter are touched (their mtimes are set again).
-    let relocated = moves::Relocation::new(&found).tree(target);
+    let relocation = moves::Relocation::new(&found);
+    let relocated = relocation.tree(target);
     let touched: HashSet<RelPath> =
         found.iter().flat_map(|m| [m.from.parent(), m.to.parent()]).flatten().collect();
-    let mut all = steps(source, &relocated, options, &mut cached, &touched);
+    let mut all = {
+        let mut equal = oracle(&mut cached, same, &mut answers, Some(&relocation));
+        steps(source, &relocated, options, &mut equal, &touched)
+    };
     all.extend(
         found.into_iter().map(|m| Step { path: m.from, action: Action::Move { to: m.to, was: m.was } }),
     );
     Plan::ordered(all)
+}
+
+/// "Same content?" for a source and a target file at one path: `same`'s answer (kept in
+/// `answers` for the plan after the moves), else equal digests. In the plan against the
+/// target as `moved` leaves it, a moved target file is still at its old path on disk.
+fn oracle<'a>(
+    digest: &'a mut Digests<'_>,
+    mut same: Option<&'a mut SameContent<'_>>,
+    answers: &'a mut HashMap<RelPath, bool>,
+    moved: Option<&'a moves::Relocation<'_>>,
+) -> impl FnMut(&Entry, &Entry) -> bool + 'a {
+    move |s: &Entry, d: &Entry| {
+        let was = moved.and_then(|r| r.back(&d.path));
+        let on_disk;
+        let d = match &was {
+            Some(path) => {
+                on_disk = Entry { path: path.clone(), ..d.clone() };
+                &on_disk
+            }
+            None => d,
+        };
+        if let Some(same) = same.as_deref_mut() {
+            if was.is_some() {
+                return same(s, d);
+            }
+            return *answers.entry(s.path.clone()).or_insert_with(|| same(s, d));
+        }
+        // Any read failure counts as "different": the copy then reports the real error.
+        matches!((digest(Which::Source, s), digest(Which::Target, d)), (Some(a), Some(b)) if a == b)
+    }
 }
 
 /// The steps of a plan without moves (in no particular order: see [`Plan::ordered`]).
@@ -64,13 +118,9 @@ fn steps(
     source: &Tree,
     target: &Tree,
     options: DiffOptions,
-    digest: &mut Digests<'_>,
+    same_content: &mut dyn FnMut(&Entry, &Entry) -> bool,
     extra_touched: &HashSet<RelPath>,
 ) -> Vec<Step> {
-    let mut same_content = |s: &Entry, d: &Entry| {
-        // Any read failure counts as "different": the copy then reports the real error.
-        matches!((digest(Which::Source, s), digest(Which::Target, d)), (Some(a), Some(b)) if a == b)
-    };
     let mut deletes = Vec::new();
     // Every source entry yields at most one creation step and each directory one metadata
     // step: one exact allocation holds the whole plan (peak memory, SPEC section 6).
@@ -113,7 +163,7 @@ fn steps(
             }
             std::cmp::Ordering::Equal => {
                 let (s, d) = (&src[i], &dst[j]);
-                if let Some(step) = compare(s, d, options, &mut same_content, &mut deletes) {
+                if let Some(step) = compare(s, d, options, same_content, &mut deletes) {
                     if !matches!(step.action, Action::Meta { .. }) {
                         touch(&s.path);
                     }
@@ -417,6 +467,34 @@ mod tests {
             Some(Digest::of_bytes(b"same"))
         });
         assert_eq!(asked, vec!["Source b", "Target b"]);
+    }
+
+    #[test]
+    fn a_same_content_oracle_replaces_digests_and_sees_moved_files_where_they_are() {
+        // `a` stays, `m` moves to `n/m`; with --checksum both pairs are compared, `a` once
+        // (its answer is kept for the plan after the moves), the moved file at its old path.
+        let src = tree(vec![file("a", 3, 1), dir("n", 1), file("n/m", 5, 9)]);
+        let dst = Tree { dev: 1, ..tree(vec![file("a", 3, 1), file("m", 5, 9)]) };
+        let mut asked = Vec::new();
+        let mut same = |s: &Entry, d: &Entry| {
+            asked.push(format!("{} ~ {}", s.path, d.path));
+            true
+        };
+        let options = DiffOptions { checksum: true, owners: true };
+        let plan = plan_comparing(
+            &src,
+            &dst,
+            options,
+            &mut |_, e| Some(Digest::of_bytes(e.path.file_name().as_encoded_bytes())),
+            Some(&mut same),
+        );
+        let lines: Vec<String> =
+            plan.steps.iter().map(|s| format!("{} {}", s.kind().word(), s.path)).collect();
+        assert_eq!(lines, vec!["mkdir n", "move m", "meta n"]);
+        assert_eq!(asked, vec!["a ~ a", "n/m ~ m"]);
+        // "Different" makes an update, as a digest mismatch does.
+        let plan = plan_comparing(&src, &dst, options, &mut |_, _| None, Some(&mut |_, _| false));
+        assert!(plan.steps.iter().any(|s| s.kind().word() == "update" && s.path.to_string() == "a"));
     }
 
     #[test]
