@@ -25,6 +25,7 @@ use crate::entry::{MODE_MASK, Mtime, Owner, keeps_owners};
 use crate::error::{Error, IoResultExt, Op, Result};
 
 mod root;
+mod sparse;
 pub use root::{Dir, Root};
 
 /// Names starting with this are our temporaries: skipped by scans, removed when left over.
@@ -162,7 +163,9 @@ pub fn stage_copy(
     let staged = Staged { dir, temp, bytes: 0 };
     let temp_path = staged.dir.path_of(&staged.temp);
     let result = (|| {
-        let bytes = copy_data(&input, &output, before.len()).at(Op::Write, &temp_path)?;
+        // Holes stay holes (issue 17): a sparse source is copied by its data ranges.
+        let holes = sparse::may_have_holes(&before);
+        let bytes = sparse::copy_data(&input, &output, before.len(), holes).at(Op::Write, &temp_path)?;
         let after = input.metadata().at(Op::Stat, &src_path)?;
         if !same_version(&before, &after) || bytes != before.len() {
             return Ok(None);
@@ -251,41 +254,14 @@ fn set_owner(file: &File, owner: Owner) -> io::Result<()> {
     Ok(())
 }
 
-/// Copies `len` bytes (what the source had when opened) with `copy_file_range`, which stays
-/// in the kernel and reflinks where the file system can; a growing source is caught by the
-/// caller's second fstat. Falls back to `io::copy` where the call is not supported.
-/// Bytes this process has copied into temporaries so far, counted as they are written, so
-/// that a progress display moves while a batch of copies (or one large file) is staged,
-/// before any step is done (issue 16, point 1).
+/// Bytes this process has copied into temporaries so far (a hole skipped counts as copied),
+/// counted as they are written, so that a progress display moves while a batch of copies (or
+/// one large file) is staged, before any step is done (issue 16, point 1).
 static BYTES_WRITTEN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// See [`BYTES_WRITTEN`]: a counter that only grows.
 pub fn bytes_written() -> u64 {
     BYTES_WRITTEN.load(std::sync::atomic::Ordering::Relaxed)
-}
-
-fn copy_data(input: &File, output: &File, len: u64) -> io::Result<u64> {
-    use rustix::io::Errno;
-    use std::sync::atomic::Ordering::Relaxed;
-    let mut copied = 0u64;
-    while copied < len {
-        // 64 MiB a call: a large file shows progress as it goes.
-        let want = usize::try_from(len - copied).unwrap_or(usize::MAX).min(1 << 26);
-        match rustix::fs::copy_file_range(input, None, output, None, want) {
-            Ok(0) => break,
-            Ok(n) => {
-                copied += n as u64;
-                BYTES_WRITTEN.fetch_add(n as u64, Relaxed);
-            }
-            Err(Errno::XDEV | Errno::NOSYS | Errno::INVAL | Errno::OPNOTSUPP) if copied == 0 => {
-                let n = io::copy(&mut &*input, &mut &*output)?;
-                BYTES_WRITTEN.fetch_add(n, Relaxed);
-                return Ok(n);
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(copied)
 }
 
 /// Operations on the entry at a path relative to a root: each reaches the entry's directory
@@ -607,6 +583,32 @@ mod tests {
         assert_eq!(fs::read(d.path().join("dst")).unwrap(), b"hello");
         assert_eq!(meta.mode() & 0o7777, 0o755, "setuid is never copied");
         assert_eq!(Mtime::of(&meta), mtime);
+    }
+
+    #[test]
+    fn a_staged_copy_of_a_sparse_file_keeps_its_holes() {
+        use std::os::unix::fs::FileExt;
+        let d = tempfile::tempdir().unwrap();
+        let root = Root::open(d.path()).unwrap();
+        let len = 1u64 << 31;
+        let f = fs::File::create(d.path().join("image")).unwrap();
+        f.set_len(len).unwrap();
+        f.write_all_at(&vec![7u8; 1 << 20], 1 << 30).unwrap();
+        drop(f);
+        let mtime = Mtime { secs: 1_600_000_000, nanos: 5 };
+        root.set_meta(Path::new("image"), None, Some(mtime), None).unwrap();
+        let outcome = stage_copy(&root, &root, Path::new("image"), attrs(0o644), (len, mtime)).unwrap();
+        let StageOutcome::Staged(staged) = outcome else { panic!("not staged") };
+        assert_eq!(staged.bytes, len);
+        staged.sync().unwrap();
+        staged.commit(OsStr::new("copy"), Rename::NoReplace).unwrap();
+        let (src, dst) =
+            (fs::metadata(d.path().join("image")).unwrap(), fs::metadata(d.path().join("copy")).unwrap());
+        assert_eq!(dst.len(), len);
+        assert!(dst.blocks() * 512 <= src.blocks() * 512 + (1 << 20), "{} blocks", dst.blocks());
+        let mut head = vec![0u8; 4096];
+        fs::File::open(d.path().join("copy")).unwrap().read_exact_at(&mut head, (1 << 30) + 4096).unwrap();
+        assert!(head.iter().all(|&b| b == 7));
     }
 
     #[test]

@@ -12,6 +12,7 @@ mod oneway_mirror;
 mod oneway_versioned;
 mod renames;
 mod security;
+mod sparse_and_checksum;
 mod twoway_convergence;
 mod twoway_merge;
 mod twoway_model;
