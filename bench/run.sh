@@ -5,8 +5,9 @@
 #   bash bench/run.sh [--quick] [--rows 1,2,5] [--runs N] [--corpus DIR] [--no-build]
 #
 #   --quick       3 runs per tool and only the S rows (1 2 4 5 6 9 10) unless --rows is given
-#   --rows LIST   comma-separated rows to run (default: all, 1-11; 11 is watch mode, which also
-#                 needs M for its peak-memory figure, and takes about 3 minutes)
+#   --rows LIST   comma-separated rows to run (default: all, 1-13; 11 is watch mode, which also
+#                 needs M for its peak-memory figure, and takes about 3 minutes; 12 is
+#                 --checksum on S and on the 100,000-file tree; 13 copies a sparse file)
 #   --runs N      timed runs per tool and row (default 5; SPEC asks for at least 5)
 #   --corpus DIR  where corpora live (default bench/corpus/, git-ignored)
 #   --no-build    use the release binaries already in target/release
@@ -51,9 +52,9 @@ if ((quick)); then
     [[ -n $rows ]] || rows="1,2,4,5,6,9,10"
     [[ $runs == 5 ]] && runs=3
 fi
-[[ -n $rows ]] || rows="1,2,3,4,5,6,7,8,9,10,11"
+[[ -n $rows ]] || rows="1,2,3,4,5,6,7,8,9,10,11,12,13"
 [[ $runs =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: --runs must be a positive number" >&2; exit 2; }
-[[ $rows =~ ^([1-9]|1[01])(,([1-9]|1[01]))*$ ]] || { echo "run.sh: --rows takes numbers 1-11 separated by commas" >&2; exit 2; }
+[[ $rows =~ ^([1-9]|1[0-3])(,([1-9]|1[0-3]))*$ ]] || { echo "run.sh: --rows takes numbers 1-13 separated by commas" >&2; exit 2; }
 want() { [[ ",$rows," == *",$1,"* ]]; }
 
 say() { printf '[bench] %s\n' "$*" >&2; }
@@ -93,13 +94,15 @@ done
 mkdir -p "$corpus"
 corpus=$(cd "$corpus" && pwd)
 need_corpora=()
-if want 1 || want 2 || want 4 || want 5 || want 6 || want 9 || want 10 || want 11; then need_corpora+=(S); fi
+if want 1 || want 2 || want 4 || want 5 || want 6 || want 9 || want 10 || want 11 || want 12; then need_corpora+=(S); fi
 if want 3 || want 8 || want 11; then need_corpora+=(M); fi
 if want 7; then need_corpora+=(L); fi
+if want 12; then need_corpora+=(100k); fi
 python3 "$here/gen_corpus.py" --dir "$corpus" "${need_corpora[@]}"
 S="$corpus/S"
 M="$corpus/M"
 L="$corpus/L"
+K100="$corpus/100k"
 count_files() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["files"])' "$1"; }
 
 # Scratch space on the corpus's file system (same disk as a real backup would use).
@@ -456,6 +459,67 @@ for line in open(sys.argv[1]):
     done
     rss=$(field "oneway --watch peak RSS on the large tree" peak_rss_kib)
     add_row "11. oneway --watch of M: peak RSS" "$((rss / 1024)) MiB" "—" "—" "report" "—"
+fi
+
+if want 12; then
+    say "row 12: oneway --checksum no-change pass vs rsync -ac --delete, on S and on the 100k tree"
+    # --checksum reads every file of equal size on both sides: ours compares the bytes (no
+    # hash, on both cores), rsync hashes both sides (its fast non-cryptographic checksum).
+    for tree in S 100k; do
+        src=$S; [[ $tree == 100k ]] && src=$K100
+        fresh "r12_ours_$tree"; R12_OURS=$FRESH
+        fresh "r12_rsync_$tree"; R12_RSYNC=$FRESH
+        oneway_q "$src" "$R12_OURS" >>"$runlog" 2>&1
+        rsync -a "$src/" "$R12_RSYNC/"
+        sync_fs
+        r12_prep() { : >"$work/oneway.log"; }
+        r12_ours() { oneway_q "$R12_SRC" "$R12_OURS" --checksum; }
+        r12_rsync() { rsync -ac --delete "$R12_SRC/" "$R12_RSYNC/"; }
+        R12_SRC=$src
+        alternate r12_prep r12_ours r12_prep r12_rsync
+        grep -q ' update "\| copy "' "$work/oneway.log" && { echo "run.sh: row 12's pass copied something" >&2; exit 1; }
+        files=$(count_files "$corpus/$tree.done")
+        time_row "12$([[ $tree == 100k ]] && echo b). oneway --checksum no-change pass, $tree ($files files) vs \`rsync -ac --delete\`" 0.5
+    done
+fi
+
+if want 13; then
+    say "row 13: copy of a sparse file (2 GiB holding 1 MiB of data) vs cp --sparse=always"
+    # The image: 16 blocks of 64 KiB of random data spread over 2 GiB of holes.
+    mkdir "$work/sparse_src"
+    img="$work/sparse_src/disk.img"
+    truncate -s 2G "$img"
+    for i in $(seq 0 15); do
+        dd if=/dev/urandom of="$img" bs=64K count=1 seek=$((i * 2048)) conv=notrunc status=none
+    done
+    touch -d @1700000000 "$img"
+    allocated() { echo $(($(stat -c %b "$1") * $(stat -c %B "$1"))); }
+    src_alloc=$(allocated "$img")
+    r13_prep_ours() { fresh r13_ours; R13_OURS=$FRESH; : >"$work/oneway.log"; sync_fs; }
+    r13_ours() { oneway_q "$work/sparse_src" "$R13_OURS"; }
+    r13_prep_cp() { fresh r13_cp; R13_CP=$FRESH; mkdir "$R13_CP"; sync_fs; }
+    r13_cp() { cp --sparse=always "$img" "$R13_CP/"; }
+    alternate r13_prep_ours r13_ours r13_prep_cp r13_cp
+    cmp "$img" "$R13_OURS/disk.img" || { echo "run.sh: row 13's copy differs" >&2; exit 1; }
+    ours_alloc=$(allocated "$R13_OURS/disk.img")
+    cp_alloc=$(allocated "$R13_CP/disk.img")
+    ratio=$(awk -v o="$OURS" -v a="$ANCHOR" 'BEGIN { printf "%.2f", o / a }')
+    add_row "13. copy of a sparse file (2 GiB, 1 MiB of data): time vs \`cp --sparse=always\`" \
+        "$(printf '%.3f s' "$OURS")" "$(printf '%.3f s' "$ANCHOR")" "${ratio}×" "report" "—"
+    verdict=$(awk -v o="$ours_alloc" -v s="$src_alloc" 'BEGIN { print (o <= s + 1048576) ? "PASS" : "MISS" }')
+    add_row "13b. the same copy: allocated bytes (st_blocks × 512) vs the source's" \
+        "$ours_alloc B" "$src_alloc B (source), $cp_alloc B (cp)" \
+        "$(awk -v o="$ours_alloc" -v s="$src_alloc" 'BEGIN { printf "%.2f", o / s }')×" "≤ source + 1 MiB" "$verdict"
+    say "  -> allocated: ours $ours_alloc B, source $src_alloc B, cp $cp_alloc B: $verdict"
+    # What a copy that writes the whole length costs (as \`rsync -a\` without -S): once, as the
+    # reference of the issue's "under 0.1x writing the whole length".
+    fresh r13_full; mkdir "$FRESH"; sync_fs
+    full_write() { rsync -a "$img" "$FRESH/" && sync; }
+    timed full_write
+    full=$T
+    OURS_SPARSE=$OURS
+    OURS=$OURS_SPARSE ANCHOR=$full
+    time_row "13c. the same copy vs writing the whole length (\`rsync -a\` without -S, then sync; 1 run)" 0.1
 fi
 
 # --- report ----------------------------------------------------------------------------------
