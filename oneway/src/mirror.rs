@@ -274,13 +274,20 @@ fn plan_reading(
     options: DiffOptions,
     digest: &mut synccore::moves::Digests<'_>,
 ) -> Plan {
-    let undecided = |s: &&Entry| {
-        s.is_file()
-            && dst
-                .get(&s.path)
-                .is_some_and(|d| d.is_file() && d.size == s.size && (options.checksum || d.mtime != s.mtime))
-    };
-    let pairs = src.entries.iter().filter(undecided).map(|s| (s.path.as_path(), s.size));
+    // A merge-join of the two sorted trees, as the diff walks them.
+    let (mut sources, mut j) = (src.entries.iter(), 0);
+    let pairs = std::iter::from_fn(move || {
+        for s in sources.by_ref() {
+            while dst.entries.get(j).is_some_and(|d| d.path < s.path) {
+                j += 1;
+            }
+            let Some(d) = dst.entries.get(j).filter(|d| d.path == s.path) else { continue };
+            if s.is_file() && d.is_file() && d.size == s.size && (options.checksum || d.mtime != s.mtime) {
+                return Some((s.path.as_path(), s.size));
+            }
+        }
+        None
+    });
     same_bytes_ahead(source_root, target_root, pairs, |same_at| {
         let mut same = |s: &Entry, d: &Entry| {
             let answer = if s.path == d.path {

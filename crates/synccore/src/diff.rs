@@ -57,7 +57,7 @@ pub fn plan_comparing(
     let mut memo: HashMap<(Which, RelPath), Option<Digest>> = HashMap::new();
     let mut cached =
         |which: Which, e: &Entry| *memo.entry((which, e.path.clone())).or_insert_with(|| digest(which, e));
-    let mut answers: HashMap<RelPath, bool> = HashMap::new();
+    let mut answers = Answers::default();
     let first = {
         let mut equal = oracle(&mut cached, same.as_deref_mut(), &mut answers, None);
         Plan::ordered(steps(source, target, options, &mut equal, &HashSet::new()))
@@ -88,7 +88,7 @@ pub fn plan_comparing(
 fn oracle<'a>(
     digest: &'a mut Digests<'_>,
     mut same: Option<&'a mut SameContent<'_>>,
-    answers: &'a mut HashMap<RelPath, bool>,
+    answers: &'a mut Answers,
     moved: Option<&'a moves::Relocation<'_>>,
 ) -> impl FnMut(&Entry, &Entry) -> bool + 'a {
     move |s: &Entry, d: &Entry| {
@@ -102,13 +102,38 @@ fn oracle<'a>(
             None => d,
         };
         if let Some(same) = same.as_deref_mut() {
-            if was.is_some() {
-                return same(s, d);
+            if moved.is_none() {
+                let answer = same(s, d);
+                answers.asked.push((std::ptr::from_ref(s), answer));
+                return answer;
             }
-            return *answers.entry(s.path.clone()).or_insert_with(|| same(s, d));
+            return match was {
+                None => answers.again(s).unwrap_or_else(|| same(s, d)),
+                Some(_) => same(s, d),
+            };
         }
         // Any read failure counts as "different": the copy then reports the real error.
         matches!((digest(Which::Source, s), digest(Which::Target, d)), (Some(a), Some(b)) if a == b)
+    }
+}
+
+/// The first plan's "same content?" answers, for the plan after the moves. That plan asks
+/// again, for a file that did not move, about the same source entry of the one source tree
+/// (known by its address; never dereferenced) and in the same order, so a cursor finds each
+/// answer without a per-file allocation.
+#[derive(Default)]
+struct Answers {
+    asked: Vec<(*const Entry, bool)>,
+    next: usize,
+}
+
+impl Answers {
+    /// The answer given about `s` (at or after the cursor); `None` when it was not asked.
+    fn again(&mut self, s: &Entry) -> Option<bool> {
+        let rest = self.asked.get(self.next..)?;
+        let i = rest.iter().position(|&(e, _)| std::ptr::eq(e, s))?;
+        self.next += i + 1;
+        Some(rest[i].1)
     }
 }
 

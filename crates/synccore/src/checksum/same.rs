@@ -65,20 +65,27 @@ fn compare_open(
     }
 }
 
-/// Results a helper may hold ready before the asker takes them.
-const AHEAD: usize = 32;
+/// Pairs dealt at a time: a helper hands over its answers a chunk at a time, so that the two
+/// threads wake each other once per chunk, not once per file.
+const CHUNK: usize = 32;
+
+/// Chunks of answers a helper may hold ready before the asker takes them.
+const CHUNKS_AHEAD: usize = 4;
+
+/// A helper's answers for one chunk: the number of its first pair, then one answer per pair.
+type Answers = (usize, Vec<Result<bool>>);
 
 /// Runs `run` with an oracle that answers [`same_bytes`] for a path in both roots (where a
-/// scan saw files of one size, given with it), while
-/// helper threads compare the pairs `paths` names ahead of the asker, so that a pass that
-/// compares many files uses every core (issue 17: `--checksum` at memory speed).
+/// scan saw files of one size, given with it), while helper threads compare the pairs `paths`
+/// names ahead of the asker, so that a pass that compares many files uses every core (issue
+/// 17: `--checksum` at memory speed).
 ///
 /// `paths` is the order in which `run` will ask (a diff's merge-join: the pairs the quick
-/// check cannot decide). Pairs are dealt round-robin: the asker compares every `n`th itself
-/// when it asks, helper `i` the others in order, holding at most [`AHEAD`] answers. An answer
-/// is used only for the very pair it was computed for (its place in `paths`): a path asked out
-/// of that order, or twice, is simply compared on the spot. The helpers stop when `run`
-/// returns.
+/// check cannot decide). Chunks of [`CHUNK`] pairs are dealt round-robin: the asker compares
+/// those of every `n`th chunk itself when it asks, each helper the others in order, holding
+/// at most [`CHUNKS_AHEAD`] chunks of answers. An answer is used only for the very pair it
+/// was computed for (its place in `paths`): a path asked out of that order, or twice, is
+/// simply compared on the spot. The helpers stop when `run` returns.
 pub fn same_bytes_ahead<'p, I, R>(
     a: &Root,
     b: &Root,
@@ -89,14 +96,20 @@ where
     I: Iterator<Item = (&'p Path, u64)> + Clone + Send,
 {
     let helpers = std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1)).clamp(1, 3);
+    let dealt = helpers + 1;
     std::thread::scope(|scope| {
         let mut answers = Vec::with_capacity(helpers);
         for helper in 1..=helpers {
-            let (tx, rx) = mpsc::sync_channel::<(usize, Result<bool>)>(AHEAD);
-            let mine = paths.clone().enumerate().filter(move |(k, _)| k % (helpers + 1) == helper);
+            let (tx, rx) = mpsc::sync_channel::<Answers>(CHUNKS_AHEAD);
+            let mut mine =
+                paths.clone().enumerate().filter(move |(k, _)| k / CHUNK % dealt == helper).peekable();
             scope.spawn(move || {
-                for (k, (path, len)) in mine {
-                    if tx.send((k, same_bytes_of_len(a, path, b, path, len))).is_err() {
+                while let Some(&(first, _)) = mine.peek() {
+                    let chunk: Vec<Result<bool>> =
+                        std::iter::from_fn(|| mine.next_if(|(k, _)| k / CHUNK == first / CHUNK))
+                            .map(|(_, (path, len))| same_bytes_of_len(a, path, b, path, len))
+                            .collect();
+                    if tx.send((first, chunk)).is_err() {
                         return; // `run` returned
                     }
                 }
@@ -104,8 +117,9 @@ where
             answers.push(rx);
         }
         // Dropped (with the receivers) when this closure returns, before the scope joins the
-        // helpers, so that none waits forever to hand over an answer.
-        let mut asker = Asker { a, b, order: paths.enumerate(), answers };
+        // helpers, so that none waits forever to hand over its answers.
+        let held = (0..helpers).map(|_| std::collections::VecDeque::new()).collect();
+        let mut asker = Asker { a, b, order: paths.enumerate(), answers, held };
         run(&mut |path, len| asker.same(path, len))
     })
 }
@@ -117,7 +131,9 @@ struct Asker<'r, I> {
     /// The pairs still to come, numbered as the helpers numbered them.
     order: std::iter::Enumerate<I>,
     /// One channel of answers per helper, in the helper's order.
-    answers: Vec<mpsc::Receiver<(usize, Result<bool>)>>,
+    answers: Vec<mpsc::Receiver<Answers>>,
+    /// Per helper, the answers received and not yet asked for, with their pairs' numbers.
+    held: Vec<std::collections::VecDeque<(usize, Result<bool>)>>,
 }
 
 impl<'p, I: Iterator<Item = (&'p Path, u64)>> Asker<'_, I> {
@@ -127,17 +143,28 @@ impl<'p, I: Iterator<Item = (&'p Path, u64)>> Asker<'_, I> {
             if next != (path, len) {
                 continue; // a pair that was not asked after all
             }
-            let Some(helper) = (k % dealt).checked_sub(1) else { break }; // the asker's own
-            let Some(rx) = self.answers.get(helper) else { break };
-            // Answers for pairs that were skipped are dropped on the way.
-            while let Ok((j, answer)) = rx.recv() {
-                if j == k {
-                    return answer;
-                }
+            let Some(helper) = (k / CHUNK % dealt).checked_sub(1) else { break }; // the asker's own
+            if let Some(answer) = self.answer_of(helper, k) {
+                return answer;
             }
             break;
         }
         same_bytes_of_len(self.a, path, self.b, path, len)
+    }
+
+    /// Helper `helper`'s answer for pair `k`; answers for pairs that were skipped are dropped
+    /// on the way. `None` when the helper stopped before it.
+    fn answer_of(&mut self, helper: usize, k: usize) -> Option<Result<bool>> {
+        let (held, rx) = (self.held.get_mut(helper)?, self.answers.get(helper)?);
+        loop {
+            while let Some((j, answer)) = held.pop_front() {
+                if j == k {
+                    return Some(answer);
+                }
+            }
+            let (first, chunk) = rx.recv().ok()?;
+            held.extend((first..).zip(chunk));
+        }
     }
 }
 
@@ -349,7 +376,7 @@ mod tests {
     #[test]
     fn answers_ahead_are_those_of_the_pair_asked_in_or_out_of_order() {
         let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-        let names: Vec<String> = (0..40).map(|i| format!("f{i:02}")).collect();
+        let names: Vec<String> = (0..150).map(|i| format!("f{i:03}")).collect();
         for (i, name) in names.iter().enumerate() {
             let data = bytes(100 + i, i as u32);
             fs::write(a.path().join(name), &data).unwrap();
@@ -363,13 +390,13 @@ mod tests {
         let paths: Vec<(&Path, u64)> =
             names.iter().enumerate().map(|(i, n)| (Path::new(n.as_str()), 100 + i as u64)).collect();
         // Asked: in order, skipping some, then one out of order and one twice.
-        let mut asked: Vec<usize> = (0..40).filter(|i| i % 7 != 3).collect();
-        asked.extend([3, 10]);
+        let mut asked: Vec<usize> = (0..150).filter(|i| i % 7 != 3 && !(40..70).contains(i)).collect();
+        asked.extend([3, 10, 100]);
         let answers = same_bytes_ahead(&ra, &rb, paths.iter().copied(), |same_at| {
             asked.iter().map(|&i| (i, same_at(paths[i].0, paths[i].1).unwrap())).collect::<Vec<_>>()
         });
         for (i, same) in answers {
-            assert_eq!(same, i % 3 != 0, "f{i:02}");
+            assert_eq!(same, i % 3 != 0, "f{i:03}");
         }
     }
 
