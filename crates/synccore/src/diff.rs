@@ -80,6 +80,65 @@ impl Source for Entries<'_> {
     }
 }
 
+/// A source with some subtrees taken out (`prune`: their own entries and everything below)
+/// and other entries put in (`extra`, sorted): a tree as renames will leave it (twoway's
+/// renames issue), read as it streams.
+pub struct Relocated<'s> {
+    inner: &'s mut dyn Source,
+    prune: HashSet<Vec<u8>>,
+    extra: std::iter::Peekable<std::vec::IntoIter<Entry>>,
+    head: Option<Entry>,
+    started: bool,
+}
+
+impl<'s> Relocated<'s> {
+    /// `inner` without the subtrees at `prune`, with `extra` (sorted by path) in.
+    pub fn new(inner: &'s mut dyn Source, prune: &[RelPath], extra: Vec<Entry>) -> Self {
+        let prune = prune.iter().map(|p| p.as_bytes().to_vec()).collect();
+        Relocated { inner, prune, extra: extra.into_iter().peekable(), head: None, started: false }
+    }
+
+    fn pruned(&self, path: &RelPath) -> bool {
+        !self.prune.is_empty()
+            && std::iter::successors(Some(path.clone()), RelPath::parent)
+                .any(|p| self.prune.contains(p.as_bytes()))
+    }
+
+    fn advance(&mut self) {
+        self.head = loop {
+            match self.inner.next_entry() {
+                Some(e) if self.pruned(&e.path) => {}
+                other => break other,
+            }
+        };
+    }
+}
+
+impl Source for Relocated<'_> {
+    fn next_entry(&mut self) -> Option<Entry> {
+        if !self.started {
+            self.started = true;
+            self.advance();
+        }
+        let extra_first = match (&self.head, self.extra.peek()) {
+            (None, None) => return None,
+            (Some(_), None) => false,
+            (None, Some(_)) => true,
+            (Some(h), Some(x)) => x.path < h.path,
+        };
+        if extra_first {
+            return self.extra.next();
+        }
+        let out = self.head.take();
+        self.advance();
+        out
+    }
+
+    fn notes(&self) -> &Tree {
+        self.inner.notes()
+    }
+}
+
 /// What a streaming diff made and saw.
 #[derive(Debug, Default)]
 pub struct Streamed {
