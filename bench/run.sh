@@ -7,7 +7,7 @@
 #   --quick       3 runs per tool and only the S rows (1 2 4 5 6 9 10) unless --rows is given
 #   --rows LIST   comma-separated rows to run (default: all, 1-13; 11 is watch mode, which also
 #                 needs M for its peak-memory figure, and takes about 3 minutes; 12 is
-#                 --checksum on S and on the 100,000-file tree; 13 copies a sparse file)
+#                 --checksum on S and on K100, the 100,000-file tree; 13 copies a sparse file)
 #   --runs N      timed runs per tool and row (default 5; SPEC asks for at least 5)
 #   --corpus DIR  where corpora live (default bench/corpus/, git-ignored)
 #   --no-build    use the release binaries already in target/release
@@ -97,12 +97,12 @@ need_corpora=()
 if want 1 || want 2 || want 4 || want 5 || want 6 || want 9 || want 10 || want 11 || want 12; then need_corpora+=(S); fi
 if want 3 || want 8 || want 11; then need_corpora+=(M); fi
 if want 7; then need_corpora+=(L); fi
-if want 12; then need_corpora+=(100k); fi
+if want 12; then need_corpora+=(K100); fi
 python3 "$here/gen_corpus.py" --dir "$corpus" "${need_corpora[@]}"
 S="$corpus/S"
 M="$corpus/M"
 L="$corpus/L"
-K100="$corpus/100k"
+K100="$corpus/K100"
 count_files() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["files"])' "$1"; }
 
 # Scratch space on the corpus's file system (same disk as a real backup would use).
@@ -462,11 +462,11 @@ for line in open(sys.argv[1]):
 fi
 
 if want 12; then
-    say "row 12: oneway --checksum no-change pass vs rsync -ac --delete, on S and on the 100k tree"
+    say "row 12: oneway --checksum no-change pass vs rsync -ac --delete, on S and on K100 (100,000 files)"
     # --checksum reads every file of equal size on both sides: ours compares the bytes (no
     # hash, on both cores), rsync hashes both sides (its fast non-cryptographic checksum).
-    for tree in S 100k; do
-        src=$S; [[ $tree == 100k ]] && src=$K100
+    for tree in S K100; do
+        src=$S; [[ $tree == K100 ]] && src=$K100
         fresh "r12_ours_$tree"; R12_OURS=$FRESH
         fresh "r12_rsync_$tree"; R12_RSYNC=$FRESH
         oneway_q "$src" "$R12_OURS" >>"$runlog" 2>&1
@@ -479,7 +479,7 @@ if want 12; then
         alternate r12_prep r12_ours r12_prep r12_rsync
         grep -q ' update "\| copy "' "$work/oneway.log" && { echo "run.sh: row 12's pass copied something" >&2; exit 1; }
         files=$(count_files "$corpus/$tree.done")
-        time_row "12$([[ $tree == 100k ]] && echo b). oneway --checksum no-change pass, $tree ($files files) vs \`rsync -ac --delete\`" 0.5
+        time_row "12$([[ $tree == K100 ]] && echo b). oneway --checksum no-change pass, $tree ($files files) vs \`rsync -ac --delete\`" 0.5
     done
 fi
 

@@ -94,6 +94,11 @@ struct Row {
 }
 
 impl Row {
+    /// The raw bytes of the row's path (empty when malformed), for sorting legacy rows.
+    fn path_bytes(&self) -> Vec<u8> {
+        self.path.clone().into_bytes().unwrap_or_default()
+    }
+
     /// The stored form of one entry; `dev` is the header's.
     fn of(path: &RelPath, e: &BaseEntry, dev: Option<(u64, u64)>) -> Row {
         let (kind, target) = match &e.kind {
@@ -300,46 +305,183 @@ pub struct Stored {
 
 /// [`load`], with what a watch pass needs to append to the journal instead of rewriting.
 pub fn load_stored(home: &Root, rel: &Path) -> Result<Option<Stored>> {
-    let Some(text) = home.read(rel)? else { return Ok(None) };
-    let path = home.path_of(rel);
-    let corrupt = |reason: String| Error::Corrupt { path: path.clone(), reason };
-    let mut lines = text.split(|&b| b == b'\n').filter(|l| !l.is_empty());
-    let first = lines.next().unwrap_or_default();
-    // Format 1 is one object, normally on one line (else the whole text is that object).
-    let header: Header = serde_json::from_slice(first)
-        .or_else(|_| serde_json::from_slice(&text))
-        .map_err(|e| corrupt(format!("corrupt merge state: {e}")))?;
-    let rows: Vec<Row> = match header.format {
-        1 => serde_json::from_slice::<FileV1>(&text).map(|f| f.entries.into_iter().map(Row::from).collect()),
-        FORMAT => lines.map(serde_json::from_slice::<Row>).collect(),
-        other => {
-            return Err(corrupt(format!(
-                "merge state format {other} is not {FORMAT} (written by another version)"
-            )));
-        }
+    let Some(mut reader) = Reader::open(home, rel)? else { return Ok(None) };
+    let entries: Vec<(RelPath, BaseEntry)> = reader.by_ref().collect();
+    if let Some(problem) = reader.problem() {
+        return Err(problem);
     }
-    .map_err(|e| corrupt(format!("corrupt merge state: {e}")))?;
-    let mut entries = Vec::with_capacity(rows.len());
-    for row in rows {
-        entries.push(
-            row.into_entry(header.dev).ok_or_else(|| corrupt("corrupt merge state: bad entry".into()))?,
-        );
-    }
-    entries.sort_by(|x, y| x.0.cmp(&y.0));
-    let mut base = Base { entries };
-    let journal = journal::replay(home, rel, header.generation.as_deref(), &mut base)?;
-    Ok(Some(Stored { base, generation: header.generation.unwrap_or_default(), journal }))
+    let Reader { generation, journal_rows, .. } = reader;
+    Ok(Some(Stored { base: Base { entries }, generation, journal: journal_rows }))
 }
 
 /// Writes the base at `rel` below `home` atomically: the header line, then one line per entry;
 /// then drops the journal it supersedes. Returns the new file's generation.
 pub fn save(home: &Root, rel: &Path, a: &Path, b: &Path, state: &Base) -> Result<String> {
-    let generation = journal::new_generation();
-    let encode = |e: serde_json::Error| Error::Corrupt {
-        path: home.path_of(rel),
-        reason: format!("cannot encode merge state: {e}"),
-    };
     let dev = most_common_dev(state);
+    save_rows(home, rel, (a, b), dev, &mut state.entries.iter().cloned())
+}
+
+/// The base read one row at a time, in path order (the scale issue): `state.json` line by
+/// line, its journal (small, in memory) laid over it. A malformed or misordered row ends the
+/// rows and is reported by [`Reader::problem`]: the pass then runs as with no base.
+pub struct Reader {
+    rows: Rows,
+    journal: std::iter::Peekable<std::collections::btree_map::IntoIter<RelPath, Option<BaseEntry>>>,
+    next_file_row: Option<(RelPath, BaseEntry)>,
+    dev: Option<(u64, u64)>,
+    path: std::path::PathBuf,
+    last: Option<RelPath>,
+    problem: Option<Error>,
+    /// The generation of the file and the rows its journal holds.
+    pub generation: String,
+    pub journal_rows: usize,
+}
+
+/// Where the file's rows come from: format 2 line by line, or format 1 (legacy) in memory.
+enum Rows {
+    Lines(std::io::Lines<std::io::BufReader<std::fs::File>>),
+    Loaded(std::vec::IntoIter<Row>),
+    None,
+}
+
+impl Reader {
+    /// Opens the base at `rel` below `home`; `Ok(None)` when there is none yet.
+    pub fn open(home: &Root, rel: &Path) -> Result<Option<Reader>> {
+        let path = home.path_of(rel);
+        let corrupt = |reason: String| Error::Corrupt { path: path.clone(), reason };
+        let file = match home.open_read(rel) {
+            Ok(file) => file,
+            Err(err) if err.io_kind() == Some(std::io::ErrorKind::NotFound) => return Ok(None),
+            Err(err) => return Err(err),
+        };
+        let mut lines = std::io::BufRead::lines(std::io::BufReader::with_capacity(1 << 16, file));
+        let first = lines.next().transpose().map_err(|e| corrupt(format!("unreadable merge state: {e}")))?;
+        let header: Option<Header> = first.as_deref().and_then(|l| serde_json::from_str(l).ok());
+        let (header, rows) = match header {
+            Some(h) if h.format == FORMAT => (h, Rows::Lines(lines)),
+            // Format 1 (one object) or something else: read whole, as before.
+            _ => {
+                let Some(text) = home.read(rel)? else { return Ok(None) };
+                let header: Header = serde_json::from_slice(&text)
+                    .or_else(|_| {
+                        let first = text.split(|&b| b == b'\n').next().unwrap_or_default();
+                        serde_json::from_slice(first)
+                    })
+                    .map_err(|e| corrupt(format!("corrupt merge state: {e}")))?;
+                if header.format != 1 {
+                    return Err(corrupt(format!(
+                        "merge state format {} is not {FORMAT} (written by another version)",
+                        header.format
+                    )));
+                }
+                let file: FileV1 = serde_json::from_slice(&text)
+                    .map_err(|e| corrupt(format!("corrupt merge state: {e}")))?;
+                let mut rows: Vec<Row> = file.entries.into_iter().map(Row::from).collect();
+                rows.sort_by_key(Row::path_bytes);
+                (header, Rows::Loaded(rows.into_iter()))
+            }
+        };
+        let (journal, journal_rows) = journal::load(home, rel, header.generation.as_deref())?;
+        let mut reader = Reader {
+            rows,
+            journal: journal.into_iter().peekable(),
+            next_file_row: None,
+            dev: header.dev,
+            path,
+            last: None,
+            problem: None,
+            generation: header.generation.unwrap_or_default(),
+            journal_rows,
+        };
+        reader.next_file_row = reader.read_file_row();
+        Ok(Some(reader))
+    }
+
+    /// What ended the rows early (a malformed or misordered row), if anything did.
+    pub fn problem(&mut self) -> Option<Error> {
+        self.problem.take()
+    }
+
+    /// True when a problem was met (without taking it).
+    pub fn has_problem(&self) -> bool {
+        self.problem.is_some()
+    }
+
+    fn read_file_row(&mut self) -> Option<(RelPath, BaseEntry)> {
+        if self.problem.is_some() {
+            return None;
+        }
+        let row = match &mut self.rows {
+            Rows::None => return None,
+            Rows::Loaded(rows) => rows.next()?,
+            Rows::Lines(lines) => loop {
+                match lines.next()? {
+                    Ok(line) if line.is_empty() => {}
+                    Ok(line) => match serde_json::from_str::<Row>(&line) {
+                        Ok(row) => break row,
+                        Err(e) => return self.fail(format!("corrupt merge state: {e}")),
+                    },
+                    Err(e) => return self.fail(format!("unreadable merge state: {e}")),
+                }
+            },
+        };
+        let Some((path, entry)) = row.into_entry(self.dev) else {
+            return self.fail("corrupt merge state: bad entry".into());
+        };
+        if self.last.as_ref().is_some_and(|last| *last >= path) {
+            return self.fail("corrupt merge state: rows out of order".into());
+        }
+        self.last = Some(path.clone());
+        Some((path, entry))
+    }
+
+    fn fail(&mut self, reason: String) -> Option<(RelPath, BaseEntry)> {
+        self.problem = Some(Error::Corrupt { path: self.path.clone(), reason });
+        self.rows = Rows::None;
+        None
+    }
+}
+
+impl Iterator for Reader {
+    type Item = (RelPath, BaseEntry);
+
+    /// The next row: the file's, or the journal's where it names the same path or one the
+    /// file lacks (a journal's removal drops the row).
+    fn next(&mut self) -> Option<(RelPath, BaseEntry)> {
+        loop {
+            let journal_first = match (&self.next_file_row, self.journal.peek()) {
+                (None, None) => return None,
+                (Some(_), None) => false,
+                (None, Some(_)) => true,
+                (Some((file, _)), Some((journal, _))) => journal <= file,
+            };
+            if !journal_first {
+                let row = self.next_file_row.take();
+                self.next_file_row = self.read_file_row();
+                return row;
+            }
+            let Some((path, change)) = self.journal.next() else { continue };
+            if self.next_file_row.as_ref().is_some_and(|(file, _)| *file == path) {
+                self.next_file_row = self.read_file_row();
+            }
+            if let Some(entry) = change {
+                return Some((path, entry));
+            }
+        }
+    }
+}
+
+/// Writes the base at `rel` below `home` atomically from `rows` (in path order), one line
+/// each after the header (`dev`: the roots' devices, a row naming its own where they differ);
+/// then drops the journal it supersedes. Returns the new file's generation.
+pub fn save_rows(
+    home: &Root,
+    rel: &Path,
+    (a, b): (&Path, &Path),
+    dev: Option<(u64, u64)>,
+    rows: &mut dyn Iterator<Item = (RelPath, BaseEntry)>,
+) -> Result<String> {
+    let generation = journal::new_generation();
     let header = Header {
         format: FORMAT,
         a: Bytes::of(a.as_os_str().as_bytes()),
@@ -348,16 +490,18 @@ pub fn save(home: &Root, rel: &Path, a: &Path, b: &Path, state: &Base) -> Result
         dev,
         generation: Some(generation.clone()),
     };
-    let mut out = serde_json::to_vec(&header).map_err(encode)?;
-    out.push(b'\n');
-    for (p, e) in &state.entries {
-        serde_json::to_writer(&mut out, &Row::of(p, e, dev)).map_err(encode)?;
-        out.push(b'\n');
-    }
     if let Some(dir) = rel.parent() {
         home.create_dirs(dir)?;
     }
-    home.write_atomic(rel, &out)?;
+    home.write_atomic_with(rel, &mut |out| {
+        serde_json::to_writer(&mut *out, &header)?;
+        out.write_all(b"\n")?;
+        for (p, e) in &mut *rows {
+            serde_json::to_writer(&mut *out, &Row::of(&p, &e, dev))?;
+            out.write_all(b"\n")?;
+        }
+        Ok(())
+    })?;
     journal::remove(home, rel)?;
     Ok(generation)
 }

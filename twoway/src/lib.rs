@@ -12,6 +12,7 @@
 pub mod base;
 pub mod cli;
 pub mod merge;
+pub mod merger;
 pub mod pass;
 pub mod recovery;
 pub mod renames;
@@ -29,6 +30,7 @@ use synccli::progress::Progress;
 use synccli::watching::{self, Watched};
 use synccore::apply::ApplyStats;
 use synccore::error::{Error, Quoted};
+use synccore::plan::Steps;
 use synccore::relpath::RelPath;
 use synccore::shutdown::Shutdown;
 use synccore::watch::{Adder, Changes};
@@ -301,7 +303,9 @@ fn log_report(report: &SyncReport, options: &SyncOptions, started: Instant, tota
     let stats = if options.dry_run {
         print_plan(report);
         let m = &report.merge;
-        planned = passes::planned_stats(&[&m.renames[0], &m.renames[1], &m.plans[1], &m.plans[0]]);
+        let summaries =
+            [m.renames[0].summary(), m.renames[1].summary(), m.plans[1].summary(), m.plans[0].summary()];
+        planned = passes::planned_stats(&summaries.iter().collect::<Vec<_>>());
         &planned
     } else {
         &report.stats
@@ -339,7 +343,7 @@ struct PairWatch<'a> {
     options: &'a SyncOptions,
     shutdown: &'a Shutdown,
     log: &'a Path,
-    kept: Option<pass::Kept>,
+    kept: Option<watched::Kept>,
 }
 
 impl Watched for PairWatch<'_> {
@@ -356,7 +360,7 @@ impl Watched for PairWatch<'_> {
         let kept = &mut self.kept;
         *kept = None;
         log_pass(pair, options, totals, |observe| {
-            let (report, left) = pass::full_pass(pair, options, shutdown, observe, adders)?;
+            let (report, left) = watched::full_pass(pair, options, shutdown, observe, adders)?;
             *kept = left;
             Ok(report)
         })

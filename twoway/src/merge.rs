@@ -6,14 +6,17 @@
 use std::collections::HashSet;
 
 use synccore::checksum::Digest;
-use synccore::diff::{DiffOptions, compare, create_step, delete_step, meta_action};
+use synccore::diff::{DiffOptions, Entries, Relocated, compare, meta_action};
 use synccore::entry::{Entry, Kind};
-use synccore::plan::{Action, Plan, Stamp, Step};
+use synccore::error::{Error, Op, Result};
+use synccore::plan::{Action, Step};
 use synccore::relpath::RelPath;
 use synccore::scan::Tree;
 
 use crate::base::{Base, BaseEntry};
-use crate::renames;
+pub use crate::merger::next_row;
+use crate::merger::{BaseRows, Merger, NextBase};
+use crate::renames::{self, Moved};
 
 /// Side A (index 0) or side B (index 1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -124,17 +127,7 @@ pub fn decide(a: Change, b: Change, equal: impl FnOnce() -> bool, winner: impl F
 }
 
 /// The merge's result: what to do on each side, and the conflicts found.
-#[derive(Debug, Default)]
-pub struct Merge {
-    /// Steps on side A (sources read from B), index 0; steps on side B, index 1.
-    pub plans: [Plan; 2],
-    /// Steps on side A and side B carried out before the plans: the moves that follow the other
-    /// side's renames, then the conflicts' set-asides.
-    pub renames: [Plan; 2],
-    /// Paths where both sides changed differently, which side won, and the conflict copy
-    /// that keeps the loser (issue 16, point 10: the summary names it).
-    pub conflicts: Vec<Conflict>,
-}
+pub type Merge = crate::merger::Merged;
 
 /// One conflict of a pass.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -169,130 +162,136 @@ impl MergeOptions {
 /// Hashes a file of one side; `None` when it cannot be read (then it counts as different).
 pub type HashFn<'a> = dyn FnMut(Side, &Entry) -> Option<Digest> + 'a;
 
-/// Merges the two scanned sides against the base. Paths at or below a directory that could
-/// not be read on either side are left alone (never treated as deleted).
+/// One reading of both sides and the base by a [`Merger`] (a pass reads them once, or twice
+/// when renames were found: the second time as the renames leave them). The reader runs the
+/// merger over its sources and returns what it made, with each side's notes (unreadable
+/// paths: never taken for deleted).
+pub type Reader<'r> = dyn FnMut(Option<&Moved>) -> Result<(Merge, [Tree; 2])> + 'r;
+
+/// Merges both sides against the base (SPEC section 4), reading them through `read`. Paths at
+/// or below a directory that could not be read on either side are left alone.
 ///
-/// Renames one side made are found first ([`renames`]); they become moves on the other side,
-/// and the paths are merged as both sides and the base will be once they are made.
-pub fn merge(trees: [&Tree; 2], base: Option<&Base>, options: &MergeOptions, hash: &mut HashFn<'_>) -> Merge {
-    let empty = Base::default();
-    let base = base.unwrap_or(&empty);
-    let found = renames::detect(trees, base, options.owners, hash);
+/// Renames one side made are found among what the first reading collected ([`renames`]);
+/// when there are some, both sides and the base are read again as the renames leave them
+/// (they become moves on the other side, carried out first), so edits follow renamed entries.
+pub fn merge(
+    read: &mut Reader<'_>,
+    lookup: &renames::Lookup<'_>,
+    options: &MergeOptions,
+    hash: &mut HashFn<'_>,
+) -> Result<(Merge, [Tree; 2])> {
+    let (first, notes) = read(None)?;
+    let Some(candidates) = &first.candidates else { return Ok((first, notes)) };
+    let protected = |p: &RelPath| notes.iter().any(|t| t.is_protected(p));
+    let found = renames::detect(candidates, &protected, lookup, options.owners, hash);
     if found.is_empty() {
-        return merge_paths(trees, base, options, hash);
+        return Ok((first, notes));
     }
-    let moved = found.carried_out(trees, base);
-    // Content is read where each entry is on disk now, before the renames.
-    let mut hash_on_disk = |side: Side, e: &Entry| match moved.original_path(side, &e.path) {
-        Some(path) => hash(side, &Entry { path, ..e.clone() }),
-        None => hash(side, e),
-    };
-    let mut merge = merge_paths([&moved.trees[0], &moved.trees[1]], &moved.base, options, &mut hash_on_disk);
+    let moved = found.moved(candidates);
+    let (mut merge, notes) = read(Some(&moved))?;
     for (i, moves) in found.on.into_iter().enumerate() {
         let set_asides = std::mem::take(&mut merge.renames[i]);
-        merge.renames[i] = renames::first_steps(moves, &mut merge.plans[i], set_asides);
+        merge.renames[i] =
+            renames::first_steps(moves, &mut merge.plans[i], set_asides).map_err(spill_error)?;
     }
-    merge
+    Ok((merge, notes))
 }
 
-/// The merge of every path, with no renames to find.
-fn merge_paths(trees: [&Tree; 2], base: &Base, options: &MergeOptions, hash: &mut HashFn<'_>) -> Merge {
-    let rows = join(trees, base);
-    let mut decisions: Vec<Option<Decision>> = rows
-        .iter()
-        .map(|row| {
-            if trees.iter().any(|t| t.is_protected(row.path)) {
-                return None;
-            }
-            let [a, b] = row.sides;
-            let ca = change(Side::A, a, row.base, options.owners, hash);
-            let cb = change(Side::B, b, row.base, options.owners, hash);
-            let equal = || matches!((a, b), (Some(a), Some(b)) if same_content(a, b, hash));
-            Some(decide(ca, cb, equal, || winner(a, b)))
-        })
-        .collect();
-    keep_needed_dirs(&rows, &mut decisions);
-
-    let mut merge = Merge::default();
-    // Temporaries a killed pass left behind are removed on the side that has them.
-    for (plan, tree) in merge.plans.iter_mut().zip(trees) {
-        plan.steps.extend(tree.leftovers.iter().map(|p| Step { path: p.clone(), action: Action::Cleanup }));
-    }
-    let mut taken: HashSet<Vec<u8>> = HashSet::new();
-    for (row, d) in rows.iter().zip(decisions) {
-        let Some(d) = d else { continue };
-        match d {
-            Decision::Keep => sync_meta(&mut merge, row, options),
-            Decision::Forget => {}
-            Decision::Copy { to } => copy_step(&mut merge.plans[to.index()], row, to, options, hash),
-            Decision::Delete { on } => {
-                if let Some(e) = row.sides[on.index()] {
-                    merge.plans[on.index()].steps.push(delete_step(e));
-                }
-            }
-            Decision::Conflict { winner } => {
-                let loser = winner.other();
-                let (Some(w), Some(l)) = (row.sides[winner.index()], row.sides[loser.index()]) else {
-                    continue;
-                };
-                let aside = conflict_name(&l.path, &options.stamp, loser, trees, &mut taken);
-                merge.renames[loser.index()].steps.push(Step {
-                    path: l.path.clone(),
-                    action: Action::Rename { to: aside.clone(), was: Stamp::of(l) },
-                });
-                // The loser, under its new name, is copied to the winner's side...
-                let mut moved = l.clone();
-                moved.path = aside.clone();
-                merge.plans[winner.index()].steps.push(create_step(&moved));
-                // ...and the winner takes the path on the loser's side (now free).
-                merge.plans[loser.index()].steps.push(create_step(w));
-                merge.conflicts.push(Conflict { path: row.path.clone(), winner, copy: aside });
-            }
-        }
-    }
-    for plan in &mut merge.plans {
-        order(plan, options.owners);
-    }
-    merge
-}
-
-/// One path's entries on each side and in the base.
-struct Row<'t> {
-    path: &'t RelPath,
-    sides: [Option<&'t Entry>; 2],
-    base: Option<&'t BaseEntry>,
-}
-
-/// A sorted three-way merge-join of both trees and the base.
-fn join<'t>(trees: [&'t Tree; 2], base: &'t Base) -> Vec<Row<'t>> {
-    let (sides, based) = ([&trees[0].entries, &trees[1].entries], &base.entries);
-    // Cursors into side A, side B and the base.
-    let mut at = [0usize; 3];
-    let mut rows = Vec::with_capacity(sides[0].len().max(sides[1].len()));
-    loop {
-        let next = [
-            sides[0].get(at[0]).map(|e| &e.path),
-            sides[1].get(at[1]).map(|e| &e.path),
-            based.get(at[2]).map(|e| &e.0),
-        ];
-        let Some(path) = next.iter().flatten().min().copied() else { break };
-        let on = |i: usize| sides[i].get(at[i]).filter(|e| &e.path == path);
-        let row = Row {
-            path,
-            sides: [on(0), on(1)],
-            base: based.get(at[2]).filter(|e| &e.0 == path).map(|e| &e.1),
+/// Merges two trees held in memory against a base held in memory (watch mode, tests): the
+/// same [`merge`], its readings over the kept trees.
+pub fn merge_trees(
+    trees: [&Tree; 2],
+    base: Option<&Base>,
+    options: &MergeOptions,
+    hash: &mut HashFn<'_>,
+) -> Merge {
+    let empty = Base::default();
+    let base = base.unwrap_or(&empty);
+    let exists = |side: Side, p: &RelPath| trees[side.index()].get(p).is_some();
+    let known = |_: Side, _: &Entry| None;
+    let hashes = std::cell::RefCell::new(hash);
+    let mut read = |moved: Option<&Moved>| -> Result<(Merge, [Tree; 2])> {
+        let mut sides = [Entries::of(trees[0]), Entries::of(trees[1])];
+        let [a, b] = &mut sides;
+        let empty: Vec<Entry> = Vec::new();
+        let (prune, extra) = match moved {
+            Some(m) => (m.prune.clone(), m.extra.clone()),
+            None => ([Vec::new(), Vec::new()], [empty.clone(), empty]),
         };
-        at[0] += usize::from(row.sides[0].is_some());
-        at[1] += usize::from(row.sides[1].is_some());
-        at[2] += usize::from(row.base.is_some());
-        rows.push(row);
-    }
-    rows
+        let [pa, pb] = &prune;
+        let [ea, eb] = extra;
+        let (mut ra, mut rb) = (Relocated::new(a, pa, ea), Relocated::new(b, pb, eb));
+        let rows = base.entries.iter().cloned();
+        let mut base_rows: Box<BaseRows<'_>> = match moved {
+            Some(m) => Box::new(relocated_rows(rows, &m.base_prune, m.base_extra.clone())),
+            None => Box::new(rows),
+        };
+        let collect = moved.is_none() && !base.entries.is_empty();
+        let mut guard = hashes.borrow_mut();
+        let mut on_disk = |side: Side, e: &Entry| match moved.and_then(|m| m.original_path(side, &e.path)) {
+            Some(path) => (**guard)(side, &Entry { path, ..e.clone() }),
+            None => (**guard)(side, e),
+        };
+        let out = Merger::new(options, &exists, &known, collect)
+            .run([&mut ra, &mut rb], &mut *base_rows, &mut on_disk)
+            .map_err(spill_error)?;
+        Ok((out, [notes_of(trees[0]), notes_of(trees[1])]))
+    };
+    let mut outer = |side: Side, e: &Entry| (**hashes.borrow_mut())(side, e);
+    let lookup = |side: Side, p: &RelPath| trees[side.index()].get(p).map(|e| (e.is_dir(), e.dev));
+    merge(&mut read, &lookup, options, &mut outer).map(|(merged, _)| merged).unwrap_or_default()
+}
+
+/// The base's rows without the subtrees at `prune`, with `extra` (sorted) in: the base as
+/// renames leave it.
+pub fn relocated_rows<'r>(
+    rows: impl Iterator<Item = (RelPath, BaseEntry)> + 'r,
+    prune: &'r [RelPath],
+    extra: Vec<(RelPath, BaseEntry)>,
+) -> impl Iterator<Item = (RelPath, BaseEntry)> + 'r {
+    let pruned = rows.filter(move |(p, _)| !prune.iter().any(|x| p.is_within(x)));
+    let mut extra = extra.into_iter().peekable();
+    let mut pruned = pruned.peekable();
+    std::iter::from_fn(move || match (pruned.peek(), extra.peek()) {
+        (Some((a, _)), Some((b, _))) if b < a => extra.next(),
+        (Some(_), _) => pruned.next(),
+        (None, _) => extra.next(),
+    })
+}
+
+/// A tree's notes without its entries.
+fn notes_of(tree: &Tree) -> Tree {
+    Tree { unreadable: tree.unreadable.clone(), dev: tree.dev, ..Tree::default() }
+}
+
+/// An I/O error of the temporary file a large plan spills to.
+pub fn spill_error(source: std::io::Error) -> Error {
+    Error::Io { op: Op::Write, path: std::env::temp_dir(), source }
+}
+
+/// Steps that make `to` hold `from` where it holds `old` (both files or symlinks, or kinds
+/// that differ): the mirror's own comparison (`diff::compare`), asking for content whenever
+/// sizes agree, since the merge already knows one side changed. Returns the creation-phase
+/// step and the removals it needs first.
+pub(crate) fn compare_sides(
+    from: &Entry,
+    old: &Entry,
+    to: Side,
+    options: &MergeOptions,
+    hash: &mut HashFn<'_>,
+) -> (Option<Step>, Vec<Step>) {
+    let mut same = |source: &Entry, target: &Entry| match to {
+        Side::B => same_content(source, target, hash),
+        Side::A => same_content(target, source, hash),
+    };
+    let mut removals = Vec::new();
+    let step = compare(from, old, options.mirror(), &mut same, &mut removals);
+    (step, removals)
 }
 
 /// How `side` changed a path relative to the base. Reads content only when the metadata
 /// says the file may have changed but its size did not.
-pub(crate) fn change(
+pub fn change(
     side: Side,
     now: Option<&Entry>,
     base: Option<&BaseEntry>,
@@ -330,7 +329,7 @@ pub(crate) fn change(
 }
 
 /// Equal content on both sides: same kind and bytes (files), same target (symlinks).
-fn same_content(a: &Entry, b: &Entry, hash: &mut HashFn<'_>) -> bool {
+pub(crate) fn same_content(a: &Entry, b: &Entry, hash: &mut HashFn<'_>) -> bool {
     match (&a.kind, &b.kind) {
         (Kind::Dir, Kind::Dir) => true,
         (Kind::Symlink(x), Kind::Symlink(y)) => x == y,
@@ -346,7 +345,7 @@ fn same_content(a: &Entry, b: &Entry, hash: &mut HashFn<'_>) -> bool {
 
 /// The conflict winner: a directory over anything else (it keeps its contents), else the
 /// newer mtime, a tie going to A.
-fn winner(a: Option<&Entry>, b: Option<&Entry>) -> Side {
+pub(crate) fn winner(a: Option<&Entry>, b: Option<&Entry>) -> Side {
     match (a, b) {
         (Some(a), Some(b)) if a.is_dir() != b.is_dir() => {
             if a.is_dir() {
@@ -360,22 +359,9 @@ fn winner(a: Option<&Entry>, b: Option<&Entry>) -> Side {
     }
 }
 
-/// For a path both sides hold with equal content: the newer metadata goes to the other side.
-fn sync_meta(merge: &mut Merge, row: &Row<'_>, options: &MergeOptions) {
-    let [Some(a), Some(b)] = row.sides else { return };
-    if a.kind != b.kind {
-        return;
-    }
-    let (from, to) = if b.mtime > a.mtime { (b, Side::A) } else { (a, Side::B) };
-    let target = if to == Side::A { a } else { b };
-    if let Some(step) = meta_step(from, target, options) {
-        merge.plans[to.index()].steps.push(step);
-    }
-}
-
 /// The step that gives `target` the metadata of `from` (equal content). Directory mtimes are
 /// not synced (they move with their contents on each side).
-fn meta_step(from: &Entry, target: &Entry, options: &MergeOptions) -> Option<Step> {
+pub(crate) fn meta_step(from: &Entry, target: &Entry, options: &MergeOptions) -> Option<Step> {
     let action = if from.is_dir() {
         let mode = (from.mode != target.mode).then_some(from.mode);
         let owner = (options.owners && from.owner != target.owner).then_some(from.owner);
@@ -386,106 +372,13 @@ fn meta_step(from: &Entry, target: &Entry, options: &MergeOptions) -> Option<Ste
     Some(Step { path: from.path.clone(), action })
 }
 
-/// Steps that make side `to` hold what the other side has at this row's path: the mirror's
-/// own comparison (`plan::compare`), asking for content whenever sizes agree, since the
-/// merge already knows one side changed.
-fn copy_step(plan: &mut Plan, row: &Row<'_>, to: Side, options: &MergeOptions, hash: &mut HashFn<'_>) {
-    let Some(from) = row.sides[to.other().index()] else { return };
-    let Some(old) = row.sides[to.index()] else {
-        plan.steps.push(create_step(from));
-        return;
-    };
-    if from.is_dir() && old.is_dir() {
-        plan.steps.extend(meta_step(from, old, options));
-        return;
-    }
-    let mut same = |source: &Entry, target: &Entry| match to {
-        Side::B => same_content(source, target, hash),
-        Side::A => same_content(target, source, hash),
-    };
-    let mut removals = Vec::new();
-    let step = compare(from, old, options.mirror(), &mut same, &mut removals);
-    plan.steps.extend(removals);
-    plan.steps.extend(step);
-}
-
-/// A directory must stay when anything below it survives the pass: changed or new files
-/// inside a directory deleted on one side win over the deletion (the directory is recreated
-/// on the deleting side, SPEC section 4), and a directory that the other side replaced by a
-/// file while its contents changed here wins over that file, which is kept as a conflict
-/// copy. `None` decisions are protected paths, which always stay.
-fn keep_needed_dirs(rows: &[Row<'_>], decisions: &mut [Option<Decision>]) {
-    // The side on which a decision would remove a directory.
-    let removes_dir = |row: &Row<'_>, d: &Option<Decision>| match *d {
-        Some(Decision::Delete { on }) if row.sides[on.index()].is_some_and(Entry::is_dir) => Some(on),
-        Some(Decision::Copy { to })
-            if row.sides[to.index()].is_some_and(Entry::is_dir)
-                && row.sides[to.other().index()].is_some_and(|e| !e.is_dir()) =>
-        {
-            Some(to)
-        }
-        _ => None,
-    };
-    if !rows.iter().zip(decisions.iter()).any(|(r, d)| removes_dir(r, d).is_some()) {
-        return;
-    }
-    let mut needed: HashSet<RelPath> = HashSet::new();
-    // Children sort after their parent, so in reverse they are decided first.
-    for (row, d) in rows.iter().zip(decisions.iter_mut()).rev() {
-        if let Some(side) = removes_dir(row, d)
-            && needed.contains(row.path)
-        {
-            *d = Some(match d {
-                Some(Decision::Delete { .. }) => Decision::Copy { to: side.other() },
-                _ => Decision::Conflict { winner: side },
-            });
-        }
-        let survives = !matches!(d, Some(Decision::Forget | Decision::Delete { .. }));
-        if survives {
-            let mut parent = row.path.parent();
-            while let Some(p) = parent {
-                parent = p.parent();
-                if !needed.insert(p) {
-                    break;
-                }
-            }
-        }
-    }
-}
-
-/// Orders a side's steps like a mirror plan: removals deepest first, then creations parents
-/// first, then directory modes (and owners) deepest first.
-fn order(plan: &mut Plan, owners: bool) {
-    let steps = std::mem::take(&mut plan.steps);
-    let (mut removals, rest): (Vec<Step>, Vec<Step>) = steps
-        .into_iter()
-        .partition(|s| matches!(s.action, Action::Delete { .. } | Action::Rmdir | Action::Cleanup));
-    removals.sort_by(|a, b| b.path.cmp(&a.path));
-    let (mut dir_meta, mut creations): (Vec<Step>, Vec<Step>) =
-        rest.into_iter().partition(|s| matches!(s.action, Action::Meta { dir: true, .. }));
-    creations.sort_by(|a, b| a.path.cmp(&b.path));
-    // A created directory gets its final mode once its contents are in place.
-    for s in &creations {
-        if let Action::Mkdir { mode, owner } = s.action {
-            let owner = owners.then_some(owner);
-            dir_meta.push(Step {
-                path: s.path.clone(),
-                action: Action::Meta { mode: Some(mode), mtime: None, owner, dir: true },
-            });
-        }
-    }
-    dir_meta.sort_by(|a, b| b.path.cmp(&a.path));
-    plan.steps = removals;
-    plan.steps.extend(creations);
-    plan.steps.extend(dir_meta);
-}
-
-/// `<stem>.conflict-<stamp>-<a|b><.ext>` beside the original, unique on both sides.
-fn conflict_name(
+/// `<stem>.conflict-<stamp>-<a|b><.ext>` beside the original, free on both sides (`taken`
+/// says whether a side has something at a path) and not given out before in this pass.
+pub(crate) fn conflict_name(
     path: &RelPath,
     stamp: &str,
     side: Side,
-    trees: [&Tree; 2],
+    taken_on_disk: &dyn Fn(&RelPath) -> bool,
     taken: &mut HashSet<Vec<u8>>,
 ) -> RelPath {
     let bytes = path.as_bytes();
@@ -503,7 +396,7 @@ fn conflict_name(
         }
         out.extend_from_slice(ext);
         let candidate = RelPath::from_bytes(&out);
-        if trees.iter().all(|t| t.get(&candidate).is_none()) && taken.insert(out) {
+        if !taken_on_disk(&candidate) && taken.insert(out) {
             return candidate;
         }
     }
@@ -515,9 +408,8 @@ pub fn conflict_stamp() -> String {
     chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string()
 }
 
-/// The base after a pass, from fresh scans of both sides: a path both sides agree on is
-/// recorded with each side's inode; where they still disagree (a failed or skipped step)
-/// the old base entry stays, so the next pass decides that path again.
+/// The base after a pass, from fresh scans of both sides held in memory (watch mode): the
+/// rows of [`next_row`].
 pub fn next_base(
     trees: [&Tree; 2],
     old: Option<&Base>,
@@ -526,42 +418,9 @@ pub fn next_base(
 ) -> Base {
     let empty = Base::default();
     let old = old.unwrap_or(&empty);
-    let mut entries = Vec::with_capacity(trees[0].entries.len());
-    for row in join(trees, old) {
-        let agreed = match row.sides {
-            [Some(a), Some(b)] if owners && a.owner != b.owner => false,
-            [Some(a), Some(b)] => match (&a.kind, &b.kind) {
-                (Kind::Dir, Kind::Dir) => true,
-                (Kind::Symlink(x), Kind::Symlink(y)) => x == y,
-                (Kind::File, Kind::File) => a.size == b.size && a.mtime == b.mtime && a.mode == b.mode,
-                _ => false,
-            },
-            _ => false,
-        };
-        if agreed && !trees.iter().any(|t| t.is_protected(row.path)) {
-            let [Some(a), Some(b)] = row.sides else { continue };
-            let hash = if a.is_file() {
-                known(Side::A, a).or_else(|| known(Side::B, b)).or_else(|| {
-                    row.base.filter(|o| o.size == a.size && o.mtime == a.mtime).and_then(|o| o.hash)
-                })
-            } else {
-                None
-            };
-            let entry = BaseEntry {
-                kind: a.kind.clone(),
-                size: a.size,
-                mtime: a.mtime,
-                mode: a.mode,
-                owner: owners.then_some(a.owner),
-                hash,
-                ino: [a.ino, b.ino],
-                dev: [a.dev, b.dev],
-            };
-            entries.push((row.path.clone(), entry));
-        } else if let Some(o) = row.base {
-            entries.push((row.path.clone(), o.clone()));
-        }
-    }
+    let (mut a, mut b) = (Entries::of(trees[0]), Entries::of(trees[1]));
+    let mut rows = old.entries.iter().cloned();
+    let entries = NextBase::new([&mut a, &mut b], &mut rows, owners, known).collect();
     Base { entries }
 }
 
@@ -569,6 +428,7 @@ pub fn next_base(
 pub(crate) mod tests {
     use super::Change::{Absent, Created, Deleted, Modified, Unchanged};
     use super::*;
+    use synccore::plan::Plan;
 
     const NEVER: fn() -> bool = || panic!("content must not be compared");
 
@@ -637,9 +497,12 @@ pub(crate) mod tests {
     pub(crate) fn run(a: Vec<Entry>, b: Vec<Entry>, base: Option<&Base>) -> [Vec<String>; 2] {
         let (ta, tb) = (tree(a), tree(b));
         let opts = MergeOptions { stamp: "20260101T000000Z".into(), owners: false };
-        let m = merge([&ta, &tb], base, &opts, &mut |_, e| Some(Digest::of_bytes(&e.size.to_le_bytes())));
-        let show =
-            |p: &Plan, r: &Plan| r.steps.iter().chain(&p.steps).map(ToString::to_string).collect::<Vec<_>>();
+        let m =
+            merge_trees([&ta, &tb], base, &opts, &mut |_, e| Some(Digest::of_bytes(&e.size.to_le_bytes())));
+        let show = |p: &synccore::plan::Phased, r: &Plan| {
+            let p = p.to_plan().unwrap();
+            r.steps.iter().chain(&p.steps).map(ToString::to_string).collect::<Vec<_>>()
+        };
         [show(&m.plans[0], &m.renames[0]), show(&m.plans[1], &m.renames[1])]
     }
 
@@ -648,8 +511,8 @@ pub(crate) mod tests {
         let now = vec![d("d"), f("d/x", 3, 1, 1), f("y", 4, 2, 2)];
         let (ta, tb) = (tree(now.clone()), tree(now.clone()));
         let opts = MergeOptions { stamp: "s".into(), owners: false };
-        let m = merge([&ta, &tb], Some(&base(&now)), &opts, &mut |_, e| panic!("hashed {:?}", e.path));
-        assert!(m.plans.iter().chain(&m.renames).all(Plan::is_empty));
+        let m = merge_trees([&ta, &tb], Some(&base(&now)), &opts, &mut |_, e| panic!("hashed {:?}", e.path));
+        assert!(m.plans.iter().all(synccore::plan::Phased::is_empty) && m.renames.iter().all(Plan::is_empty));
     }
 
     #[test]
@@ -751,8 +614,8 @@ pub(crate) mod tests {
         a.unreadable.push(RelPath::from_bytes(b"locked"));
         let b = tree(vec![d("locked")]);
         let opts = MergeOptions { stamp: "s".into(), owners: false };
-        let m = merge([&a, &b], Some(&base(&before)), &opts, &mut |_, _| None);
-        assert!(m.plans.iter().all(Plan::is_empty), "{m:?}");
+        let m = merge_trees([&a, &b], Some(&base(&before)), &opts, &mut |_, _| None);
+        assert!(m.plans.iter().all(synccore::plan::Phased::is_empty), "{m:?}");
     }
 
     #[test]
@@ -760,7 +623,8 @@ pub(crate) mod tests {
         let t = tree(vec![f("dir/.bashrc.conflict-S-b", 1, 1, 1)]);
         let mut taken = HashSet::new();
         let name = |p: &str, taken: &mut HashSet<Vec<u8>>| {
-            conflict_name(&RelPath::from_bytes(p.as_bytes()), "S", Side::B, [&t, &t], taken).to_string()
+            conflict_name(&RelPath::from_bytes(p.as_bytes()), "S", Side::B, &|c| t.get(c).is_some(), taken)
+                .to_string()
         };
         assert_eq!(name("dir/.bashrc", &mut taken), "dir/.bashrc.conflict-S-b-2");
         assert_eq!(name("a.tar.gz", &mut taken), "a.tar.conflict-S-b.gz");

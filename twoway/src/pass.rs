@@ -1,6 +1,9 @@
-//! One pass of the two-way sync (SPEC section 4): load the base, scan both sides, check the
-//! safety rails, merge, apply each side's plan with the shared copy engine, then record the new
-//! base, written atomically and only after the data operations.
+//! One pass of the two-way sync (SPEC section 4): both sides and the base read together as
+//! they stream past and merged path by path (the scale issue: memory holds the directories on
+//! the way and what changes, never the trees), the safety rails checked against the whole
+//! plans, each side's plan applied with the shared copy engine, then the new base written
+//! (streamed too, atomically, and only after the data operations). Watch mode's passes, which
+//! keep the trees between passes, are in [`crate::watched`].
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -8,20 +11,22 @@ use std::sync::Mutex;
 
 use synccore::apply::{self, ApplyStats, Event, Trees};
 use synccore::checksum::{Digest, file_checksum_in};
+use synccore::diff::Relocated;
 use synccore::entry::Entry;
 use synccore::error::{Error, Result};
-use synccore::fault;
 use synccore::fsio::{Rename, Root};
-use synccore::ignore::{self, Excludes, Rules};
+use synccore::ignore::{Excludes, Rules};
 use synccore::plan::Stamp;
 use synccore::rails::{self, Rails};
 use synccore::relpath::RelPath;
-use synccore::scan::{self, ScanRules, Tree};
+use synccore::scan::{ScanRules, Tree};
 use synccore::shutdown::Shutdown;
-use synccore::watch::Adder;
+use synccore::walk::{Threaded, Walker};
 
-use crate::base::{self, Base, Pair};
+use crate::base::{self, Pair};
 use crate::merge::{self, Merge, MergeOptions, Side};
+use crate::merger::{BaseRows, Merger, NextBase};
+use crate::renames::Moved;
 
 /// How a two-way pass runs.
 #[derive(Debug, Clone, Default)]
@@ -92,31 +97,6 @@ pub fn run_pass(
     shutdown: &Shutdown,
     observe: &mut dyn FnMut(Side, Event<'_>),
 ) -> Result<SyncReport> {
-    full_pass(pair, options, shutdown, observe, &[]).map(|(report, _)| report)
-}
-
-/// What a pass leaves for the next one in watch mode (the watch issue): both roots, both
-/// trees as they are on disk after it, each side's rules, and the base as recorded (with its
-/// generation and journal, so that the next pass appends to it).
-pub struct Kept {
-    pub roots: [Root; 2],
-    pub trees: [Tree; 2],
-    pub rules: [Rules; 2],
-    pub base: Base,
-    pub generation: String,
-    pub journal: usize,
-}
-
-/// A full pass: both sides scanned whole (each directory handed to its side's `watch` adder
-/// before it is listed), merged and applied; the base written whole (a journal folded in).
-/// Returns what the next pass of a watch keeps (`None` for a dry run).
-pub fn full_pass(
-    pair: &Pair,
-    options: &SyncOptions,
-    shutdown: &Shutdown,
-    observe: &mut dyn FnMut(Side, Event<'_>),
-    watch: &[Adder],
-) -> Result<(SyncReport, Option<Kept>)> {
     let mut report = SyncReport::default();
     // The home is missing only before the first real pass (a dry run creates nothing).
     let home = match Root::open(&pair.home) {
@@ -124,106 +104,236 @@ pub fn full_pass(
         Err(Error::Missing { .. }) => None,
         Err(err) => return Err(err),
     };
-    let stored = match home.as_ref().map(|h| base::load_stored(h, &pair.base_to_read())).transpose() {
-        Ok(stored) => stored.flatten(),
-        Err(err) => {
-            report.base_problem = Some(err);
-            None
-        }
-    };
-    let journal = stored.as_ref().map_or(0, |s| s.journal);
-    let base = stored.map(|s| s.base);
     let roots = open_both(&pair.roots)?;
-    let mut trees = scan_both(&roots, ScanRules::Read(&options.excludes), watch)?;
-    let rules = [trees[0].rules.clone(), trees[1].rules.clone()];
-    let (base, left_base) = leave_out_ignored(&mut trees, base, &rules);
-    check_empty_sides(&trees, base.as_ref(), &pair.roots, options.rails)?;
-
-    let cache = HashCache::default();
-    let merge_options = MergeOptions::for_this_process();
-    let merged = merge_and_check(&trees, base.as_ref(), &roots, &cache, &merge_options, pair, options)?;
-    take_notes(&mut report, &mut trees);
+    let (cache, merge_options) = (HashCache::default(), MergeOptions::for_this_process());
+    let mut reading = Reading {
+        pair,
+        roots: &roots,
+        options,
+        cache: &cache,
+        merge_options: &merge_options,
+        home: home.as_ref(),
+        rules: None,
+        use_base: true,
+        problem: None,
+        unusable: std::cell::RefCell::default(),
+        journal: std::cell::Cell::default(),
+    };
+    let (merged, mut notes) = reading.merge_until_settled()?;
+    report.base_problem = reading.problem.take();
+    for (i, side_notes) in notes.iter().enumerate() {
+        let empty = merged.entries[i] == 0 && side_notes.errors.is_empty();
+        let other = &pair.roots[1 - i];
+        options.rails.check_empty_side(empty, merged.base_files > 0, true, &pair.roots[i], other)?;
+    }
+    for (i, plan) in merged.plans.iter().enumerate() {
+        let deleted = synccore::plan::Steps::summary(plan).deleted_files as usize;
+        options.rails.check_deletes(deleted, merged.files[i] as usize, &pair.roots[i])?;
+    }
+    take_notes(&mut report, &mut notes);
     if options.dry_run {
         report.merge = merged;
-        return Ok((report, None));
+        return Ok(report);
     }
     apply_both(&merged, &roots, shutdown, &mut report, observe)?;
-    report.merge = merged;
-    // Record the new base from what is on disk now (cheap: metadata only), with the rules of
-    // the start of the pass: a `.syncignore` copied by this pass applies from the next one
-    // (issue 14).
+    // The new base, from what is on disk now (metadata only), with the rules the pass read by:
+    // a `.syncignore` copied by this pass applies from the next one (issue 14).
     let stats = &report.stats;
     let did_something = stats.operations() > 0 || stats.failed > 0 || stats.skipped > 0;
-    let given = [&rules[0], &rules[1]];
-    let now = if did_something { scan_both(&roots, ScanRules::Given(&given), &[])? } else { trees };
-    let known = |side: Side, e: &Entry| cache.known(side, e);
-    let next = merge::next_base([&now[0], &now[1]], base.as_ref(), merge_options.owners, &known);
-    let generation = if left_base || journal > 0 || base.as_ref() != Some(&next) {
-        save_base(pair, home, report.base_problem.is_some(), &next)?
-    } else {
-        String::new()
-    };
-    let kept = Kept { roots, trees: now, rules, base: next, generation, journal: 0 };
-    Ok((report, Some(kept)))
-}
-
-/// Merges both sides against the base, keeps the directories of ignored entries, and checks
-/// the max-delete rail on both sides' plans.
-pub(crate) fn merge_and_check(
-    trees: &[Tree; 2],
-    base: Option<&Base>,
-    roots: &[Root; 2],
-    cache: &HashCache,
-    merge_options: &MergeOptions,
-    pair: &Pair,
-    options: &SyncOptions,
-) -> Result<Merge> {
-    let mut hash = |side: Side, e: &Entry| cache.get_or_hash(roots, side, e);
-    let mut merged = merge::merge([&trees[0], &trees[1]], base, merge_options, &mut hash);
-    for side in [Side::A, Side::B] {
-        let i = side.index();
-        // A directory deleted on one side that holds ignored entries on the other stays.
-        ignore::keep_dirs_of_ignored(&mut merged.plans[i], &trees[i].ignored);
-        options.rails.check_deletes(
-            merged.plans[i].deleted_files(),
-            trees[i].file_count(),
-            &pair.roots[i],
-        )?;
+    if did_something || !merged.base_unchanged || reading.journal.get() > 0 || report.base_problem.is_some() {
+        let rules = reading.rules.clone().unwrap_or_else(|| [notes[0].rules.clone(), notes[1].rules.clone()]);
+        save_next_base(&reading, &rules, home.as_ref(), report.base_problem.is_some())?;
     }
-    Ok(merged)
+    report.merge = merged;
+    Ok(report)
 }
 
-/// Moves what the scans found into the report: errors, special files, ignored entries.
-pub(crate) fn take_notes(report: &mut SyncReport, trees: &mut [Tree; 2]) {
-    for (side, tree) in [Side::A, Side::B].into_iter().zip(trees) {
+/// How a pass reads both sides and the base: the same each time it must read them again.
+struct Reading<'a> {
+    pair: &'a Pair,
+    roots: &'a [Root; 2],
+    options: &'a SyncOptions,
+    cache: &'a HashCache,
+    merge_options: &'a MergeOptions,
+    home: Option<&'a Root>,
+    /// Each side's rules, once they differ: both sides are then read by both (a path either
+    /// side ignores is ignored, issue 14).
+    rules: Option<[Rules; 2]>,
+    /// False once the base turned out unusable: the pass runs as a first pass.
+    use_base: bool,
+    problem: Option<Error>,
+    /// Set by a reading that met an unusable base.
+    unusable: std::cell::RefCell<Option<Error>>,
+    /// Rows in the base's journal (folded into a new base by this pass).
+    journal: std::cell::Cell<usize>,
+}
+
+impl Reading<'_> {
+    /// Merges, reading again while something learned on the way changes what to read: both
+    /// sides' rules when they differ, no base when the base is unusable.
+    fn merge_until_settled(&mut self) -> Result<(Merge, [Tree; 2])> {
+        loop {
+            let merged = {
+                let this = &*self;
+                let mut hash = |side: Side, e: &Entry| this.cache.get_or_hash(this.roots, side, e);
+                let mut read = |moved: Option<&Moved>| this.read(moved);
+                let lookup = |side: Side, p: &RelPath| {
+                    let st = this.roots[side.index()].stat(p.as_path()).ok()?;
+                    let is_dir =
+                        rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Directory;
+                    Some((is_dir, st.st_dev))
+                };
+                merge::merge(&mut read, &lookup, this.merge_options, &mut hash)
+            };
+            if let Some(problem) = self.unusable.take() {
+                // The base turned out unusable on the way: read again as a first pass.
+                self.problem = Some(problem);
+                self.use_base = false;
+                continue;
+            }
+            let (merged, notes) = merged?;
+            if self.rules.is_none() && notes[0].rules != notes[1].rules {
+                self.rules = Some([notes[0].rules.clone(), notes[1].rules.clone()]);
+                continue;
+            }
+            return Ok((merged, notes));
+        }
+    }
+
+    /// One reading: both sides walked at once (each on its own thread) and the base read,
+    /// relocated as `moved` says, merged as they stream past.
+    fn read(&self, moved: Option<&Moved>) -> Result<(Merge, [Tree; 2])> {
+        let given = self.rules.as_ref().map(|[a, b]| [a, b]);
+        let rules = match &given {
+            Some(sets) => ScanRules::Given(sets),
+            None => ScanRules::Read(&self.options.excludes),
+        };
+        let walk = |i: usize| {
+            let pruned = moved.map(|m| m.prune[i].clone()).unwrap_or_default();
+            Walker::new(&self.roots[i], rules)
+                .map(|w| w.pruning(pruned))
+                .map_err(|err| rails::missing_root(err, true, self.roots[i].path(), self.roots[1 - i].path()))
+        };
+        let (wa, wb) = (walk(0)?, walk(1)?);
+        let mut reader = if self.use_base { self.open_base()? } else { None };
+        let collect = moved.is_none() && reader.is_some();
+        let exists = |side: Side, p: &RelPath| self.roots[side.index()].exists(p.as_path());
+        let known = |side: Side, e: &Entry| self.cache.known(side, e);
+        let mut on_disk = |side: Side, e: &Entry| match moved.and_then(|m| m.original_path(side, &e.path)) {
+            Some(path) => self.cache.get_or_hash(self.roots, side, &Entry { path, ..e.clone() }),
+            None => self.cache.get_or_hash(self.roots, side, e),
+        };
+        let (merged, na, nb) = std::thread::scope(|scope| {
+            let mut a = Threaded::spawn(scope, wa, ("scan-a", "scanning side A"));
+            let mut b = Threaded::spawn(scope, wb, ("scan-b", "scanning side B"));
+            let [ea, eb] = moved.map(|m| m.extra.clone()).unwrap_or_default();
+            let (mut ra, mut rb) = (Relocated::new(&mut a, &[], ea), Relocated::new(&mut b, &[], eb));
+            let mut none = std::iter::empty();
+            let rows: &mut dyn Iterator<Item = (RelPath, base::BaseEntry)> = match reader.as_mut() {
+                Some(r) => r,
+                None => &mut none,
+            };
+            let mut relocated;
+            let rows: &mut BaseRows<'_> = match moved {
+                Some(m) => {
+                    relocated = merge::relocated_rows(rows, &m.base_prune, m.base_extra.clone());
+                    &mut relocated
+                }
+                None => rows,
+            };
+            let out = Merger::new(self.merge_options, &exists, &known, collect).run(
+                [&mut ra, &mut rb],
+                rows,
+                &mut on_disk,
+            );
+            (out, a.finish(), b.finish())
+        });
+        if let Some(reader) = reader.as_mut() {
+            self.journal.set(reader.journal_rows);
+            if let Some(problem) = reader.problem() {
+                return Err(self.unusable_base(problem));
+            }
+        }
+        Ok((merged.map_err(merge::spill_error)?, [na?, nb?]))
+    }
+
+    /// The base's reader; an unusable base is reported and the pass runs without it.
+    fn open_base(&self) -> Result<Option<base::Reader>> {
+        let Some(home) = self.home else { return Ok(None) };
+        match base::Reader::open(home, &self.pair.base_to_read()) {
+            Ok(reader) => Ok(reader),
+            Err(err @ Error::Corrupt { .. }) => Err(self.unusable_base(err)),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Records that the base is unusable (the pass reads again without it) and returns the
+    /// error that ends this reading.
+    fn unusable_base(&self, problem: Error) -> Error {
+        let ended = Error::Corrupt {
+            path: self.pair.home.join(self.pair.base_to_read()),
+            reason: problem.to_string(),
+        };
+        self.unusable.replace(Some(problem));
+        ended
+    }
+}
+
+/// Writes the base from fresh walks of both sides (by `rules`) and the old base, streamed
+/// (creating the home on the first pass); an unusable old one is kept aside first.
+fn save_next_base(
+    reading: &Reading<'_>,
+    rules: &[Rules; 2],
+    home: Option<&Root>,
+    set_aside: bool,
+) -> Result<()> {
+    let pair = reading.pair;
+    let created;
+    let home = if let Some(home) = home {
+        home
+    } else {
+        synccore::fsio::create_dirs(&pair.home)?;
+        created = Root::open(&pair.home)?;
+        &created
+    };
+    if set_aside {
+        set_aside_unusable_base(home, &pair.base_to_read())?;
+    }
+    let mut reader = if set_aside { None } else { base::Reader::open(home, &pair.base_to_read())? };
+    let given = [&rules[0], &rules[1]];
+    let walk = |i: usize| Walker::new(&reading.roots[i], ScanRules::Given(&given));
+    let (wa, wb) = (walk(0)?, walk(1)?);
+    let known = |side: Side, e: &Entry| reading.cache.known(side, e);
+    let dev = Some((wa.notes().dev, wb.notes().dev));
+    let [a, b] = &pair.roots;
+    let written = std::thread::scope(|scope| {
+        let mut ta = Threaded::spawn(scope, wa, ("", "scanning side A"));
+        let mut tb = Threaded::spawn(scope, wb, ("", "scanning side B"));
+        let mut none = std::iter::empty();
+        let old: &mut BaseRows<'_> = match reader.as_mut() {
+            Some(r) => r,
+            None => &mut none,
+        };
+        let mut rows = NextBase::new([&mut ta, &mut tb], old, reading.merge_options.owners, &known);
+        let written = base::save_rows(home, &pair.state(), (a, b), dev, &mut rows);
+        drop(rows);
+        (written, ta.finish(), tb.finish())
+    });
+    let (written, na, nb) = written;
+    // A walk that failed (a side vanished during the pass) must not record a base.
+    na?;
+    nb?;
+    written.map(drop)
+}
+
+/// Moves what the walks found into the report: errors, special files, ignored entries.
+pub(crate) fn take_notes(report: &mut SyncReport, notes: &mut [Tree; 2]) {
+    for (side, tree) in [Side::A, Side::B].into_iter().zip(notes) {
         report.scan_errors.append(&mut tree.errors);
         report.special.extend(tree.special.iter().cloned().map(|p| (side, p)));
         let not_read = tree.rules.not_read().map(|(p, _)| p).collect();
         report.ignored[side.index()] = (tree.ignored.clone(), not_read);
     }
-}
-
-/// A path is ignored when either side's rules ignore it (issue 14): each side's tree loses
-/// what the other side's rules ignore, and the base loses every ignored path, so that a path
-/// that becomes ignored is never taken for deleted, and one that stops being ignored is
-/// merged as on a first pass (union; differing content is a conflict, nothing is lost).
-/// Returns the base and whether it lost entries (it is then saved even if nothing else
-/// changed).
-fn leave_out_ignored(trees: &mut [Tree; 2], base: Option<Base>, rules: &[Rules; 2]) -> (Option<Base>, bool) {
-    if rules[0] != rules[1] {
-        trees[0].leave_out(&rules[1]);
-        trees[1].leave_out(&rules[0]);
-    }
-    let Some(mut base) = base else { return (None, false) };
-    let before = base.entries.len();
-    for r in rules.iter().filter(|r| !r.is_empty()) {
-        let mask =
-            r.ignored_mask(base.entries.iter().map(|(p, e)| (p, e.kind == synccore::entry::Kind::Dir)));
-        let mut keep = mask.into_iter().map(|ignored| !ignored);
-        base.entries.retain(|_| keep.next().unwrap_or(true));
-    }
-    let left = base.entries.len() != before;
-    (Some(base), left)
 }
 
 /// Carries out both sides' plans: conflict losers are set aside first, so that both plans can
@@ -238,8 +348,8 @@ pub(crate) fn apply_both(
     let [ra, rb] = roots;
     // The whole pass's plans first, so that progress is shown against its total.
     for side in [Side::A, Side::B] {
-        observe(side, Event::Planned(&merged.renames[side.index()]));
-        observe(side, Event::Planned(&merged.plans[side.index()]));
+        observe(side, Event::Planned(&synccore::plan::Steps::summary(&merged.renames[side.index()])));
+        observe(side, Event::Planned(&synccore::plan::Steps::summary(&merged.plans[side.index()])));
     }
     for (side, root) in [(Side::A, ra), (Side::B, rb)] {
         let trees = Trees::new(root, root);
@@ -264,22 +374,6 @@ pub(crate) fn apply_both(
     Ok(())
 }
 
-/// Writes the new base (creating the home on the first pass); an unusable old one is kept
-/// aside first.
-fn save_base(pair: &Pair, home: Option<Root>, set_aside: bool, next: &Base) -> Result<String> {
-    let home = if let Some(home) = home {
-        home
-    } else {
-        synccore::fsio::create_dirs(&pair.home)?;
-        Root::open(&pair.home)?
-    };
-    if set_aside {
-        set_aside_unusable_base(&home, &pair.base_to_read())?;
-    }
-    let [a, b] = &pair.roots;
-    base::save(&home, &pair.state(), a, b, next)
-}
-
 /// Opens both sides' roots. A side that is missing aborts the pass (an unmounted disk must
 /// never look like "everything was deleted").
 pub(crate) fn open_both(paths: &[PathBuf; 2]) -> Result<[Root; 2]> {
@@ -289,46 +383,10 @@ pub(crate) fn open_both(paths: &[PathBuf; 2]) -> Result<[Root; 2]> {
     Ok([open(0)?, open(1)?])
 }
 
-/// Scans both sides in parallel, leaving out what `rules` ignore; each directory is handed
-/// to its side's `watch` adder (if any) before it is listed.
-fn scan_both(roots: &[Root; 2], rules: ScanRules<'_>, watch: &[Adder]) -> Result<[Tree; 2]> {
-    let scan_side = |i: usize| {
-        let mut before = |rel: &[u8]| watch.get(i).iter().for_each(|w| w.add(rel));
-        scan::scan_watched(&roots[i], rules, &mut before)
-    };
-    let (a, b) = std::thread::scope(|s| {
-        let b = s.spawn(|| {
-            fault::point("scan-b");
-            scan_side(1)
-        });
-        let a = scan_side(0);
-        (a, b.join().unwrap_or(Err(Error::Panicked { what: "scanning side B" })))
-    });
-    let missing = |r: Result<Tree>, i: usize| {
-        r.map_err(|err| rails::missing_root(err, true, roots[i].path(), roots[1 - i].path()))
-    };
-    Ok([missing(a, 0)?, missing(b, 1)?])
-}
-
-/// SPEC section 5: a side that is empty while the base had files aborts the pass.
-pub(crate) fn check_empty_sides(
-    trees: &[Tree; 2],
-    base: Option<&Base>,
-    roots: &[PathBuf; 2],
-    rails: Rails,
-) -> Result<()> {
-    let base_files = base.is_some_and(|b| b.file_count() > 0);
-    for i in 0..2 {
-        let empty = trees[i].entries.is_empty() && trees[i].errors.is_empty();
-        rails.check_empty_side(empty, base_files, true, &roots[i], &roots[1 - i])?;
-    }
-    Ok(())
-}
-
 /// Keeps an unusable base beside the new one (`state.json.unusable-<stamp>`, with `-2`, `-3`,
 /// ... when that name is taken) instead of overwriting it: it may belong to a newer version
 /// of the program.
-fn set_aside_unusable_base(home: &Root, rel: &Path) -> Result<()> {
+pub(crate) fn set_aside_unusable_base(home: &Root, rel: &Path) -> Result<()> {
     if !home.exists(rel) {
         return Ok(());
     }

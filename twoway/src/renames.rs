@@ -12,22 +12,24 @@
 //! Otherwise the ordinary merge decides both paths, which keeps everything: a delete and a
 //! create, with a conflict where the other side made Q too.
 //!
-//! The merge then runs on both sides and the base as the renames leave them, so that every
-//! other change (an edit the other side made to the renamed file, a file it added inside a
-//! renamed directory) follows the entry to its new path. Renames are kept only when they are
+//! The renames are found among what the merge's first reading collected ([`Candidates`]:
+//! what changed, never the trees); the merge then reads both sides and the base again as the
+//! renames leave them ([`Moved`]), so that every other change (an edit the other side made to
+//! the renamed file, a file it added inside a renamed directory) follows the entry to its new
+//! path. Renames are kept only when they are
 //! independent: none at or below another's old or new path, on either side (a rename inside
 //! a directory renamed in the same interval is copied instead).
 
 use std::collections::{HashMap, HashSet};
 
 use synccore::entry::{Entry, Kind};
-use synccore::moves::{Move, Relocation};
-use synccore::plan::{Action, Plan, Stamp, Step};
+use synccore::moves::Move;
+use synccore::plan::{Action, Phased, Plan, Stamp, Step};
 use synccore::relpath::RelPath;
-use synccore::scan::Tree;
 
-use crate::base::{Base, BaseEntry};
+use crate::base::BaseEntry;
 use crate::merge::{Change, HashFn, Side, change};
+use crate::merger::Candidates;
 
 /// The renames each side made: `on[i]` are carried out on side `i` (the other side made them).
 #[derive(Debug, Default)]
@@ -41,58 +43,155 @@ impl Renames {
         self.on.iter().all(Vec::is_empty)
     }
 
-    /// Both sides and the base as they will be once the renames are carried out.
-    pub fn carried_out(&self, trees: [&Tree; 2], base: &Base) -> Moved<'_> {
-        let relocations = [Relocation::new(&self.on[0]), Relocation::new(&self.on[1])];
-        let trees = [relocations[0].tree(trees[0]), relocations[1].tree(trees[1])];
-        let forward = |p: &RelPath| relocations[0].forward(p).or_else(|| relocations[1].forward(p));
-        let mut entries: Vec<(RelPath, BaseEntry)> =
-            base.entries.iter().map(|(p, e)| (forward(p).unwrap_or_else(|| p.clone()), e.clone())).collect();
-        entries.sort_unstable_by(|x, y| x.0.cmp(&y.0));
-        Moved { trees, base: Base { entries }, relocations }
+    /// How the second reading of the merge takes both sides and the base: side `i` without
+    /// what its moves take away and with it at the new paths; the base likewise for every move.
+    pub fn moved(&self, c: &Candidates) -> Moved {
+        let mut out = Moved::default();
+        for side in [Side::A, Side::B] {
+            let (i, renamer) = (side.index(), side.other().index());
+            let side_moves = &self.on[i];
+            if side_moves.is_empty() {
+                continue;
+            }
+            let forward = Forward::of(side_moves);
+            out.prune[i] = side_moves.iter().map(|m| m.from.clone()).collect();
+            out.back[i] = side_moves.iter().map(|m| (m.to.clone(), m.from.clone())).collect();
+            // This side's entries below the old paths: those the base knew (gone on the side
+            // that renamed) and those it did not (new here).
+            let known = c.gone[renamer].iter().filter_map(|(_, _, theirs)| theirs.clone());
+            let new = c.new[i].iter().flatten();
+            for mut e in known.chain(new) {
+                if let Some(to) = forward.apply(&e.path) {
+                    e.path = to;
+                    out.extra[i].push(e);
+                }
+            }
+            for (path, b, _) in &c.gone[renamer] {
+                if let Some(to) = forward.apply(path) {
+                    out.base_extra.push((to, b.clone()));
+                }
+            }
+            out.base_prune.extend(out.prune[i].iter().cloned());
+        }
+        for extra in &mut out.extra {
+            extra.sort_by(|a, b| a.path.cmp(&b.path));
+            extra.dedup_by(|a, b| a.path == b.path);
+        }
+        out.base_extra.sort_by(|a, b| a.0.cmp(&b.0));
+        out
     }
 }
 
-/// Both sides and the base as the renames will leave them.
-pub struct Moved<'m> {
-    pub trees: [Tree; 2],
-    pub base: Base,
-    relocations: [Relocation<'m>; 2],
+/// Both sides and the base as the renames will leave them, for the merge's second reading.
+#[derive(Debug, Default)]
+pub struct Moved {
+    /// Per side: the subtrees the moves take away...
+    pub prune: [Vec<RelPath>; 2],
+    /// ...and its entries there, at their new paths (sorted).
+    pub extra: [Vec<Entry>; 2],
+    /// The base likewise (every move).
+    pub base_prune: Vec<RelPath>,
+    pub base_extra: Vec<(RelPath, BaseEntry)>,
+    /// Per side: new path -> old path of each move, to read content where it is on disk now.
+    back: [HashMap<RelPath, RelPath>; 2],
 }
 
-impl Moved<'_> {
+impl Moved {
     /// Where a path of `side`'s moved tree is on disk before the renames; `None` when it did
     /// not move.
     pub fn original_path(&self, side: Side, path: &RelPath) -> Option<RelPath> {
-        self.relocations[side.index()].back(path)
+        let back = &self.back[side.index()];
+        if back.is_empty() {
+            return None;
+        }
+        let bytes = path.as_bytes();
+        let mut end = bytes.len();
+        loop {
+            if let Some(from) = back.get(&RelPath::from_bytes(&bytes[..end])) {
+                return Some(RelPath::from_bytes(&[from.as_bytes(), &bytes[end..]].concat()));
+            }
+            end = bytes[..end].iter().rposition(|&b| b == b'/')?;
+        }
+    }
+}
+
+/// Old path -> new path of a set of independent moves.
+struct Forward<'m>(HashMap<&'m [u8], &'m RelPath>);
+
+impl<'m> Forward<'m> {
+    fn of(moves: &'m [Move]) -> Self {
+        Forward(moves.iter().map(|m| (m.from.as_bytes(), &m.to)).collect())
+    }
+
+    /// Where `path` goes, when a move takes it.
+    fn apply(&self, path: &RelPath) -> Option<RelPath> {
+        let bytes = path.as_bytes();
+        let mut end = bytes.len();
+        loop {
+            if let Some(to) = self.0.get(&bytes[..end]) {
+                return Some(RelPath::from_bytes(&[to.as_bytes(), &bytes[end..]].concat()));
+            }
+            end = bytes[..end].iter().rposition(|&b| b == b'/')?;
+        }
     }
 }
 
 /// The steps a side carries out before its plan: the directories its moves need (taken out
 /// of `plan`, parents first), the moves, then the conflicts' set-asides (at the paths the
 /// moves leave them).
-pub fn first_steps(moves: Vec<Move>, plan: &mut Plan, set_asides: Plan) -> Plan {
-    let destinations = Paths::of(moves.iter().filter_map(|m| m.to.parent()).collect::<Vec<_>>().iter());
-    let (mut first, rest): (Vec<Step>, Vec<Step>) = std::mem::take(&mut plan.steps)
-        .into_iter()
-        .partition(|s| matches!(s.action, Action::Mkdir { .. }) && destinations.holds_or_above(&s.path));
-    plan.steps = rest;
+pub fn first_steps(moves: Vec<Move>, plan: &mut Phased, set_asides: Plan) -> std::io::Result<Plan> {
+    let needed: HashSet<RelPath> =
+        moves.iter().flat_map(|m| std::iter::successors(m.to.parent(), RelPath::parent)).collect();
+    let mut first: Vec<Step> = Vec::new();
+    if !moves.is_empty() {
+        let mut rest = Phased::default();
+        for step in std::mem::take(&mut plan.first) {
+            rest.push_first(step);
+        }
+        for step in plan.removals.iter() {
+            rest.push_removal(step?)?;
+        }
+        for step in plan.creations.iter() {
+            let step = step?;
+            if matches!(step.action, Action::Mkdir { .. }) && needed.contains(&step.path) {
+                first.push(step);
+            } else {
+                rest.push_creation(step)?;
+            }
+        }
+        for step in plan.metas.iter() {
+            rest.push_meta(step?)?;
+        }
+        rest.seal()?;
+        *plan = rest;
+    }
     first.sort_by(|a, b| a.path.cmp(&b.path));
     first.extend(
         moves.into_iter().map(|m| Step { path: m.from, action: Action::Move { to: m.to, was: m.was } }),
     );
     first.extend(set_asides.steps);
-    Plan { steps: first }
+    Ok(Plan { steps: first })
 }
 
-/// Finds the renames both sides made since the base, keeping only the independent ones that
-/// can be carried out on the other side.
-pub fn detect(trees: [&Tree; 2], base: &Base, owners: bool, hash: &mut HashFn<'_>) -> Renames {
+/// What a side has at a path now: `Some((is a directory, device))`, `None` when nothing.
+pub type Lookup<'a> = dyn Fn(Side, &RelPath) -> Option<(bool, u64)> + 'a;
+
+/// Finds the renames both sides made since the base, among what the merge collected, keeping
+/// only the independent ones the other side can carry out. `protected` says whether a path is
+/// at or below one that could not be read on either side; `lookup` what a side has at a path.
+pub fn detect(
+    c: &Candidates,
+    protected: &dyn Fn(&RelPath) -> bool,
+    lookup: &Lookup<'_>,
+    owners: bool,
+    hash: &mut HashFn<'_>,
+) -> Renames {
     let mut found = [Vec::new(), Vec::new()];
     for side in [Side::A, Side::B] {
-        // Renames that `side` made, carried out on the other side.
-        let candidates = candidates(side, trees, base, hash);
-        found[side.other().index()] = accept(candidates, side, trees, base, owners, hash);
+        let candidates = candidates(side, c, hash);
+        if !candidates.is_empty() {
+            found[side.other().index()] = accept(candidates, side, c, (protected, lookup), owners, hash);
+        }
     }
     // A rename that touches what the other side's renames touch is dropped on both sides.
     let paths = |moves: &[Move]| Paths::of(moves.iter().flat_map(|m| [&m.from, &m.to]));
@@ -103,61 +202,42 @@ pub fn detect(trees: [&Tree; 2], base: &Base, owners: bool, hash: &mut HashFn<'_
     Renames { on: [a, b] }
 }
 
-/// `side`'s renames as (old path, new path, base entry) by inode, outermost first.
-fn candidates<'t>(
-    side: Side,
-    trees: [&'t Tree; 2],
-    base: &'t Base,
-    hash: &mut HashFn<'_>,
-) -> Vec<(RelPath, &'t Entry, &'t BaseEntry)> {
+/// A path a side no longer has: its path, the base's entry, the other side's entry there.
+type Gone<'c> = (&'c RelPath, &'c BaseEntry, Option<&'c Entry>);
+
+/// One rename a side made: its old path, the entry at the new path, and the base's entry.
+type Candidate<'c> = (RelPath, Entry, &'c BaseEntry, Option<&'c Entry>);
+
+/// `side`'s renames by inode, outermost first, with the other side's entry at the old path.
+fn candidates<'c>(side: Side, c: &'c Candidates, hash: &mut HashFn<'_>) -> Vec<Candidate<'c>> {
     let i = side.index();
-    let (gone, new) = gone_and_new(trees[i], base);
-    if gone.is_empty() || new.is_empty() {
-        return Vec::new();
-    }
     // Paths gone on this side by (device, inode); one inode at two paths (hard links) is
     // ambiguous and matches nothing.
-    let mut by_inode: HashMap<(u64, u64), Option<(&RelPath, &BaseEntry)>> = HashMap::new();
-    for (path, b) in gone {
+    let mut by_inode: HashMap<(u64, u64), Option<Gone<'_>>> = HashMap::new();
+    for (path, b, theirs) in &c.gone[i] {
         if b.dev[i] != 0 && b.ino[i] != 0 {
-            by_inode.entry((b.dev[i], b.ino[i])).and_modify(|v| *v = None).or_insert(Some((path, b)));
+            let key = (b.dev[i], b.ino[i]);
+            by_inode.entry(key).and_modify(|v| *v = None).or_insert(Some((path, b, theirs.as_ref())));
         }
     }
-    let mut found: Vec<(RelPath, &Entry, &BaseEntry)> = Vec::new();
+    if by_inode.is_empty() {
+        return Vec::new();
+    }
+    let mut found: Vec<Candidate<'c>> = Vec::new();
     let mut seen: HashSet<(u64, u64)> = HashSet::new();
-    for e in new {
-        let Some(Some((path, b))) = by_inode.get(&(e.dev, e.ino)) else { continue };
+    for e in c.new[i].iter().flatten() {
+        let Some(Some((path, b, theirs))) = by_inode.get(&(e.dev, e.ino)) else { continue };
         if !seen.insert((e.dev, e.ino)) {
             // A second new path with this inode: a hard link made, not a rename.
-            found.retain(|(p, _, _)| p != *path);
+            found.retain(|(p, ..)| p != *path);
             continue;
         }
-        if still_the_same(side, e, b, hash) {
-            found.push(((*path).clone(), e, b));
+        if still_the_same(side, &e, b, hash) {
+            found.push(((*path).clone(), e, b, *theirs));
         }
     }
     found.sort_by(|x, y| x.0.cmp(&y.0));
     found
-}
-
-/// The base's paths that `tree` no longer has, and `tree`'s entries the base does not know
-/// (a merge-join of the two sorted lists).
-fn gone_and_new<'t>(tree: &'t Tree, base: &'t Base) -> (Vec<(&'t RelPath, &'t BaseEntry)>, Vec<&'t Entry>) {
-    let (mut gone, mut new) = (Vec::new(), Vec::new());
-    let (mut t, mut b) = (tree.entries.iter().peekable(), base.entries.iter().peekable());
-    loop {
-        match (t.peek(), b.peek()) {
-            (None, None) => break,
-            (Some(e), Some((p, _))) if e.path == *p => {
-                t.next();
-                b.next();
-            }
-            (Some(e), Some((p, _))) if e.path > *p => gone.extend(b.next().map(|(p, e)| (p, e))),
-            (Some(_), _) => new.extend(t.next()),
-            (None, Some(_)) => gone.extend(b.next().map(|(p, e)| (p, e))),
-        }
-    }
-    (gone, new)
 }
 
 /// True when `e` (at a new path) is the entry `b` described: same kind, and for a file the
@@ -173,42 +253,6 @@ fn still_the_same(side: Side, e: &Entry, b: &BaseEntry, hash: &mut HashFn<'_>) -
     }
 }
 
-/// The candidates that are independent of each other and can be carried out on the other
-/// side, as moves on that side.
-fn accept(
-    candidates: Vec<(RelPath, &Entry, &BaseEntry)>,
-    side: Side,
-    trees: [&Tree; 2],
-    base: &Base,
-    owners: bool,
-    hash: &mut HashFn<'_>,
-) -> Vec<Move> {
-    let other = side.other();
-    let mut accepted: Vec<Move> = Vec::new();
-    let mut taken = Paths::default();
-    let mut moved_dirs = Paths::default();
-    for (from, e, b) in candidates {
-        // Inside a directory that moves as a whole: nothing to do when it keeps its place
-        // there, and copied when it moved on from there (renames are kept independent).
-        if moved_dirs.overlaps(&from) || taken.overlaps(&from) || taken.overlaps(&e.path) {
-            continue;
-        }
-        let Some(theirs) = trees[other.index()].get(&from) else { continue };
-        if !movable(other, theirs, b, &e.path, trees, base, owners, hash)
-            || !same_content(side, e, theirs, b, hash)
-        {
-            continue;
-        }
-        taken.add(&from);
-        taken.add(&e.path);
-        if e.is_dir() {
-            moved_dirs.add(&from);
-        }
-        accepted.push(Move { from, to: e.path.clone(), was: Stamp::of(theirs) });
-    }
-    accepted
-}
-
 /// True when the renamed file `e` holds what the other side holds at the old path, where the
 /// base does not know the content (else [`still_the_same`] checked it against the base): an
 /// inode number, size and mtime alone can belong to a new file that recycled the number of a
@@ -222,42 +266,84 @@ fn same_content(side: Side, e: &Entry, theirs: &Entry, b: &BaseEntry, hash: &mut
     ours.is_some() && ours == hash(side.other(), theirs)
 }
 
-/// True when `other` can carry out the rename of `theirs` (its entry at the old path) to
-/// `to`: it is still the entry the base describes (the same inode, or unchanged), nothing
-/// is at `to` there, every directory on the way to `to` is a directory there or one it is
-/// about to get, on `theirs`'s device, and neither side has an unreadable path in the way.
-#[allow(clippy::too_many_arguments)]
-fn movable(
-    other: Side,
-    theirs: &Entry,
-    b: &BaseEntry,
-    to: &RelPath,
-    trees: [&Tree; 2],
-    base: &Base,
+/// The candidates that are independent of each other and can be carried out on the other
+/// side, as moves on that side.
+fn accept(
+    candidates: Vec<Candidate<'_>>,
+    side: Side,
+    c: &Candidates,
+    (protected, lookup): (&dyn Fn(&RelPath) -> bool, &Lookup<'_>),
     owners: bool,
     hash: &mut HashFn<'_>,
-) -> bool {
+) -> Vec<Move> {
+    let other = side.other();
     let o = other.index();
-    let same_kind = std::mem::discriminant(&theirs.kind) == std::mem::discriminant(&b.kind);
-    let same_entry =
-        theirs.ino == b.ino[o] || change(other, Some(theirs), Some(b), owners, hash) == Change::Unchanged;
-    if !same_kind || !same_entry || trees[o].get(to).is_some() {
-        return false;
-    }
-    if trees.iter().any(|t| t.is_protected(&theirs.path) || t.is_protected(to)) {
-        return false;
-    }
-    let mut parent = to.parent();
-    while let Some(p) = parent {
-        match trees[o].get(&p) {
-            Some(dir) => return dir.is_dir() && dir.dev == theirs.dev,
-            // A directory the other side does not have is made by the merge only when it is
-            // new on this side (one the other side deleted would be deleted here too).
-            None if base.get(&p).is_some() => return false,
-            None => parent = p.parent(),
+    // What the other side has at the candidates' new paths, and which paths it lost.
+    let tos: HashSet<&RelPath> = candidates.iter().map(|(_, e, ..)| &e.path).collect();
+    let occupied: HashSet<RelPath> =
+        c.new[o].iter().flatten().map(|e| e.path).filter(|p| tos.contains(p)).collect();
+    let theirs_gone: HashSet<&RelPath> = c.gone[o].iter().map(|(p, ..)| p).collect();
+    let there = There { side: other, lookup, gone: &theirs_gone, occupied: &occupied, dev: c.dev[o] };
+    let mut accepted: Vec<Move> = Vec::new();
+    let mut taken = Paths::default();
+    let mut moved_dirs = Paths::default();
+    for (from, e, b, theirs) in candidates {
+        // Inside a directory that moves as a whole: nothing to do when it keeps its place
+        // there, and copied when it moved on from there (renames are kept independent).
+        if moved_dirs.overlaps(&from) || taken.overlaps(&from) || taken.overlaps(&e.path) {
+            continue;
         }
+        let Some(theirs) = theirs else { continue };
+        if protected(&from) || protected(&e.path) {
+            continue;
+        }
+        let same_kind = std::mem::discriminant(&theirs.kind) == std::mem::discriminant(&b.kind);
+        let same_entry =
+            theirs.ino == b.ino[o] || change(other, Some(theirs), Some(b), owners, hash) == Change::Unchanged;
+        if !same_kind
+            || !same_entry
+            || !there.movable(theirs, &e.path)
+            || !same_content(side, &e, theirs, b, hash)
+        {
+            continue;
+        }
+        taken.add(&from);
+        taken.add(&e.path);
+        if e.is_dir() {
+            moved_dirs.add(&from);
+        }
+        accepted.push(Move { from, to: e.path.clone(), was: Stamp::of(theirs) });
     }
-    trees[o].dev == theirs.dev
+    accepted
+}
+
+/// What the side that carries a rename out has, as far as the rename cares.
+struct There<'a> {
+    side: Side,
+    lookup: &'a Lookup<'a>,
+    gone: &'a HashSet<&'a RelPath>,
+    occupied: &'a HashSet<RelPath>,
+    dev: u64,
+}
+
+impl There<'_> {
+    /// True when `theirs` can be renamed to `to` here: nothing is at `to`, every directory on
+    /// the way is a directory here or one it is about to get (new on the side that renamed:
+    /// one this side deleted would be deleted there too), on `theirs`'s device.
+    fn movable(&self, theirs: &Entry, to: &RelPath) -> bool {
+        if self.occupied.contains(to) {
+            return false;
+        }
+        let mut parent = to.parent();
+        while let Some(p) = parent {
+            match (self.lookup)(self.side, &p) {
+                Some((is_dir, dev)) => return is_dir && dev == theirs.dev,
+                None if self.gone.contains(&p) => return false,
+                None => parent = p.parent(),
+            }
+        }
+        self.dev == theirs.dev
+    }
 }
 
 /// A set of paths, answering whether a path is at, below or above one of them.
@@ -286,11 +372,6 @@ impl Paths {
         }
     }
 
-    /// True when `path` is one of the paths or an ancestor of one.
-    fn holds_or_above(&self, path: &RelPath) -> bool {
-        self.exact.contains(path.as_bytes()) || self.ancestors.contains(path.as_bytes())
-    }
-
     /// True when `path` is one of the paths, lies below one, or is an ancestor of one.
     fn overlaps(&self, path: &RelPath) -> bool {
         let bytes = path.as_bytes();
@@ -314,7 +395,7 @@ impl Paths {
 mod tests {
     use super::*;
     use crate::merge::tests::{base, e, f, run, tree};
-    use crate::merge::{MergeOptions, merge};
+    use crate::merge::{MergeOptions, merge_trees};
     use synccore::checksum::Digest;
 
     fn dir(path: &str, ino: u64) -> Entry {
@@ -409,9 +490,10 @@ mod tests {
         let opts = MergeOptions { stamp: "s".into(), owners: false };
         let mut by_side_and_path =
             |side: Side, e: &Entry| Some(Digest::of_bytes(format!("{side:?} {}", e.path).as_bytes()));
-        let m = merge([&ta, &tb], Some(&base(&before)), &opts, &mut by_side_and_path);
+        let m = merge_trees([&ta, &tb], Some(&base(&before)), &opts, &mut by_side_and_path);
         assert!(m.renames[1].is_empty(), "{m:?}");
-        let lines: Vec<String> = m.plans[1].steps.iter().map(ToString::to_string).collect();
+        let lines: Vec<String> =
+            m.plans[1].to_plan().unwrap().steps.iter().map(ToString::to_string).collect();
         assert_eq!(lines, vec![r#"delete "x""#, r#"copy "y" (3 B)"#]);
     }
 }

@@ -320,12 +320,25 @@ impl Root {
     /// Writes `bytes` to `rel` atomically and durably (temporary, fsync, rename, fsync of the
     /// directory): for the programs' own files (state, manifests, `.info.json`, config).
     pub fn write_atomic(&self, rel: &Path, bytes: &[u8]) -> Result<()> {
+        self.write_atomic_with(rel, &mut |w| w.write_all(bytes))
+    }
+
+    /// [`Root::write_atomic`], the content written by `write` (through a buffer): for a file
+    /// of ours too large to build in memory first (twoway's base of a large tree).
+    pub fn write_atomic_with(
+        &self,
+        rel: &Path,
+        write: &mut dyn FnMut(&mut dyn Write) -> io::Result<()>,
+    ) -> Result<()> {
         let (dir, name) = self.split(rel, Op::Write)?;
         let temp = temp_name();
         let result = (|| {
             let temp_path = dir.path_of(&temp);
-            let mut f = dir.create_new(&temp, 0o644).at(Op::Create, &temp_path)?;
-            f.write_all(bytes).at(Op::Write, &temp_path)?;
+            let f = dir.create_new(&temp, 0o644).at(Op::Create, &temp_path)?;
+            let mut buffered = io::BufWriter::with_capacity(1 << 16, f);
+            write(&mut buffered).at(Op::Write, &temp_path)?;
+            let f =
+                buffered.into_inner().map_err(io::IntoInnerError::into_error).at(Op::Write, &temp_path)?;
             f.sync_all().at(Op::Sync, &temp_path)?;
             dir.rename(&temp, &dir, name, RenameFlags::empty()).map_err(|source| Error::RenameIo {
                 from: temp_path,

@@ -10,7 +10,6 @@
 //! ignored, and so is a last line that a crash cut short: each append is made durable before
 //! the pass reports it, and a base that lags behind only makes the next pass compare again.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -55,11 +54,16 @@ pub fn remove(home: &Root, rel: &Path) -> Result<()> {
     }
 }
 
-/// Replays the journal beside `rel` onto `base` (loaded from `rel`, of `generation`); returns
-/// how many rows it held.
-pub fn replay(home: &Root, rel: &Path, generation: Option<&str>, base: &mut Base) -> Result<usize> {
+/// The journal beside `rel` (of `generation`): the last change of each path it names, and how
+/// many rows it held. Empty when there is none or it belongs to another generation.
+pub fn load(
+    home: &Root,
+    rel: &Path,
+    generation: Option<&str>,
+) -> Result<(std::collections::BTreeMap<RelPath, Option<BaseEntry>>, usize)> {
     let journal = path_of(rel);
-    let Some(text) = home.read(&journal)? else { return Ok(0) };
+    let mut changes = std::collections::BTreeMap::new();
+    let Some(text) = home.read(&journal)? else { return Ok((changes, 0)) };
     let corrupt = |reason: &str| Error::Corrupt { path: home.path_of(&journal), reason: reason.into() };
     // Only complete lines count: a crash can cut the last one short.
     let mut lines = complete_lines(&text).split(|&b| b == b'\n').filter(|l| !l.is_empty());
@@ -67,33 +71,24 @@ pub fn replay(home: &Root, rel: &Path, generation: Option<&str>, base: &mut Base
     match (head, generation) {
         (Some(head), Some(generation)) if head.base == generation => {}
         // Another generation's journal: superseded by the file it sits beside.
-        _ => return Ok(0),
+        _ => return Ok((changes, 0)),
     }
-    let mut changes: Vec<(RelPath, Option<BaseEntry>)> = Vec::new();
+    let mut rows = 0;
     for line in lines {
+        rows += 1;
         if let Ok(row) = serde_json::from_slice::<Row>(line) {
             let (path, entry) =
                 row.into_entry(None).ok_or_else(|| corrupt("corrupt merge state journal: bad entry"))?;
-            changes.push((path, Some(entry)));
+            changes.insert(path, Some(entry));
         } else {
             let gone: Gone =
                 serde_json::from_slice(line).map_err(|_| corrupt("corrupt merge state journal"))?;
             let path =
                 gone.path.into_bytes().ok_or_else(|| corrupt("corrupt merge state journal: bad path"))?;
-            changes.push((RelPath::from_bytes(&path), None));
+            changes.insert(RelPath::from_bytes(&path), None);
         }
     }
-    let rows = changes.len();
-    apply(base, changes);
-    Ok(rows)
-}
-
-/// Applies changes in order (a later one for a path wins) to a sorted base.
-fn apply(base: &mut Base, changes: Vec<(RelPath, Option<BaseEntry>)>) {
-    let last: HashMap<RelPath, Option<BaseEntry>> = changes.into_iter().collect();
-    base.entries.retain(|(p, _)| !last.contains_key(p));
-    base.entries.extend(last.into_iter().filter_map(|(p, e)| e.map(|e| (p, e))));
-    base.entries.sort_by(|x, y| x.0.cmp(&y.0));
+    Ok((changes, rows))
 }
 
 /// Appends to the journal of the base at `rel` (of `generation`) what changed from `old` to
