@@ -12,7 +12,7 @@ use std::time::Instant;
 use synccli::passes::{self, PassEnd, Place, Totals};
 use synccli::progress::Progress;
 use synccore::apply::{self, ApplyStats, Event, Trees};
-use synccore::checksum::{file_checksum_in, same_bytes};
+use synccore::checksum::{file_checksum_in, same_bytes, with_compare_ahead};
 use synccore::diff::{self, DiffOptions, Source, Streamed};
 use synccore::entry::Entry;
 use synccore::error::{Error, Result};
@@ -155,7 +155,8 @@ fn walk_both(
 /// Diffs SOURCE's entries against BACKUP's as they stream past (SPEC section 3 "Mirror").
 /// "Same content?" is answered by comparing the two files' bytes, with no hash (issue 17);
 /// digests only pair moves that tie. A failure counts as "different": the copy then reports
-/// the real error.
+/// the real error. With `--checksum`, which asks it of every pair of equal-size files, the
+/// pairs are compared on helper threads a little ahead of the diff.
 pub(crate) fn diff_streams(
     src: &mut dyn Source,
     target: &mut dyn Source,
@@ -170,6 +171,11 @@ pub(crate) fn diff_streams(
     let Some(target_root) = &roots.target else {
         return diff::stream(src, target, options, &mut digest);
     };
+    if checksum {
+        return with_compare_ahead(&roots.source, target_root, src, |src, same| {
+            diff::stream_comparing(src, target, options, &mut digest, Some(same))
+        });
+    }
     let mut same = |s: &Entry, d: &Entry| {
         same_bytes(&roots.source, s.path.as_path(), target_root, d.path.as_path()).unwrap_or(false)
     };

@@ -15,8 +15,10 @@ use crate::error::{IoResultExt, Op, Result};
 use crate::fsio::Root;
 use crate::relpath::RelPath;
 
+mod ahead;
 mod same;
-pub use same::{same_bytes, same_bytes_ahead};
+pub use ahead::with_compare_ahead;
+pub use same::same_bytes;
 
 /// Read buffer for hashing: large enough that syscalls are noise next to SHA-256.
 const BUF_SIZE: usize = 1 << 20;

@@ -818,6 +818,37 @@ mod tests {
     }
 
     #[test]
+    fn a_same_content_oracle_replaces_the_digests() {
+        // With --checksum every equal-size pair is asked, once, of the oracle; the digests
+        // are not asked at all; "different" is an update, "same" with another mtime a meta.
+        let src = tree(vec![file("a", 3, 1), file("b", 3, 2), file("c", 4, 1), file("d", 3, 1)]);
+        let dst = tree(vec![file("a", 3, 1), file("b", 3, 1), file("c", 3, 1), file("d", 3, 1)]);
+        let mut asked = Vec::new();
+        let mut same = |s: &Entry, d: &Entry| {
+            asked.push(format!("{} ~ {}", s.path, d.path));
+            s.path.to_string() != "d"
+        };
+        let streamed = stream_comparing(
+            &mut Entries::of(&src),
+            &mut Entries::of(&dst),
+            DiffOptions { checksum: true, owners: true },
+            &mut |_, e| panic!("no digest needed for {}", e.path),
+            Some(&mut same),
+        )
+        .unwrap();
+        assert_eq!(asked, vec!["a ~ a", "b ~ b", "d ~ d"]);
+        let lines: Vec<String> = streamed
+            .plan
+            .to_plan()
+            .unwrap()
+            .steps
+            .iter()
+            .map(|s| format!("{} {}", s.kind().word(), s.path))
+            .collect();
+        assert_eq!(lines, vec!["meta b", "update c", "update d"]);
+    }
+
+    #[test]
     fn nothing_under_an_unreadable_source_dir_is_deleted() {
         let mut src = tree(vec![dir("d", 7)]);
         src.unreadable.push(RelPath::from_bytes(b"d"));

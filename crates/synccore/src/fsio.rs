@@ -288,6 +288,13 @@ impl Root {
         dir.open_read(name).at(Op::Read, &self.path_of(rel))
     }
 
+    /// [`Root::open_read`], with the `fstat` of the file it opened (no second call to learn
+    /// its size or stamp).
+    pub fn open_read_stat(&self, rel: &Path) -> io::Result<(File, rustix::fs::Stat)> {
+        let (dir, name) = self.parent_of(rel)?;
+        dir.open_read_stat(name)
+    }
+
     /// The whole content of the regular file `rel` (for the program's own small files);
     /// `Ok(None)` when it does not exist.
     pub fn read(&self, rel: &Path) -> Result<Option<Vec<u8>>> {

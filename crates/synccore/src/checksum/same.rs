@@ -43,7 +43,7 @@ pub fn same_bytes(a: &Root, a_rel: &Path, b: &Root, b_rel: &Path) -> Result<bool
 /// [`same_bytes`] for two files a scan saw with the same size `len`: the first `len` bytes
 /// are compared without asking the sizes again (a file that shrank since reads short and is
 /// different; one that grew is for the next pass, as with the quick check).
-fn same_bytes_of_len(a: &Root, a_rel: &Path, b: &Root, b_rel: &Path, len: u64) -> Result<bool> {
+pub(super) fn compare_files(a: &Root, a_rel: &Path, b: &Root, b_rel: &Path, len: u64) -> Result<bool> {
     let (fa, fb) = (a.open_read(a_rel)?, b.open_read(b_rel)?);
     compare_open(&fa, a, a_rel, &fb, b, b_rel, len)
 }
@@ -65,107 +65,9 @@ fn compare_open(
     }
 }
 
-/// Pairs dealt at a time: a helper hands over its answers a chunk at a time, so that the two
-/// threads wake each other once per chunk, not once per file.
-const CHUNK: usize = 32;
-
-/// Chunks of answers a helper may hold ready before the asker takes them.
-const CHUNKS_AHEAD: usize = 4;
-
-/// A helper's answers for one chunk: the number of its first pair, then one answer per pair.
-type Answers = (usize, Vec<Result<bool>>);
-
-/// Runs `run` with an oracle that answers [`same_bytes`] for a path in both roots (where a
-/// scan saw files of one size, given with it), while helper threads compare the pairs `paths`
-/// names ahead of the asker, so that a pass that compares many files uses every core (issue
-/// 17: `--checksum` at memory speed).
-///
-/// `paths` is the order in which `run` will ask (a diff's merge-join: the pairs the quick
-/// check cannot decide). Chunks of [`CHUNK`] pairs are dealt round-robin: the asker compares
-/// those of every `n`th chunk itself when it asks, each helper the others in order, holding
-/// at most [`CHUNKS_AHEAD`] chunks of answers. An answer is used only for the very pair it
-/// was computed for (its place in `paths`): a path asked out of that order, or twice, is
-/// simply compared on the spot. The helpers stop when `run` returns.
-pub fn same_bytes_ahead<'p, I, R>(
-    a: &Root,
-    b: &Root,
-    paths: I,
-    run: impl FnOnce(&mut dyn FnMut(&Path, u64) -> Result<bool>) -> R,
-) -> R
-where
-    I: Iterator<Item = (&'p Path, u64)> + Clone + Send,
-{
-    let helpers = std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1)).clamp(1, 3);
-    let dealt = helpers + 1;
-    std::thread::scope(|scope| {
-        let mut answers = Vec::with_capacity(helpers);
-        for helper in 1..=helpers {
-            let (tx, rx) = mpsc::sync_channel::<Answers>(CHUNKS_AHEAD);
-            let mut mine =
-                paths.clone().enumerate().filter(move |(k, _)| k / CHUNK % dealt == helper).peekable();
-            scope.spawn(move || {
-                while let Some(&(first, _)) = mine.peek() {
-                    let chunk: Vec<Result<bool>> =
-                        std::iter::from_fn(|| mine.next_if(|(k, _)| k / CHUNK == first / CHUNK))
-                            .map(|(_, (path, len))| same_bytes_of_len(a, path, b, path, len))
-                            .collect();
-                    if tx.send((first, chunk)).is_err() {
-                        return; // `run` returned
-                    }
-                }
-            });
-            answers.push(rx);
-        }
-        // Dropped (with the receivers) when this closure returns, before the scope joins the
-        // helpers, so that none waits forever to hand over its answers.
-        let held = (0..helpers).map(|_| std::collections::VecDeque::new()).collect();
-        let mut asker = Asker { a, b, order: paths.enumerate(), answers, held };
-        run(&mut |path, len| asker.same(path, len))
-    })
-}
-
-/// The asking side of [`same_bytes_ahead`].
-struct Asker<'r, I> {
-    a: &'r Root,
-    b: &'r Root,
-    /// The pairs still to come, numbered as the helpers numbered them.
-    order: std::iter::Enumerate<I>,
-    /// One channel of answers per helper, in the helper's order.
-    answers: Vec<mpsc::Receiver<Answers>>,
-    /// Per helper, the answers received and not yet asked for, with their pairs' numbers.
-    held: Vec<std::collections::VecDeque<(usize, Result<bool>)>>,
-}
-
-impl<'p, I: Iterator<Item = (&'p Path, u64)>> Asker<'_, I> {
-    fn same(&mut self, path: &Path, len: u64) -> Result<bool> {
-        let dealt = self.answers.len() + 1;
-        for (k, next) in self.order.by_ref() {
-            if next != (path, len) {
-                continue; // a pair that was not asked after all
-            }
-            let Some(helper) = (k / CHUNK % dealt).checked_sub(1) else { break }; // the asker's own
-            if let Some(answer) = self.answer_of(helper, k) {
-                return answer;
-            }
-            break;
-        }
-        same_bytes_of_len(self.a, path, self.b, path, len)
-    }
-
-    /// Helper `helper`'s answer for pair `k`; answers for pairs that were skipped are dropped
-    /// on the way. `None` when the helper stopped before it.
-    fn answer_of(&mut self, helper: usize, k: usize) -> Option<Result<bool>> {
-        let (held, rx) = (self.held.get_mut(helper)?, self.answers.get(helper)?);
-        loop {
-            while let Some((j, answer)) = held.pop_front() {
-                if j == k {
-                    return Some(answer);
-                }
-            }
-            let (first, chunk) = rx.recv().ok()?;
-            held.extend((first..).zip(chunk));
-        }
-    }
+/// Compares the first `len` bytes of two files opened for it (from their current offsets).
+pub(super) fn compare_open_files(a: &File, b: &File, len: u64) -> io::Result<bool> {
+    same_open(a, b, len).map_err(|(_, e)| e)
 }
 
 /// Which of the two files a read error came from.
@@ -225,8 +127,8 @@ fn same_on_two_threads(a: &File, b: &File, len: u64) -> std::result::Result<bool
             let mut spare = 0;
             while left > 0 {
                 let n = block_for(left);
-                // Blocks come back once compared; new ones only while fewer than IN_FLIGHT
-                // + 1 exist.
+                // Blocks come back once compared; at most IN_FLIGHT + 1 are ever made: with
+                // the channel full and one block being compared, the reader waits for one.
                 let mut buf = match free_rx.try_recv() {
                     Ok(buf) => buf,
                     Err(_) if spare <= IN_FLIGHT => {
@@ -255,6 +157,7 @@ fn same_on_two_threads(a: &File, b: &File, len: u64) -> std::result::Result<bool
         compare_blocks(a, len, full_rx, free_tx)
     })
 }
+
 /// The comparing side of [`same_on_two_threads`]: reads `a` block by block and compares each
 /// with the block of `b` that arrives on `full`, handing the latter back on `free`. Both are
 /// taken by value on purpose: dropping them on return is what stops the reader.
@@ -370,33 +273,6 @@ mod tests {
                 assert_eq!(victim.metadata().unwrap().len(), cut as u64);
                 assert!(!same_open(&fa, &fb, len as u64).unwrap(), "len {len}, {shrink:?} cut at {cut}");
             }
-        }
-    }
-
-    #[test]
-    fn answers_ahead_are_those_of_the_pair_asked_in_or_out_of_order() {
-        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-        let names: Vec<String> = (0..150).map(|i| format!("f{i:03}")).collect();
-        for (i, name) in names.iter().enumerate() {
-            let data = bytes(100 + i, i as u32);
-            fs::write(a.path().join(name), &data).unwrap();
-            let mut other = data.clone();
-            if i % 3 == 0 {
-                other[i] ^= 1;
-            }
-            fs::write(b.path().join(name), &other).unwrap();
-        }
-        let (ra, rb) = (Root::open(a.path()).unwrap(), Root::open(b.path()).unwrap());
-        let paths: Vec<(&Path, u64)> =
-            names.iter().enumerate().map(|(i, n)| (Path::new(n.as_str()), 100 + i as u64)).collect();
-        // Asked: in order, skipping some, then one out of order and one twice.
-        let mut asked: Vec<usize> = (0..150).filter(|i| i % 7 != 3 && !(40..70).contains(i)).collect();
-        asked.extend([3, 10, 100]);
-        let answers = same_bytes_ahead(&ra, &rb, paths.iter().copied(), |same_at| {
-            asked.iter().map(|&i| (i, same_at(paths[i].0, paths[i].1).unwrap())).collect::<Vec<_>>()
-        });
-        for (i, same) in answers {
-            assert_eq!(same, i % 3 != 0, "f{i:03}");
         }
     }
 

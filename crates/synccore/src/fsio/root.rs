@@ -107,13 +107,18 @@ impl Dir {
     /// anything that is not a regular file (a fifo swapped in, say) is refused without
     /// blocking on it (`EINVAL`).
     pub fn open_read(&self, name: &OsStr) -> io::Result<File> {
+        self.open_read_stat(name).map(|(file, _)| file)
+    }
+
+    /// [`Dir::open_read`], with the `fstat` of the file it opened.
+    pub fn open_read_stat(&self, name: &OsStr) -> io::Result<(File, rustix::fs::Stat)> {
         let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
         let fd = rustix::fs::openat(&self.fd, name, flags, Mode::empty())?;
         let stat = rustix::fs::fstat(&fd)?;
         if rustix::fs::FileType::from_raw_mode(stat.st_mode) != rustix::fs::FileType::RegularFile {
             return Err(io::Error::from(io::ErrorKind::InvalidInput));
         }
-        Ok(File::from(fd))
+        Ok((File::from(fd), stat))
     }
 
     /// Creates the file `name`, which must not exist (`EEXIST`, never through a symlink),
