@@ -148,8 +148,9 @@ fn walk_both(
             Which::Source => file_checksum_in(&roots.source, &e.path).ok(),
             Which::Target => roots.target.as_ref().and_then(|t| file_checksum_in(t, &e.path).ok()),
         };
-        let streamed =
-            diff::stream(&mut src, target, DiffOptions::for_this_process(options.checksum), &mut digest);
+        let target_at = |p: &RelPath| roots.target.as_ref()?.dir_and_dev_at(p.as_path());
+        let options_diff = DiffOptions::for_this_process(options.checksum);
+        let streamed = diff::stream(&mut src, target, &target_at, options_diff, &mut digest);
         // Both walks are read to their ends (their threads finish) before anything returns.
         let src_notes = src.finish();
         let dst_notes = dst.map_or_else(|| Ok(Tree::default()), Threaded::finish);

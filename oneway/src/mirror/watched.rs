@@ -132,9 +132,12 @@ impl Scanned {
             Which::Target => roots.target.as_ref().and_then(|t| file_checksum_in(t, &e.path).ok()),
         };
         let options_diff = DiffOptions::for_this_process(options.checksum);
+        let dst = &self.dst;
+        let target_at = |p: &RelPath| dst.get(p).map(|e| (e.is_dir(), e.dev));
         let streamed = diff::stream(
             &mut Entries::of(&self.src),
-            &mut Entries::of(&self.dst),
+            &mut Entries::of(dst),
+            &target_at,
             options_diff,
             &mut digest,
         )?;
