@@ -98,12 +98,15 @@ pub(crate) fn runtime() -> Result<&'static Runtime> {
     rt.as_ref().map_err(|reason| Error::Setup { what: "the remote-store runtime", reason: reason.clone() })
 }
 
-/// rustls needs one crypto provider per process; ring builds faster than the default.
-fn install_crypto_provider() {
+/// rustls needs one crypto provider per process (ring: it builds faster than the default),
+/// and OpenDAL one HTTP transport (reqwest over that rustls), both installed before the
+/// first store opens.
+fn install_http() {
     static ONCE: OnceLock<()> = OnceLock::new();
     ONCE.get_or_init(|| {
         // Err means another part of the process installed one first: that one serves.
         let _ = rustls::crypto::ring::default_provider().install_default();
+        opendal::HttpTransporter::install_default(opendal_http_transport_reqwest::ReqwestTransport::default());
     });
 }
 
@@ -128,7 +131,7 @@ impl Store {
     /// Prepares the operator for `loc`. No request is made: an unreachable store or refused
     /// credentials show at the first request, as one line naming the URL.
     pub fn open(loc: &Location) -> Result<Store> {
-        install_crypto_provider();
+        install_http();
         let rt = runtime()?;
         let _guard = rt.enter();
         let url = loc.url().to_owned();
