@@ -18,7 +18,7 @@ use synccore::entry::Entry;
 use synccore::error::{Error, Result};
 use synccore::fsio::Root;
 use synccore::ignore::{Excludes, Rules};
-use synccore::moves::Which;
+use synccore::moves::{TargetAt, Which};
 use synccore::plan::{Phased, Steps};
 use synccore::rails::{self, Rails};
 use synccore::relpath::RelPath;
@@ -144,7 +144,8 @@ fn walk_both(
             Some(t) => t,
             None => &mut empty,
         };
-        let streamed = diff_streams(&mut src, target, roots, options.checksum);
+        let target_at = |p: &RelPath| roots.target.as_ref()?.dir_and_dev_at(p.as_path());
+        let streamed = diff_streams(&mut src, target, &target_at, roots, options.checksum);
         // Both walks are read to their ends (their threads finish) before anything returns.
         let src_notes = src.finish();
         let dst_notes = dst.map_or_else(|| Ok(Tree::default()), Threaded::finish);
@@ -160,6 +161,7 @@ fn walk_both(
 pub(crate) fn diff_streams(
     src: &mut dyn Source,
     target: &mut dyn Source,
+    target_at: &TargetAt<'_>,
     roots: &Roots,
     checksum: bool,
 ) -> Result<Streamed> {
@@ -169,17 +171,17 @@ pub(crate) fn diff_streams(
     };
     let options = DiffOptions::for_this_process(checksum);
     let Some(target_root) = &roots.target else {
-        return diff::stream(src, target, options, &mut digest);
+        return diff::stream(src, target, target_at, options, &mut digest);
     };
     if checksum {
         return with_compare_ahead(&roots.source, target_root, src, |src, same| {
-            diff::stream_comparing(src, target, options, &mut digest, Some(same))
+            diff::stream_comparing(src, target, target_at, options, &mut digest, Some(same))
         });
     }
     let mut same = |s: &Entry, d: &Entry| {
         same_bytes(&roots.source, s.path.as_path(), target_root, d.path.as_path()).unwrap_or(false)
     };
-    diff::stream_comparing(src, target, options, &mut digest, Some(&mut same))
+    diff::stream_comparing(src, target, target_at, options, &mut digest, Some(&mut same))
 }
 
 /// Checks the rails against the whole plan and, unless dry-running, applies it. `src` and

@@ -6,6 +6,7 @@
 
 pub mod gitrules;
 pub mod race;
+pub mod servers;
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;

@@ -153,8 +153,9 @@ pub struct Streamed {
 /// The steps that make `target` an exact copy of `source` (SPEC section 3 "Mirror"), with
 /// every entry that only moved in the source moved in the target too ([`moves`]), made while
 /// both trees stream past (the scale issue): memory holds the directories on the current path,
-/// the entries the plan deletes (and, when some are deleted, those it creates, spilled when
-/// many), and every directory of the target, never the trees.
+/// the entries the plan deletes (and, while the target has entries, those it creates, spilled
+/// when many), never the trees. `target_at` says what the target has at a path (asked only on
+/// the way to a candidate move's destination).
 ///
 /// `digest` gives a file's content hash; it is asked only where the quick check of SPEC
 /// section 2 cannot decide (mtimes differ, or always with `--checksum`) and where moves tie,
@@ -163,10 +164,11 @@ pub struct Streamed {
 pub fn stream(
     source: &mut dyn Source,
     target: &mut dyn Source,
+    target_at: &moves::TargetAt<'_>,
     options: DiffOptions,
     digest: &mut Digests<'_>,
 ) -> Result<Streamed> {
-    stream_comparing(source, target, options, digest, None)
+    stream_comparing(source, target, target_at, options, digest, None)
 }
 
 /// The content oracle that compares a source file with the target file at the same path
@@ -179,6 +181,7 @@ pub type SameContent<'a> = dyn FnMut(&Entry, &Entry) -> bool + 'a;
 pub fn stream_comparing(
     source: &mut dyn Source,
     target: &mut dyn Source,
+    target_at: &moves::TargetAt<'_>,
     options: DiffOptions,
     digest: &mut Digests<'_>,
     same: Option<&mut SameContent<'_>>,
@@ -197,14 +200,10 @@ pub fn stream_comparing(
         differ.run(source, target, &mut by_digest)
     }
     .map_err(spill_error)?;
-    let Differ { mut plan, deleted, created, target_dirs, source_entries, target_files, .. } = differ;
+    let Differ { mut plan, deleted, created, source_entries, target_files, .. } = differ;
     plan.seal().map_err(spill_error)?;
-    let changed = moves::Changed {
-        deleted: &deleted,
-        created: &created,
-        target_dirs: &target_dirs,
-        target_dev: target.notes().dev,
-    };
+    let changed =
+        moves::Changed { deleted: &deleted, created: &created, target_at, target_dev: target.notes().dev };
     let found = moves::find(&changed, options.owners, options.checksum, &mut cached);
     if !found.is_empty() {
         plan = with_moves(&plan, &found).map_err(spill_error)?;
@@ -214,7 +213,8 @@ pub fn stream_comparing(
 
 /// [`stream`] over two trees held in memory, the plan in memory too.
 pub fn plan(source: &Tree, target: &Tree, options: DiffOptions, digest: &mut Digests<'_>) -> Result<Plan> {
-    let streamed = stream(&mut Entries::of(source), &mut Entries::of(target), options, digest)?;
+    let target_at = |p: &RelPath| target.get(p).map(|e| (e.is_dir(), e.dev));
+    let streamed = stream(&mut Entries::of(source), &mut Entries::of(target), &target_at, options, digest)?;
     streamed.plan.to_plan().map_err(spill_error)
 }
 
@@ -246,8 +246,6 @@ struct Differ {
     /// Source entries the plan creates (move candidates), kept only while the target has
     /// entries at all.
     created: Spill<Entry>,
-    /// Every directory of the target, with its device (where a move may go).
-    target_dirs: HashMap<RelPath, u64>,
     /// Directories of the target that hold ignored entries (never removed).
     pinned: HashSet<RelPath>,
     /// Directories of the target that hold leftover temporaries (cleaned up, so touched).
@@ -265,7 +263,6 @@ impl Differ {
             open: Vec::new(),
             deleted: Vec::new(),
             created: Spill::default(),
-            target_dirs: HashMap::new(),
             pinned: HashSet::new(),
             cleaned: HashSet::new(),
             seen: (0, 0),
@@ -377,7 +374,6 @@ impl Differ {
     fn remove(&mut self, e: Entry) -> std::io::Result<()> {
         self.touch(&e.path);
         if e.is_dir() {
-            self.target_dirs.insert(e.path.clone(), e.dev);
             self.open.push(Open { path: e.path.clone(), src: None, dst: None, touched: false, remove: true });
         } else {
             self.plan.push_removal(delete_step(&e))?;
@@ -393,9 +389,6 @@ impl Differ {
         d: Entry,
         same: &mut dyn FnMut(&Entry, &Entry) -> bool,
     ) -> std::io::Result<()> {
-        if d.is_dir() {
-            self.target_dirs.insert(d.path.clone(), d.dev);
-        }
         let mut removals = Vec::new();
         let step = compare(&s, &d, self.options, same, &mut removals);
         let kind_changed = !removals.is_empty();
@@ -831,6 +824,7 @@ mod tests {
         let streamed = stream_comparing(
             &mut Entries::of(&src),
             &mut Entries::of(&dst),
+            &|_| None,
             DiffOptions { checksum: true, owners: true },
             &mut |_, e| panic!("no digest needed for {}", e.path),
             Some(&mut same),

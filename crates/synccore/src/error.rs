@@ -138,6 +138,19 @@ pub enum Error {
     #[error("{0}")]
     Aborted(Rail),
 
+    /// A remote store (issue 18) failed or refused a request: one line naming what was being
+    /// done and the store's URL, which never carries a secret (`syncremote` scrubs them).
+    #[error("{op} {url}: {reason}")]
+    Remote { op: &'static str, url: String, reason: String },
+
+    /// A remote store's current version was changed by another writer after this pass read
+    /// it: the pointer was not switched, so nothing of this pass became current (issue 18).
+    #[error(
+        "{url}: changed by another writer since this pass read it; this pass's version was not \
+         made current (the next pass starts from the new one)"
+    )]
+    RemoteChanged { url: String },
+
     #[error("interrupted by a signal")]
     Interrupted,
 
@@ -167,7 +180,9 @@ impl Error {
             | Error::Panicked { .. }
             | Error::Incomplete { .. }
             | Error::Corrupt { .. }
-            | Error::Setup { .. } => 1,
+            | Error::Setup { .. }
+            | Error::Remote { .. }
+            | Error::RemoteChanged { .. } => 1,
         }
     }
 }

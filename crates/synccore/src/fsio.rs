@@ -277,6 +277,14 @@ impl Root {
         dir.stat(name)
     }
 
+    /// What is at `rel` now (never following a symlink): `Some((is a directory, device))`, or
+    /// `None` when nothing is (or it cannot be seen).
+    pub fn dir_and_dev_at(&self, rel: &Path) -> Option<(bool, u64)> {
+        let st = self.stat(rel).ok()?;
+        let is_dir = rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Directory;
+        Some((is_dir, st.st_dev))
+    }
+
     /// True when something (anything, a symlink too) is at `rel`.
     pub fn exists(&self, rel: &Path) -> bool {
         self.stat(rel).is_ok()

@@ -55,14 +55,18 @@ fn key(e: &Entry, owners: bool) -> Option<Key> {
 }
 
 /// What a diff changes, as far as moves care: the target's entries it deletes (in path
-/// order), the source's entries it creates (in path order, possibly spilled), every directory
-/// of the target with its device, and the target root's device.
+/// order), the source's entries it creates (in path order, possibly spilled), what the target
+/// has at a path (`Some((is a directory, device))`: asked only for the way to a candidate
+/// move's destination), and the target root's device.
 pub struct Changed<'a> {
     pub deleted: &'a [Entry],
     pub created: &'a Spill<Entry>,
-    pub target_dirs: &'a HashMap<RelPath, u64>,
+    pub target_at: &'a TargetAt<'a>,
     pub target_dev: u64,
 }
+
+/// What the target has at a path now: `Some((is a directory, device))`, `None` when nothing.
+pub type TargetAt<'a> = dyn Fn(&RelPath) -> Option<(bool, u64)> + 'a;
 
 /// Finds the moves among a diff's deletes and creates. `verify` asks for content even for a
 /// single candidate (`--checksum`). Reads the created entries only when something was deleted.
@@ -85,7 +89,7 @@ pub fn find(changed: &Changed<'_>, owners: bool, verify: bool, digest: &mut Dige
     }
     let deleted_files: HashSet<&RelPath> =
         changed.deleted.iter().filter(|e| !e.is_dir()).map(|e| &e.path).collect();
-    let target = Target { dirs: changed.target_dirs, files: &deleted_files, dev: changed.target_dev };
+    let target = Target { at: changed.target_at, files: &deleted_files, dev: changed.target_dev };
     let mut moves = Vec::new();
     for (k, olds) in &gone {
         let Some(news) = new.get(k) else { continue };
@@ -102,10 +106,10 @@ pub fn find(changed: &Changed<'_>, owners: bool, verify: bool, digest: &mut Dige
     promote_directories(moves, changed, &target)
 }
 
-/// What `movable` needs of the target: its directories (with their devices), the files the
-/// diff deletes, and its root's device.
+/// What `movable` needs of the target: what it has at a path, the files the diff deletes,
+/// and its root's device.
 struct Target<'a> {
-    dirs: &'a HashMap<RelPath, u64>,
+    at: &'a TargetAt<'a>,
     files: &'a HashSet<&'a RelPath>,
     dev: u64,
 }
@@ -120,8 +124,8 @@ impl Target<'_> {
             if self.files.contains(&p) {
                 return false;
             }
-            if let Some(dev) = self.dirs.get(&p) {
-                return *dev == old.dev;
+            if let Some((is_dir, dev)) = (self.at)(&p) {
+                return is_dir && dev == old.dev;
             }
             parent = p.parent();
         }

@@ -123,9 +123,12 @@ impl Scanned {
         shutdown: &Shutdown,
         observe: &mut dyn FnMut(Event<'_>),
     ) -> Result<MirrorReport> {
+        let dst = &self.dst;
+        let target_at = |p: &RelPath| dst.get(p).map(|e| (e.is_dir(), e.dev));
         let streamed = diff_streams(
             &mut Entries::of(&self.src),
-            &mut Entries::of(&self.dst),
+            &mut Entries::of(dst),
+            &target_at,
             &self.roots,
             options.checksum,
         )?;

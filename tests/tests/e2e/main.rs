@@ -10,6 +10,7 @@ mod oneway_crash;
 mod oneway_inputs;
 mod oneway_mirror;
 mod oneway_versioned;
+mod remote;
 mod renames;
 mod security;
 mod sparse_and_checksum;
