@@ -216,18 +216,29 @@ pub fn run_pass(
         files: rows.len() as u64,
         bytes: rows.iter().map(|r| r.size).sum(),
     };
+    swap_in(v, &versions, record, &rows, &mut report)?;
+    report.outcome = Outcome::Rotated { old, new: checksum };
+    Ok(report)
+}
+
+/// Records the hash cache of the built version (`rows`), then swaps the version in with a
+/// manifest that names it (`record` for `_1`, the old `_1`'s for `_0`).
+fn swap_in(
+    v: &Root,
+    versions: &Versions,
+    record: SlotRecord,
+    rows: &[FileRecord],
+    report: &mut VersionedReport,
+) -> Result<()> {
     // The journal lines describing the new `_1` are durable before the pending manifest that
     // names them exists (see `synccore::versions::hashes`).
-    let recorded = hashes::record(v, versions.cache.journal(), &rows)?;
+    let recorded = hashes::record(v, versions.cache.journal(), rows)?;
+    let old = &versions.manifest;
     let new = Manifest {
-        previous: if versions.latest_exists {
-            versions.manifest.latest.clone()
-        } else {
-            versions.manifest.previous.clone()
-        },
+        previous: if versions.latest_exists { old.latest.clone() } else { old.previous.clone() },
         latest: Some(record),
         hashes: Some(recorded.hashes.clone()),
-        ..Manifest::new(source)
+        ..Manifest::new(&old.source)
     };
     let bytes = new.to_bytes();
     rotation::swap_in(v, &bytes)?;
@@ -236,8 +247,7 @@ pub fn run_pass(
     }
     report.manifest_bytes = bytes.len() as u64;
     (report.journal_bytes, report.journal_compacted) = (recorded.bytes_written, recorded.compacted);
-    report.outcome = Outcome::Rotated { old, new: checksum };
-    Ok(report)
+    Ok(())
 }
 
 /// Opens the versions directory beneath ROOT (creating it unless dry-running), repairs what a
@@ -377,52 +387,58 @@ fn load_manifest(source: &Path, layout: &Layout, v: Option<&Root>) -> Result<(Ma
         }
         Err(err) => return Err(err),
     };
-    if let Some((mut m, legacy_rows)) = loaded {
-        if m.source != source {
-            return Err(Error::Invalid {
-                path: layout.manifest(),
-                reason: format!("belongs to {}, not to this SOURCE", synccore::error::Quoted(&m.source)),
-            });
-        }
-        let journal = match (legacy_rows, &m.hashes) {
-            (Some(rows), _) => return Ok((m, Cache { rows, origin: Origin::Legacy }, false)),
-            (None, Some(r)) => {
-                hashes::load(v, r).map(|rows| Cache { rows, origin: Origin::Journal(r.clone()) })
-            }
-            (None, None) => {
-                Err(Error::Corrupt { path: layout.manifest(), reason: "it names no hash journal".into() })
-            }
-        };
-        return match journal {
-            Ok(cache) => Ok((m, cache, false)),
-            Err(err @ Error::Corrupt { .. }) if m.latest.is_some() => {
-                log::warn!("{err}; rebuilding the hash cache from the latest version");
-                let Some((record, rows)) = hash_slot(v, Slot::Latest)? else {
-                    return Ok((m, Cache::default(), false));
-                };
-                if let Some(latest) = m.latest.as_mut() {
-                    // The slot is the truth, should the manifest have said otherwise.
-                    (latest.checksum, latest.files, latest.bytes) =
-                        (record.checksum, record.files, record.bytes);
-                }
-                Ok((m, Cache { rows, origin: Origin::Slot }, true))
-            }
-            Err(Error::Corrupt { .. }) => Ok((m, Cache::default(), false)),
-            Err(err) => Err(err),
-        };
+    let Some((mut m, legacy_rows)) = loaded else { return rebuild_from_slots(source, v) };
+    if m.source != source {
+        return Err(Error::Invalid {
+            path: layout.manifest(),
+            reason: format!("belongs to {}, not to this SOURCE", synccore::error::Quoted(&m.source)),
+        });
     }
-    let mut m = Manifest::new(source);
-    let latest = hash_slot(v, Slot::Latest)?;
-    m.previous = hash_slot(v, Slot::Previous)?.map(|(record, _)| record);
-    let rebuilt = latest.is_some();
-    let cache = match latest {
-        Some((record, rows)) => {
-            m.latest = Some(record);
-            Cache { rows, origin: Origin::Slot }
-        }
-        None => Cache::default(),
-    };
+    let (cache, rebuilt) = load_cache(v, layout, &mut m, legacy_rows)?;
     Ok((m, cache, rebuilt))
+}
+
+/// The hash cache that the manifest `m` describes: the rows it embeds (formats 1 and 2) or
+/// its journal; when the journal is lost or does not match the manifest, `_1` hashed again
+/// (true), whose record in `m` is then made the slot's.
+fn load_cache(
+    v: &Root,
+    layout: &Layout,
+    m: &mut Manifest,
+    legacy_rows: Option<Vec<FileRecord>>,
+) -> Result<(Cache, bool)> {
+    let journal = match (legacy_rows, &m.hashes) {
+        (Some(rows), _) => return Ok((Cache { rows, origin: Origin::Legacy }, false)),
+        (None, Some(r)) => hashes::load(v, r).map(|rows| Cache { rows, origin: Origin::Journal(r.clone()) }),
+        (None, None) => {
+            Err(Error::Corrupt { path: layout.manifest(), reason: "it names no hash journal".into() })
+        }
+    };
+    match journal {
+        Ok(cache) => Ok((cache, false)),
+        Err(err @ Error::Corrupt { .. }) if m.latest.is_some() => {
+            log::warn!("{err}; rebuilding the hash cache from the latest version");
+            let Some((record, rows)) = hash_slot(v, Slot::Latest)? else {
+                return Ok((Cache::default(), false));
+            };
+            if let Some(latest) = m.latest.as_mut() {
+                // The slot is the truth, should the manifest have said otherwise.
+                (latest.checksum, latest.files, latest.bytes) = (record.checksum, record.files, record.bytes);
+            }
+            Ok((Cache { rows, origin: Origin::Slot }, true))
+        }
+        Err(Error::Corrupt { .. }) => Ok((Cache::default(), false)),
+        Err(err) => Err(err),
+    }
+}
+
+/// A manifest and hash cache rebuilt from the slots (hashing both); true when `_1` exists.
+fn rebuild_from_slots(source: &Path, v: &Root) -> Result<(Manifest, Cache, bool)> {
+    let mut m = Manifest::new(source);
+    m.previous = hash_slot(v, Slot::Previous)?.map(|(record, _)| record);
+    let Some((record, rows)) = hash_slot(v, Slot::Latest)? else { return Ok((m, Cache::default(), false)) };
+    m.latest = Some(record);
+    Ok((m, Cache { rows, origin: Origin::Slot }, true))
 }
 
 /// A slot's record and its files' rows (with the slot's own stamps), computed from its tree
