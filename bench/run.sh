@@ -7,7 +7,7 @@
 #   --quick       3 runs per tool and only the S rows (1 2 4 5 6 9 10) unless --rows is given
 #   --rows LIST   comma-separated rows to run (default: all, 1-12; 11 is watch mode, which also
 #                 needs M for its peak-memory figure, and takes about 3 minutes; 12 is the
-#                 versioned pass of row 9 on T, 100,000 small files)
+#                 versioned pass of row 9 on K100, 100,000 small files)
 #   --runs N      timed runs per tool and row (default 5; SPEC asks for at least 5)
 #   --corpus DIR  where corpora live (default bench/corpus/, git-ignored)
 #   --no-build    use the release binaries already in target/release
@@ -97,12 +97,12 @@ need_corpora=()
 if want 1 || want 2 || want 4 || want 5 || want 6 || want 9 || want 10 || want 11; then need_corpora+=(S); fi
 if want 3 || want 8 || want 11; then need_corpora+=(M); fi
 if want 7; then need_corpora+=(L); fi
-if want 12; then need_corpora+=(T); fi
+if want 12; then need_corpora+=(K100); fi
 python3 "$here/gen_corpus.py" --dir "$corpus" "${need_corpora[@]}"
 S="$corpus/S"
 M="$corpus/M"
 L="$corpus/L"
-TINY="$corpus/T"
+K100="$corpus/K100"
 count_files() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["files"])' "$1"; }
 
 # Scratch space on the corpus's file system (same disk as a real backup would use).
@@ -399,9 +399,9 @@ if want 9; then
 fi
 
 if want 12; then
-    say "row 12: versioned pass after 1 % of T (100,000 small files) changed: bytes written"
-    versioned_rows "$TINY" t
-    written_row "12. versioned pass after 1 % of T (100,000 small files) changed, all bytes written under the versions root ($(printf '%.3f s' "$T"))"
+    say "row 12: versioned pass after 1 % of K100 (100,000 small files) changed: bytes written"
+    versioned_rows "$K100" k
+    written_row "12. versioned pass after 1 % of K100 (100,000 small files) changed, all bytes written under the versions root ($(printf '%.3f s' "$T"))"
 fi
 
 # `move_half DIR`: the renames issue's change: half of DIR's top-level directories moved

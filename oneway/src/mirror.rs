@@ -1,29 +1,33 @@
-//! One pass of the one-way mirror (SPEC section 3 "Mirror"): scan both sides, check the safety
-//! rails, diff, apply with the shared copy engine; and the log lines of a pass.
+//! One pass of the one-way mirror (SPEC section 3 "Mirror"): both trees walked at once and
+//! diffed as they stream past (the scale issue: memory holds the directories on the way and
+//! what the pass changes, never the trees), the safety rails checked against the whole plan,
+//! the plan applied with the shared copy engine; and the log lines of a pass. Watch mode's
+//! passes, which keep the trees between passes, are in [`watched`].
 
-use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+pub mod watched;
+
+use std::path::Path;
 use std::time::Instant;
 
 use synccli::passes::{self, PassEnd, Place, Totals};
 use synccli::progress::Progress;
-use synccli::watching::Watched;
 use synccore::apply::{self, ApplyStats, Event, Trees};
 use synccore::checksum::file_checksum_in;
-use synccore::diff::{self, DiffOptions};
+use synccore::diff::{self, DiffOptions, Source, Streamed};
 use synccore::entry::Entry;
-use synccore::error::Quoted;
 use synccore::error::{Error, Result};
 use synccore::fsio::Root;
-use synccore::ignore::{self, Excludes};
+use synccore::ignore::{Excludes, Rules};
 use synccore::moves::Which;
-use synccore::plan::{Action, Plan};
+use synccore::plan::{Phased, Steps};
 use synccore::rails::{self, Rails};
 use synccore::relpath::RelPath;
-use synccore::rescan;
-use synccore::scan::{self, ScanRules, Tree};
+use synccore::scan::{ScanRules, Tree};
 use synccore::shutdown::Shutdown;
-use synccore::watch::{Adder, Changes};
+use synccore::walk::{BeforeListing, Threaded, Walker};
+use synccore::watch::Adder;
+
+pub use watched::MirrorWatch;
 
 /// How a mirror pass runs.
 #[derive(Debug, Clone, Default)]
@@ -45,7 +49,7 @@ pub struct MirrorOptions {
 #[derive(Debug, Default)]
 pub struct MirrorReport {
     /// The plan the pass made (and, unless dry-run, carried out).
-    pub plan: Plan,
+    pub plan: Phased,
     /// What applying it did (empty for a dry run).
     pub stats: ApplyStats,
     /// Per-path problems met while scanning either side.
@@ -74,192 +78,130 @@ pub fn run_pass(
     shutdown: &Shutdown,
     observe: &mut dyn FnMut(Event<'_>),
 ) -> Result<MirrorReport> {
-    let mut scanned = Scanned::scan(source, target, options, None)?;
-    scanned.sync(source, target, options, shutdown, observe)
+    full_pass(source, target, options, shutdown, observe, None).map(|(report, _)| report)
 }
 
-/// Both sides of a mirror as the latest scans saw them: full scans, or, in watch mode, the
-/// trees of the last full scan brought up to date by partial rescans ([`Scanned::rescan`]).
-pub struct Scanned {
-    source_root: Root,
-    /// `None` until BACKUP exists.
-    target_root: Option<Root>,
-    src: Tree,
-    dst: Tree,
+/// A full pass: both trees walked (each directory of SOURCE handed to `watch` before it is
+/// listed), diffed, checked and applied. Also returns the roots (watch mode keeps them).
+pub fn full_pass(
+    source: &Path,
+    target: &Path,
+    options: &MirrorOptions,
+    shutdown: &Shutdown,
+    observe: &mut dyn FnMut(Event<'_>),
+    watch: Option<&Adder>,
+) -> Result<(MirrorReport, Roots)> {
+    // Both roots are opened once; everything below them is reached through them, never by
+    // path (the security issue). A source that vanished (an unmounted disk) must never empty
+    // the backup.
+    let target_root = open_if_present(target)?;
+    let source_root = Root::open(source)
+        .map_err(|err| rails::missing_root(err, synccore::roots::holds_entries(target), source, target))?;
+    let mut roots = Roots { source: source_root, target: target_root };
+    let (mut streamed, mut src, mut dst) = walk_both(&roots, options, watch, None)?;
+    if !options.delete_excluded && streamed.target_files > 0 && dst.rules != src.rules {
+        // The mirror follows SOURCE's rules (issue 14); BACKUP's own differ (a first pass, an
+        // edited `.syncignore`): the pass is made again with BACKUP read by SOURCE's rules.
+        (streamed, src, dst) = walk_both(&roots, options, None, Some(&src.rules))?;
+    }
+    let report =
+        carry_out(streamed, (&mut src, &mut dst), &mut roots, (source, target), options, shutdown, observe)?;
+    Ok((report, roots))
 }
 
-impl Scanned {
-    /// Scans both sides in full (in parallel); each directory of SOURCE is handed to `watch`
-    /// before it is listed.
-    pub fn scan(
-        source: &Path,
-        target: &Path,
-        options: &MirrorOptions,
-        watch: Option<&Adder>,
-    ) -> Result<Scanned> {
-        // Both roots are opened once; everything below them is reached through them, never
-        // by path (the security issue).
-        let target_root = open_if_present(target)?;
-        // BACKUP is scanned with its own rules files, which are SOURCE's after the first
-        // pass, so that both scans run in parallel; `--delete-excluded` sees all of BACKUP.
-        let rules = ScanRules::Read(&options.excludes);
-        let target_rules = if options.delete_excluded { ScanRules::None } else { rules };
-        let (src, dst) = std::thread::scope(|s| {
-            let dst = s.spawn(|| {
-                synccore::fault::point("scan-target");
-                target_root.as_ref().map_or_else(|| Ok(Tree::default()), |r| scan::scan_with(r, target_rules))
-            });
-            let mut before = |rel: &[u8]| watch.iter().for_each(|w| w.add(rel));
-            let src = Root::open(source)
-                .and_then(|root| Ok((scan::scan_watched(&root, rules, &mut before)?, root)));
-            // A panic must never pass for an empty target (the hardening issue, point 12).
-            (src, dst.join().unwrap_or(Err(Error::Panicked { what: "scanning the target" })))
-        });
-        let mut dst = dst?;
-        // A source that vanished (an unmounted disk) must never empty the backup.
-        let (src, source_root) =
-            src.map_err(|err| rails::missing_root(err, !dst.entries.is_empty(), source, target))?;
-        if !options.delete_excluded && dst.rules != src.rules {
-            // The mirror follows SOURCE's rules (issue 14); BACKUP's differ (a first pass, an
-            // edited `.syncignore`): BACKUP is scanned again with SOURCE's.
-            let given = [&src.rules];
-            if let Some(root) = &target_root {
-                dst = scan::scan_with(root, ScanRules::Given(&given))?;
-            }
-        }
-        Ok(Scanned { source_root, target_root, src, dst })
-    }
+/// The two roots of a mirror (BACKUP's is `None` until it exists).
+pub struct Roots {
+    pub source: Root,
+    pub target: Option<Root>,
+}
 
-    /// Brings both trees up to date where `changes` (of SOURCE, root 0) say something
-    /// changed; BACKUP is listed again at the same directories. `Ok(false)` when only a full
-    /// scan will do (SOURCE replaced, a rules file changed).
-    pub fn rescan(
-        &mut self,
-        source: &Path,
-        changes: &Changes,
-        options: &MirrorOptions,
-        watch: &[Adder],
-    ) -> Result<bool> {
-        // Directories opened by earlier passes may have been renamed since.
-        self.source_root.forget_all();
-        self.target_root.iter().for_each(Root::forget_all);
-        if !self.source_root.still_there() {
-            log::info!("{} is not the directory it was: a full pass follows", Quoted(source));
-            return Ok(false);
-        }
-        let rules = self.src.rules.clone();
-        let given = [&rules];
-        let (dirs, created) = (&changes.dirs[0], &changes.created[0]);
-        let mut before = |rel: &RelPath| watch.iter().for_each(|w| w.add(rel.as_bytes()));
-        let full = rescan::rescan(
-            &self.source_root,
-            &mut self.src,
-            ScanRules::Given(&given),
-            dirs,
-            created,
-            true,
-            &mut before,
-        )?;
-        if let Some(reason) = full {
-            log::info!("{reason}: a full pass follows");
-            return Ok(false);
-        }
-        if let Some(target_root) = &self.target_root {
-            let target_rules =
-                if options.delete_excluded { ScanRules::None } else { ScanRules::Given(&given) };
-            rescan::rescan(target_root, &mut self.dst, target_rules, dirs, created, false, &mut |_| {})?;
-        }
-        Ok(true)
-    }
-
-    /// Checks the rails, plans and (unless dry-running) applies the plan; then lists BACKUP
-    /// again where the plan changed it, so that the trees stay those of the disk.
-    pub fn sync(
-        &mut self,
-        source: &Path,
-        target: &Path,
-        options: &MirrorOptions,
-        shutdown: &Shutdown,
-        observe: &mut dyn FnMut(Event<'_>),
-    ) -> Result<MirrorReport> {
-        let (src, dst) = (&self.src, &self.dst);
-        let has_files = !dst.entries.is_empty();
-        let empty = src.entries.is_empty() && src.errors.is_empty();
-        options.rails.check_empty_side(empty, has_files, true, source, target)?;
-
-        let (source_root, target_root) = (&self.source_root, &self.target_root);
+/// Walks both trees at once, each on its own thread, and diffs them as they stream past.
+/// BACKUP is read with its own rules files unless `given` (SOURCE's rules); with
+/// `--delete-excluded` with none. Returns the diff and each walk's notes.
+fn walk_both(
+    roots: &Roots,
+    options: &MirrorOptions,
+    watch: Option<&Adder>,
+    given: Option<&Rules>,
+) -> Result<(Streamed, Tree, Tree)> {
+    let source_rules = ScanRules::Read(&options.excludes);
+    let given_sets = given.map(|g| [g]);
+    let target_rules = match (&given_sets, options.delete_excluded) {
+        (_, true) => ScanRules::None,
+        (Some(sets), false) => ScanRules::Given(sets),
+        (None, false) => source_rules,
+    };
+    let watch = watch.cloned();
+    let before: BeforeListing = Box::new(move |rel| watch.iter().for_each(|w| w.add(rel)));
+    let source_walk = Walker::watched(&roots.source, source_rules, before)?;
+    let target_walk = roots.target.as_ref().map(|r| Walker::new(r, target_rules)).transpose()?;
+    let nothing = Tree::default();
+    std::thread::scope(|scope| {
+        let mut src = Threaded::spawn(scope, source_walk, ("scan-source", "scanning the source"));
+        let mut dst = target_walk.map(|w| Threaded::spawn(scope, w, ("scan-target", "scanning the target")));
+        let mut empty = diff::Entries::of(&nothing);
+        let target: &mut dyn Source = match &mut dst {
+            Some(t) => t,
+            None => &mut empty,
+        };
         let mut digest = |which: Which, e: &Entry| match which {
-            Which::Source => file_checksum_in(source_root, &e.path).ok(),
-            Which::Target => target_root.as_ref().and_then(|t| file_checksum_in(t, &e.path).ok()),
+            Which::Source => file_checksum_in(&roots.source, &e.path).ok(),
+            Which::Target => roots.target.as_ref().and_then(|t| file_checksum_in(t, &e.path).ok()),
         };
-        let mut plan = diff::plan(src, dst, DiffOptions::for_this_process(options.checksum), &mut digest);
-        // A directory SOURCE lost that still holds ignored entries in BACKUP stays (issue 14).
-        ignore::keep_dirs_of_ignored(&mut plan, &dst.ignored);
-        options.rails.check_deletes(plan.deleted_files(), dst.file_count(), target)?;
+        let streamed =
+            diff::stream(&mut src, target, DiffOptions::for_this_process(options.checksum), &mut digest);
+        // Both walks are read to their ends (their threads finish) before anything returns.
+        let src_notes = src.finish();
+        let dst_notes = dst.map_or_else(|| Ok(Tree::default()), Threaded::finish);
+        Ok((streamed?, src_notes?, dst_notes?))
+    })
+}
 
-        let mut report = MirrorReport {
-            rules_not_read: src.rules.not_read().map(|(p, _)| p).collect(),
-            scan_errors: std::mem::take(&mut self.src.errors),
-            special: self.src.special.clone(),
-            ignored: self.src.ignored.clone(),
-            ..MirrorReport::default()
+/// Checks the rails against the whole plan and, unless dry-running, applies it. `src` and
+/// `dst` are the walks' notes (errors and special files go into the report).
+pub(crate) fn carry_out(
+    streamed: Streamed,
+    (src, dst): (&mut Tree, &mut Tree),
+    roots: &mut Roots,
+    (source, target): (&Path, &Path),
+    options: &MirrorOptions,
+    shutdown: &Shutdown,
+    observe: &mut dyn FnMut(Event<'_>),
+) -> Result<MirrorReport> {
+    let empty = streamed.source_entries == 0 && src.errors.is_empty();
+    options.rails.check_empty_side(empty, streamed.target_files > 0, true, source, target)?;
+    let plan = streamed.plan;
+    let summary = plan.summary();
+    options.rails.check_deletes(summary.deleted_files as usize, streamed.target_files as usize, target)?;
+    let mut report = MirrorReport {
+        rules_not_read: src.rules.not_read().map(|(p, _)| p).collect(),
+        scan_errors: std::mem::take(&mut src.errors),
+        special: src.special.clone(),
+        ignored: src.ignored.clone(),
+        ..MirrorReport::default()
+    };
+    report.scan_errors.append(&mut dst.errors);
+    if !options.dry_run {
+        if roots.target.is_none() {
+            synccore::fsio::create_dirs(target)?;
+            roots.target = Some(Root::open(target)?);
+        }
+        let Some(target_root) = &roots.target else {
+            return Err(Error::Panicked { what: "opening the target" });
         };
-        report.scan_errors.append(&mut self.dst.errors);
-        if !options.dry_run {
-            if self.target_root.is_none() {
-                synccore::fsio::create_dirs(target)?;
-                let root = Root::open(target)?;
-                // The empty tree it stood for gets the device moves are checked against.
-                self.dst.dev = root.top().stat_self().map_or(0, |st| st.st_dev);
-                self.target_root = Some(root);
-            }
-            let Some(target_root) = &self.target_root else {
-                return Err(Error::Panicked { what: "opening the target" });
-            };
-            observe(Event::Planned(&plan));
-            report.stats =
-                apply::apply(&plan, Trees::new(&self.source_root, target_root), shutdown.flag(), observe);
-            if report.stats.panicked {
-                return Err(Error::Panicked { what: "copying" });
-            }
-            self.refresh_target(&plan, options)?;
+        observe(Event::Planned(&summary));
+        report.stats = apply::apply(&plan, Trees::new(&roots.source, target_root), shutdown.flag(), observe);
+        if report.stats.panicked {
+            return Err(Error::Panicked { what: "copying" });
         }
-        report.plan = plan;
-        Ok(report)
     }
-
-    /// Lists BACKUP again at every directory `plan` changed (a step's parent, a move's
-    /// destination's parent): in proportion to what the pass did.
-    fn refresh_target(&mut self, plan: &Plan, options: &MirrorOptions) -> Result<()> {
-        let Some(target_root) = &self.target_root else { return Ok(()) };
-        let root = || RelPath::from_bytes(b"");
-        let mut dirs: BTreeSet<RelPath> = BTreeSet::new();
-        for step in &plan.steps {
-            dirs.insert(step.path.parent().unwrap_or_else(root));
-            if let Action::Move { to, .. } = &step.action {
-                dirs.insert(to.parent().unwrap_or_else(root));
-            }
-        }
-        let rules = self.src.rules.clone();
-        let given = [&rules];
-        let target_rules = if options.delete_excluded { ScanRules::None } else { ScanRules::Given(&given) };
-        rescan::rescan(
-            target_root,
-            &mut self.dst,
-            target_rules,
-            &dirs,
-            &BTreeSet::new(),
-            false,
-            &mut |_| {},
-        )?;
-        // Errors met while refreshing belong to the next pass's report.
-        Ok(())
-    }
+    report.plan = plan;
+    Ok(report)
 }
 
 /// The target's root, or `None` when it does not exist yet (an empty tree; it is created
 /// before anything is written).
-fn open_if_present(target: &Path) -> Result<Option<Root>> {
+pub(crate) fn open_if_present(target: &Path) -> Result<Option<Root>> {
     match Root::open(target) {
         Ok(root) => Ok(Some(root)),
         Err(Error::Missing { .. }) => Ok(None),
@@ -280,7 +222,7 @@ pub fn pass_and_log(
 
 /// Runs `pass` with the progress bar and the per-operation log lines, then logs what it found
 /// and did; returns its exit status.
-fn log_pass(
+pub(crate) fn log_pass(
     options: &MirrorOptions,
     totals: &mut Totals,
     pass: impl FnOnce(&mut dyn FnMut(Event<'_>)) -> Result<MirrorReport>,
@@ -305,7 +247,7 @@ fn log_pass(
     let planned;
     let stats = if options.dry_run {
         passes::show_plan(place, &report.plan);
-        planned = passes::planned_stats(&[&report.plan]);
+        planned = passes::planned_stats(&[&report.plan.summary()]);
         &planned
     } else {
         &report.stats
@@ -324,62 +266,4 @@ fn log_pass(
         },
     );
     exit
-}
-
-/// The mirror in watch mode (`--watch`): the trees of the last full scan, brought up to date
-/// by rescanning what changed.
-pub struct MirrorWatch<'a> {
-    pub source: &'a Path,
-    pub backup: &'a Path,
-    pub options: &'a MirrorOptions,
-    pub shutdown: &'a Shutdown,
-    /// The log file (events on it never cause a pass).
-    pub log: &'a Path,
-    scanned: Option<Scanned>,
-}
-
-impl<'a> MirrorWatch<'a> {
-    pub fn new(
-        source: &'a Path,
-        backup: &'a Path,
-        options: &'a MirrorOptions,
-        shutdown: &'a Shutdown,
-        log: &'a Path,
-    ) -> Self {
-        MirrorWatch { source, backup, options, shutdown, log, scanned: None }
-    }
-}
-
-impl Watched for MirrorWatch<'_> {
-    fn roots(&self) -> Vec<PathBuf> {
-        vec![self.source.to_path_buf()]
-    }
-
-    fn quiet(&self) -> Vec<PathBuf> {
-        synccore::watch::quiet_paths(&[self.log], &self.roots())
-    }
-
-    fn full_pass(&mut self, adders: &[Adder], totals: &mut Totals) -> u8 {
-        let (source, backup, options, shutdown) = (self.source, self.backup, self.options, self.shutdown);
-        let scanned = &mut self.scanned;
-        *scanned = None;
-        log_pass(options, totals, |observe| {
-            let trees = scanned.insert(Scanned::scan(source, backup, options, adders.first())?);
-            trees.sync(source, backup, options, shutdown, observe)
-        })
-    }
-
-    fn changed_pass(&mut self, changes: &Changes, adders: &[Adder], totals: &mut Totals) -> Option<u8> {
-        let (source, backup, options, shutdown) = (self.source, self.backup, self.options, self.shutdown);
-        let scanned = self.scanned.as_mut()?;
-        match scanned.rescan(source, changes, options, adders) {
-            Ok(true) => {}
-            Ok(false) => return None,
-            Err(err) => {
-                log::warn!("{err}: a full pass follows");
-                return None;
-            }
-        }
-        Some(log_pass(options, totals, |observe| scanned.sync(source, backup, options, shutdown, observe)))
-    }
 }

@@ -326,7 +326,8 @@ fn write_rebuilt_manifest(
 /// The plan that builds the new version: SOURCE diffed against an empty tree, every copy of a
 /// file `_1` already holds turned into a hard link to it.
 fn plan_version(tree: &Tree, versions: &Versions, rows: &[FileRecord]) -> Result<Plan> {
-    let mut plan = diff::plan(tree, &Tree::default(), DiffOptions::for_this_process(false), &mut |_, _| None);
+    let mut plan =
+        diff::plan(tree, &Tree::default(), DiffOptions::for_this_process(false), &mut |_, _| None)?;
     let latest_root = match &versions.dir {
         Some(v) if versions.latest_exists => Some(v.open_root(Path::new(Slot::Latest.dir_name()))?),
         _ => None,
@@ -353,7 +354,7 @@ fn build(
     v.create_dir(next, 0o700)?;
     let next_root = v.open_root(next)?;
     let trees = Trees { from: source, to: &next_root, links: Some(v) };
-    observe(Event::Planned(&report.plan));
+    observe(Event::Planned(&synccore::plan::Steps::summary(&report.plan)));
     report.stats = apply::apply(&report.plan, trees, shutdown.flag(), observe);
     if report.stats.panicked {
         v.remove_tree(next)?;

@@ -29,6 +29,7 @@ use synccli::progress::Progress;
 use synccli::watching::{self, Watched};
 use synccore::apply::ApplyStats;
 use synccore::error::{Error, Quoted};
+use synccore::plan::Steps;
 use synccore::relpath::RelPath;
 use synccore::shutdown::Shutdown;
 use synccore::watch::{Adder, Changes};
@@ -301,7 +302,8 @@ fn log_report(report: &SyncReport, options: &SyncOptions, started: Instant, tota
     let stats = if options.dry_run {
         print_plan(report);
         let m = &report.merge;
-        planned = passes::planned_stats(&[&m.renames[0], &m.renames[1], &m.plans[1], &m.plans[0]]);
+        let summaries = [&m.renames[0], &m.renames[1], &m.plans[1], &m.plans[0]].map(Steps::summary);
+        planned = passes::planned_stats(&summaries.iter().collect::<Vec<_>>());
         &planned
     } else {
         &report.stats

@@ -238,8 +238,8 @@ pub(crate) fn apply_both(
     let [ra, rb] = roots;
     // The whole pass's plans first, so that progress is shown against its total.
     for side in [Side::A, Side::B] {
-        observe(side, Event::Planned(&merged.renames[side.index()]));
-        observe(side, Event::Planned(&merged.plans[side.index()]));
+        observe(side, Event::Planned(&synccore::plan::Steps::summary(&merged.renames[side.index()])));
+        observe(side, Event::Planned(&synccore::plan::Steps::summary(&merged.plans[side.index()])));
     }
     for (side, root) in [(Side::A, ra), (Side::B, rb)] {
         let trees = Trees::new(root, root);

@@ -310,8 +310,8 @@ fn copy_tree(
     let root = from.top().stat_self().at(Op::Stat, from.path())?;
     parent.create_dir(name, 0o700)?;
     let to = parent.open_root(name)?;
-    let plan = copy_plan(&tree);
-    observe(Event::Planned(&plan));
+    let plan = copy_plan(&tree)?;
+    observe(Event::Planned(&synccore::plan::Steps::summary(&plan)));
     let stats = apply::apply(&plan, Trees::new(from, &to), shutdown, observe);
     ensure_complete(from.path(), &tree, &stats)?;
     set_root_meta(&to, &root)?;
@@ -354,7 +354,7 @@ fn carry_ignored(
             _ => {}
         }
     }
-    let mut plan = copy_plan(&carried);
+    let mut plan = copy_plan(&carried)?;
     for step in &mut plan.steps {
         if let Action::Copy { .. } = step.action {
             step.action = Action::HardLink { existing: step.path.clone() };
@@ -393,7 +393,7 @@ fn ensure_complete(from: &Path, tree: &Tree, stats: &ApplyStats) -> Result<()> {
 }
 
 /// The plan that copies `tree` into an empty directory (owners kept where this process can).
-fn copy_plan(tree: &Tree) -> Plan {
+fn copy_plan(tree: &Tree) -> Result<Plan> {
     diff::plan(tree, &Tree::default(), DiffOptions::for_this_process(false), &mut |_, _| None)
 }
 
@@ -434,7 +434,7 @@ fn keep(
         .chain([Slot::Latest, Slot::Previous].map(|s| PathBuf::from(s.dir_name())))
         .filter(|rel| is_dir(v, rel))
         .collect();
-    let mut plan = copy_plan(&tree);
+    let mut plan = copy_plan(&tree)?;
     let links = link_identical(&mut plan, src, v, &candidates);
     if let Some((stamp, rel)) = &newest
         && links.all_to_first
@@ -448,7 +448,7 @@ fn keep(
     v.create_dir(&building, 0o700)?;
     let built = (|| {
         let to = v.open_root(&building)?;
-        observe(Event::Planned(&plan));
+        observe(Event::Planned(&synccore::plan::Steps::summary(&plan)));
         let stats = apply::apply(&plan, Trees { from: src, to: &to, links: Some(v) }, shutdown, observe);
         ensure_complete(src.path(), &tree, &stats)?;
         set_root_meta(&to, &root)?;
@@ -684,7 +684,7 @@ mod tests {
     }
 
     fn plan_of(root: &Path) -> Plan {
-        copy_plan(&scan::scan(&open(root)).unwrap())
+        copy_plan(&scan::scan(&open(root)).unwrap()).unwrap()
     }
 
     fn kinds(plan: &Plan) -> Vec<String> {

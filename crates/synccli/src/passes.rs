@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value, json};
 use synccore::apply::{ApplyStats, Event};
-use synccore::plan::{Plan, StepKind};
+use synccore::plan::{StepKind, Steps, Summary};
 use synccore::relpath::RelPath;
 use synccore::shutdown::Shutdown;
 
@@ -103,23 +103,29 @@ pub fn error_path(err: &synccore::Error) -> Option<&std::path::Path> {
 
 /// A dry run's plan: on stdout as text (SPEC section 3: "prints exactly the plan"), or, with
 /// `--json`, as events with `"would": true` (and no text on stdout).
-pub fn show_plan(place: Place, plan: &Plan) {
-    for step in &plan.steps {
+pub fn show_plan(place: Place, plan: &dyn Steps) {
+    let shown = plan.each(&mut |step| {
         if output::json() {
             output::emit(|| output::step_event(step, Origin { side: place.side, would: true }));
         } else {
             println!("{}{step}", place.prefix);
         }
+        std::ops::ControlFlow::Continue(())
+    });
+    if let Err(err) = shown {
+        log::error!("cannot read the rest of the plan back from its temporary file: {err}");
     }
 }
 
-/// What a plan would do, counted like the steps of a pass that did it: a dry run's totals
+/// What plans would do, counted like the steps of a pass that did it: a dry run's totals
 /// (issue 16, point 3: its closing total is the number of planned operations).
-pub fn planned_stats(plans: &[&Plan]) -> ApplyStats {
+pub fn planned_stats(plans: &[&Summary]) -> ApplyStats {
     let mut stats = ApplyStats::default();
-    for step in plans.iter().flat_map(|p| &p.steps) {
-        *stats.done.entry(step.kind()).or_default() += 1;
-        stats.copied_bytes += step.bytes();
+    for plan in plans {
+        for (kind, n) in &plan.by_kind {
+            *stats.done.entry(*kind).or_default() += n;
+        }
+        stats.copied_bytes += plan.bytes;
     }
     stats
 }
@@ -323,7 +329,7 @@ pub fn run_passes(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use synccore::plan::{Action, Step};
+    use synccore::plan::{Action, Plan, Step};
 
     #[test]
     fn a_dry_run_counts_what_its_plans_would_do() {
@@ -337,7 +343,7 @@ mod tests {
             ],
         };
         let b = Plan { steps: vec![step(b"y", Action::Cleanup)] };
-        let stats = planned_stats(&[&a, &b]);
+        let stats = planned_stats(&[&a.summary(), &b.summary()]);
         assert_eq!(stats.operations(), 3);
         assert_eq!(stats.copied_bytes, 5);
         assert_eq!(stats.done.get(&StepKind::Copy), Some(&1));

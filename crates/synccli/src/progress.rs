@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use indicatif::{
     BinaryBytes, HumanCount, HumanDuration, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle,
 };
-use synccore::plan::{Action, Plan, Step};
+use synccore::plan::{Step, Summary};
 
 /// How long a pass runs before its bar appears.
 pub const SHOW_AFTER: Duration = Duration::from_secs(1);
@@ -115,7 +115,7 @@ impl Figures {
 
 /// Steps that count as files in the figures: everything but directories.
 fn is_file_step(step: &Step) -> bool {
-    !matches!(step.action, Action::Mkdir { .. } | Action::Rmdir | Action::Meta { dir: true, .. })
+    step.is_about_a_file()
 }
 
 /// The figures as the pass updates them and the bar reads them (on its own thread, every
@@ -188,11 +188,11 @@ impl Progress {
     }
 
     /// Adds a plan that is about to be carried out to the total.
-    pub fn planned(&mut self, plan: &Plan) {
+    pub fn planned(&mut self, plan: &Summary) {
         self.update(|f| {
-            f.steps_total += plan.steps.len() as u64;
-            f.files_total += plan.steps.iter().filter(|s| is_file_step(s)).count() as u64;
-            f.bytes_total += plan.bytes();
+            f.steps_total += plan.steps();
+            f.files_total += plan.files;
+            f.bytes_total += plan.bytes;
         });
     }
 
@@ -320,7 +320,7 @@ mod tests {
         set_terminal(false);
         let mut p = Progress::new("testing");
         assert!(p.live.is_none());
-        p.planned(&Plan::default());
+        p.planned(&Summary::default());
         assert_eq!(p.figures(), Figures::default());
     }
 }

@@ -4,12 +4,13 @@
 //! observer and the rest of the plan goes on (STYLE "Errors").
 
 use std::collections::BTreeSet;
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::error::{Error, Result};
 use crate::fsio::{self, Rename, Root, StageOutcome};
-use crate::plan::{Action, Plan, Stamp, Step, StepKind};
+use crate::plan::{Action, Stamp, Step, StepKind, Steps, Summary};
 
 /// Staged copies wait for one durability barrier until there are this many...
 const BATCH_FILES: usize = 8192;
@@ -28,7 +29,7 @@ pub enum Event<'a> {
     /// A plan is about to be carried out: sent by the pass before it calls [`apply`] (once
     /// per plan, twoway all of a pass's plans first), so that an observer can show progress
     /// against the whole (issue 16, point 1). `apply` itself never sends it.
-    Planned(&'a Plan),
+    Planned(&'a Summary),
 }
 
 /// Counts of what a pass did.
@@ -94,7 +95,7 @@ impl<'a> Trees<'a> {
 /// Applies `plan` so that `trees.to` takes on what `trees.from` has. Stops early (after
 /// finishing the step at hand and committing what is staged) when `shutdown` becomes true.
 pub fn apply(
-    plan: &Plan,
+    plan: &dyn Steps,
     trees: Trees<'_>,
     shutdown: &AtomicBool,
     observe: &mut dyn FnMut(Event<'_>),
@@ -107,13 +108,13 @@ pub fn apply(
         pending_bytes: 0,
         shutdown,
     };
-    for step in &plan.steps {
+    let read = plan.each(&mut |step| {
         if run.stats.panicked {
-            break;
+            return ControlFlow::Break(());
         }
         if shutdown.load(Ordering::Relaxed) {
             run.stats.interrupted = true;
-            break;
+            return ControlFlow::Break(());
         }
         // A directory's metadata is set after everything inside it is in place.
         if matches!(step.action, Action::Meta { dir: true, .. }) {
@@ -123,6 +124,13 @@ pub fn apply(
         if run.pending.len() >= BATCH_FILES || run.pending_bytes >= BATCH_BYTES {
             run.flush(observe);
         }
+        ControlFlow::Continue(())
+    });
+    if let Err(err) = read {
+        // The plan's temporary file could not be read back: the rest of it is not done.
+        log::error!("cannot read the rest of the plan back from its temporary file: {err}");
+        run.stats.failed += 1;
+        run.stats.interrupted = true;
     }
     run.flush(observe);
     // Durability of renames and removals: one syncfs when many directories changed (as
@@ -154,25 +162,25 @@ const STAGE_THREADS: usize = 4;
 
 /// Carries out one plan: the steps, the batches of staged copies, and the directories to make
 /// durable at the end.
-struct Applier<'p, 'a> {
+struct Applier<'a> {
     trees: Trees<'a>,
     stats: ApplyStats,
     /// Directories (relative to the target root) whose entries changed: fsynced at the end.
     dirty: BTreeSet<PathBuf>,
     /// Copies and updates waiting to be staged, made durable and committed as one batch.
-    pending: Vec<&'p Step>,
+    pending: Vec<Step>,
     pending_bytes: u64,
     shutdown: &'a AtomicBool,
 }
 
-impl<'p> Applier<'p, '_> {
-    fn step(&mut self, step: &'p Step, observe: &mut dyn FnMut(Event<'_>)) {
+impl Applier<'_> {
+    fn step(&mut self, step: &Step, observe: &mut dyn FnMut(Event<'_>)) {
         let to = self.trees.to;
         let rel = step.path.as_path();
         let result = match &step.action {
             Action::Copy { size, .. } | Action::Update { size, .. } => {
                 self.pending_bytes += size;
-                self.pending.push(step);
+                self.pending.push(step.clone());
                 return;
             }
             Action::Mkdir { mode, .. } => to.create_dir(rel, *mode),
@@ -249,7 +257,7 @@ impl<'p> Applier<'p, '_> {
     /// false, each file is fsynced on its own first).
     fn commit(
         &mut self,
-        steps: &[&Step],
+        steps: &[Step],
         staged: Vec<Option<Result<StageOutcome>>>,
         batch_durable: bool,
         observe: &mut dyn FnMut(Event<'_>),
@@ -346,7 +354,7 @@ fn discard(staged: Vec<Option<Result<StageOutcome>>>) {
 /// `None` marks a copy not started because a shutdown was requested. The whole result is
 /// `None` when a copy thread panicked (what the others staged is discarded).
 fn stage_all(
-    steps: &[&Step],
+    steps: &[Step],
     trees: Trees<'_>,
     shutdown: &AtomicBool,
 ) -> Option<Vec<Option<Result<StageOutcome>>>> {
@@ -365,7 +373,7 @@ fn stage_all(
     };
     let threads = STAGE_THREADS.min(steps.len());
     if threads <= 1 {
-        let all = || steps.iter().map(|s| stage(s)).collect::<Vec<_>>();
+        let all = || steps.iter().map(&stage).collect::<Vec<_>>();
         return std::panic::catch_unwind(std::panic::AssertUnwindSafe(all)).ok();
     }
     let next = std::sync::atomic::AtomicUsize::new(0);
@@ -417,6 +425,7 @@ fn is_as_planned(root: &Root, rel: &Path, was: Option<Stamp>) -> bool {
 mod tests {
     use super::*;
     use crate::entry::{Entry, Mtime};
+    use crate::plan::Plan;
     use crate::relpath::RelPath;
     use std::fs;
 

@@ -8,10 +8,13 @@ use std::collections::{HashMap, HashSet};
 
 use crate::checksum::Digest;
 use crate::entry::{Entry, Kind};
-use crate::moves::{self, Digests, Which};
-use crate::plan::{Action, Plan, Stamp, Step};
+use crate::error::{Error, Op, Result};
+use crate::moves::{self, Digests, Move, Which};
+use crate::plan::{Action, Phased, Plan, Stamp, Step};
 use crate::relpath::RelPath;
 use crate::scan::Tree;
+use crate::spill::Spill;
+use crate::walk::Walker;
 
 /// How two trees are compared.
 #[derive(Debug, Clone, Copy, Default)]
@@ -30,140 +33,437 @@ impl DiffOptions {
     }
 }
 
+/// A tree as the diff reads it: its entries one at a time in whole-path byte order (a
+/// [`Walker`] streams them from disk; [`Entries`] reads a tree held in memory), and what was
+/// learned about it so far besides them.
+pub trait Source {
+    /// The next entry, or `None` at the end.
+    fn next_entry(&mut self) -> Option<Entry>;
+
+    /// What is known so far besides the entries: paths that could not be read, ignored
+    /// entries, leftovers (complete for every directory the source has listed).
+    fn notes(&self) -> &Tree;
+}
+
+impl Source for Walker<'_> {
+    fn next_entry(&mut self) -> Option<Entry> {
+        self.next()
+    }
+
+    fn notes(&self) -> &Tree {
+        Walker::notes(self)
+    }
+}
+
+/// A tree held in memory, read as a [`Source`].
+pub struct Entries<'t> {
+    tree: &'t Tree,
+    at: usize,
+}
+
+impl<'t> Entries<'t> {
+    /// Reads `tree` from its first entry.
+    pub fn of(tree: &'t Tree) -> Self {
+        Entries { tree, at: 0 }
+    }
+}
+
+impl Source for Entries<'_> {
+    fn next_entry(&mut self) -> Option<Entry> {
+        let e = self.tree.entries.get(self.at).cloned();
+        self.at += 1;
+        e
+    }
+
+    fn notes(&self) -> &Tree {
+        self.tree
+    }
+}
+
+/// What a streaming diff made and saw.
+#[derive(Debug, Default)]
+pub struct Streamed {
+    /// The plan, phase by phase (see [`Phased`]).
+    pub plan: Phased,
+    /// Entries the source has.
+    pub source_entries: u64,
+    /// Files and symlinks the target has (the max-delete rail's whole).
+    pub target_files: u64,
+}
+
 /// The steps that make `target` an exact copy of `source` (SPEC section 3 "Mirror"), with
-/// every entry that only moved in the source moved in the target too ([`moves`]).
+/// every entry that only moved in the source moved in the target too ([`moves`]), made while
+/// both trees stream past (the scale issue): memory holds the directories on the current path,
+/// the entries the plan deletes (and, when some are deleted, those it creates, spilled when
+/// many), and every directory of the target, never the trees.
 ///
 /// `digest` gives a file's content hash; it is asked only where the quick check of SPEC
 /// section 2 cannot decide (mtimes differ, or always with `--checksum`) and where moves tie,
 /// and each file at most once. Nothing at or below a path that could not be read on the source
-/// side is deleted.
-pub fn plan(source: &Tree, target: &Tree, options: DiffOptions, digest: &mut Digests<'_>) -> Plan {
+/// side is deleted, nor a directory that holds ignored entries in the target.
+pub fn stream(
+    source: &mut dyn Source,
+    target: &mut dyn Source,
+    options: DiffOptions,
+    digest: &mut Digests<'_>,
+) -> Result<Streamed> {
     let mut memo: HashMap<(Which, RelPath), Option<Digest>> = HashMap::new();
     let mut cached =
         |which: Which, e: &Entry| *memo.entry((which, e.path.clone())).or_insert_with(|| digest(which, e));
-    let first = Plan::ordered(steps(source, target, options, &mut cached, &HashSet::new()));
-    let found = moves::find(&first, source, target, options.owners, options.checksum, &mut cached);
-    if found.is_empty() {
-        return first;
+    let mut differ = Differ::new(options);
+    differ.run(source, target, &mut cached).map_err(spill_error)?;
+    let Differ { mut plan, deleted, created, target_dirs, source_entries, target_files, .. } = differ;
+    plan.seal().map_err(spill_error)?;
+    let changed = moves::Changed {
+        deleted: &deleted,
+        created: &created,
+        target_dirs: &target_dirs,
+        target_dev: target.notes().dev,
+    };
+    let found = moves::find(&changed, options.owners, options.checksum, &mut cached);
+    if !found.is_empty() {
+        plan = with_moves(&plan, &found).map_err(spill_error)?;
     }
-    // The plan again, against the target as the moves will leave it; the directories moves
-    // leave or enter are touched (their mtimes are set again).
-    let relocated = moves::Relocation::new(&found).tree(target);
-    let touched: HashSet<RelPath> =
-        found.iter().flat_map(|m| [m.from.parent(), m.to.parent()]).flatten().collect();
-    let mut all = steps(source, &relocated, options, &mut cached, &touched);
-    all.extend(
-        found.into_iter().map(|m| Step { path: m.from, action: Action::Move { to: m.to, was: m.was } }),
-    );
-    Plan::ordered(all)
+    Ok(Streamed { plan, source_entries, target_files })
 }
 
-/// The steps of a plan without moves (in no particular order: see [`Plan::ordered`]).
-/// `extra_touched` are directories whose entries change beyond these steps.
-fn steps(
-    source: &Tree,
-    target: &Tree,
-    options: DiffOptions,
-    digest: &mut Digests<'_>,
-    extra_touched: &HashSet<RelPath>,
-) -> Vec<Step> {
-    let mut same_content = |s: &Entry, d: &Entry| {
-        // Any read failure counts as "different": the copy then reports the real error.
-        matches!((digest(Which::Source, s), digest(Which::Target, d)), (Some(a), Some(b)) if a == b)
-    };
-    let mut deletes = Vec::new();
-    // Every source entry yields at most one creation step and each directory one metadata
-    // step: one exact allocation holds the whole plan (peak memory, SPEC section 6).
-    let dirs = source.entries.iter().filter(|e| e.is_dir()).count();
-    let mut creates = Vec::with_capacity(source.entries.len() + dirs);
-    let mut touched: HashSet<RelPath> = extra_touched.clone();
-    let mut touch = |path: &RelPath| {
-        if let Some(parent) = path.parent() {
-            touched.insert(parent);
-        }
-    };
+/// [`stream`] over two trees held in memory, the plan in memory too.
+pub fn plan(source: &Tree, target: &Tree, options: DiffOptions, digest: &mut Digests<'_>) -> Result<Plan> {
+    let streamed = stream(&mut Entries::of(source), &mut Entries::of(target), options, digest)?;
+    streamed.plan.to_plan().map_err(spill_error)
+}
 
-    for path in &target.leftovers {
-        touch(path);
-        deletes.push(Step { path: path.clone(), action: Action::Cleanup });
+/// An I/O error of the temporary file a large plan spills to.
+fn spill_error(source: std::io::Error) -> Error {
+    Error::Io { op: Op::Write, path: std::env::temp_dir(), source }
+}
+
+/// A directory the diff is inside of: its entry on each side, and what its steps do to it.
+struct Open {
+    path: RelPath,
+    /// The source's entry, when the source has a directory here.
+    src: Option<Entry>,
+    /// The target's entry, when the target has a directory here that stays one.
+    dst: Option<Entry>,
+    /// The plan changes the directory's entries (its mtime must be set again).
+    touched: bool,
+    /// The target's directory here goes (the source has none, or another kind).
+    remove: bool,
+}
+
+/// The state of one streaming diff.
+struct Differ {
+    options: DiffOptions,
+    plan: Phased,
+    open: Vec<Open>,
+    /// Target entries the plan deletes, in path order (move candidates).
+    deleted: Vec<Entry>,
+    /// Source entries the plan creates (move candidates), kept only while the target has
+    /// entries at all.
+    created: Spill<Entry>,
+    /// Every directory of the target, with its device (where a move may go).
+    target_dirs: HashMap<RelPath, u64>,
+    /// Directories of the target that hold ignored entries (never removed).
+    pinned: HashSet<RelPath>,
+    /// Directories of the target that hold leftover temporaries (cleaned up, so touched).
+    cleaned: HashSet<RelPath>,
+    seen: (usize, usize),
+    source_entries: u64,
+    target_files: u64,
+}
+
+impl Differ {
+    fn new(options: DiffOptions) -> Self {
+        Differ {
+            options,
+            plan: Phased::default(),
+            open: Vec::new(),
+            deleted: Vec::new(),
+            created: Spill::default(),
+            target_dirs: HashMap::new(),
+            pinned: HashSet::new(),
+            cleaned: HashSet::new(),
+            seen: (0, 0),
+            source_entries: 0,
+            target_files: 0,
+        }
     }
 
-    let (src, dst) = (&source.entries, &target.entries);
-    let (mut i, mut j) = (0, 0);
-    while i < src.len() || j < dst.len() {
-        let order = match (src.get(i), dst.get(j)) {
-            (Some(s), Some(d)) => s.path.cmp(&d.path),
-            (Some(_), None) => std::cmp::Ordering::Less,
-            (None, _) => std::cmp::Ordering::Greater,
+    /// The merge-join of both streams.
+    fn run(
+        &mut self,
+        source: &mut dyn Source,
+        target: &mut dyn Source,
+        digest: &mut Digests<'_>,
+    ) -> std::io::Result<()> {
+        let mut same_content = |s: &Entry, d: &Entry| {
+            // Any read failure counts as "different": the copy then reports the real error.
+            matches!((digest(Which::Source, s), digest(Which::Target, d)), (Some(a), Some(b)) if a == b)
         };
-        match order {
-            std::cmp::Ordering::Less => {
-                let s = &src[i];
-                touch(&s.path);
-                creates.push(create_step(s));
-                i += 1;
+        let (mut s, mut d) = (source.next_entry(), target.next_entry());
+        let record_creates = d.is_some();
+        loop {
+            self.learn(target.notes());
+            let order = match (&s, &d) {
+                (Some(s), Some(d)) => s.path.cmp(&d.path),
+                (Some(_), None) => std::cmp::Ordering::Less,
+                (None, Some(_)) => std::cmp::Ordering::Greater,
+                (None, None) => break,
+            };
+            let next = if order.is_gt() { d.as_ref() } else { s.as_ref() };
+            if let Some(next) = next {
+                let path = next.path.clone();
+                self.close_outside(&path)?;
             }
-            std::cmp::Ordering::Greater => {
-                let d = &dst[j];
-                if !source.is_protected(&d.path) {
-                    touch(&d.path);
-                    deletes.push(delete_step(d));
+            match order {
+                std::cmp::Ordering::Less => {
+                    let Some(e) = s.take() else { break };
+                    self.source_entries += 1;
+                    self.create(e, record_creates)?;
+                    s = source.next_entry();
                 }
-                j += 1;
-            }
-            std::cmp::Ordering::Equal => {
-                let (s, d) = (&src[i], &dst[j]);
-                if let Some(step) = compare(s, d, options, &mut same_content, &mut deletes) {
-                    if !matches!(step.action, Action::Meta { .. }) {
-                        touch(&s.path);
+                std::cmp::Ordering::Greater => {
+                    let Some(e) = d.take() else { break };
+                    self.target_files += u64::from(!e.is_dir());
+                    if !source.notes().is_protected(&e.path) {
+                        self.remove(e)?;
                     }
-                    creates.push(step);
+                    d = target.next_entry();
                 }
-                i += 1;
-                j += 1;
+                std::cmp::Ordering::Equal => {
+                    let (Some(a), Some(b)) = (s.take(), d.take()) else { break };
+                    self.source_entries += 1;
+                    self.target_files += u64::from(!b.is_dir());
+                    self.both(a, b, &mut same_content)?;
+                    (s, d) = (source.next_entry(), target.next_entry());
+                }
             }
+        }
+        self.learn(target.notes());
+        self.close_outside(&RelPath::from_bytes(b""))?;
+        for path in &target.notes().leftovers {
+            self.plan.push_first(Step { path: path.clone(), action: Action::Cleanup });
+        }
+        Ok(())
+    }
+
+    /// Takes in what the target's walk learned since last time: directories holding ignored
+    /// entries or leftovers.
+    fn learn(&mut self, notes: &Tree) {
+        let (ignored, leftovers) = self.seen;
+        for path in notes.ignored.iter().skip(ignored) {
+            let mut parent = path.parent();
+            while let Some(p) = parent {
+                parent = p.parent();
+                if !self.pinned.insert(p) {
+                    break;
+                }
+            }
+        }
+        self.cleaned.extend(notes.leftovers.iter().skip(leftovers).filter_map(RelPath::parent));
+        self.seen = (notes.ignored.len(), notes.leftovers.len());
+    }
+
+    /// Marks `path`'s directory as changed (its mtime is set again at the end).
+    fn touch(&mut self, path: &RelPath) {
+        let Some(parent) = path.parent() else { return };
+        if let Some(open) = self.open.iter_mut().rev().find(|o| o.path == parent) {
+            open.touched = true;
         }
     }
 
-    let dir_metas = dir_meta_steps(source, target, &creates, &touched, options);
-    deletes.extend(creates);
-    deletes.extend(dir_metas);
-    deletes
-}
-
-/// Directory metadata, last and deepest first: creating, renaming or deleting an entry changes
-/// its parent's mtime, so the parent's is set after its contents are final. `touched` holds
-/// the directories whose entries the plan changes.
-fn dir_meta_steps(
-    source: &Tree,
-    target: &Tree,
-    creates: &[Step],
-    touched: &HashSet<RelPath>,
-    options: DiffOptions,
-) -> Vec<Step> {
-    let new_dirs: HashSet<&RelPath> =
-        creates.iter().filter(|s| matches!(s.action, Action::Mkdir { .. })).map(|s| &s.path).collect();
-    let mut dir_metas = Vec::new();
-    for s in source.entries.iter().rev().filter(|e| e.is_dir()) {
-        let existing = target.get(&s.path).filter(|d| d.is_dir());
-        let is_new = new_dirs.contains(&s.path);
-        let mode_differs = is_new || existing.is_some_and(|d| d.mode != s.mode);
-        let mtime_differs =
-            is_new || touched.contains(&s.path) || existing.is_some_and(|d| d.mtime != s.mtime);
-        let owner_differs = options.owners && (is_new || existing.is_some_and(|d| d.owner != s.owner));
-        if (is_new || existing.is_some()) && (mode_differs || mtime_differs || owner_differs) {
-            dir_metas.push(Step {
-                path: s.path.clone(),
-                action: Action::Meta {
-                    mode: mode_differs.then_some(s.mode),
-                    mtime: mtime_differs.then_some(s.mtime),
-                    owner: owner_differs.then_some(s.owner),
-                    dir: true,
-                },
+    /// A source entry the target lacks.
+    fn create(&mut self, e: Entry, record: bool) -> std::io::Result<()> {
+        self.touch(&e.path);
+        self.plan.push_creation(create_step(&e))?;
+        if e.is_dir() {
+            self.open.push(Open {
+                path: e.path.clone(),
+                src: Some(e.clone()),
+                dst: None,
+                touched: false,
+                remove: false,
             });
         }
+        if record {
+            self.created.push(e)?;
+        }
+        Ok(())
     }
-    dir_metas
+
+    /// A target entry the source lacks.
+    fn remove(&mut self, e: Entry) -> std::io::Result<()> {
+        self.touch(&e.path);
+        if e.is_dir() {
+            self.target_dirs.insert(e.path.clone(), e.dev);
+            self.open.push(Open { path: e.path.clone(), src: None, dst: None, touched: false, remove: true });
+        } else {
+            self.plan.push_removal(delete_step(&e))?;
+        }
+        self.deleted.push(e);
+        Ok(())
+    }
+
+    /// An entry both sides have.
+    fn both(
+        &mut self,
+        s: Entry,
+        d: Entry,
+        same: &mut dyn FnMut(&Entry, &Entry) -> bool,
+    ) -> std::io::Result<()> {
+        if d.is_dir() {
+            self.target_dirs.insert(d.path.clone(), d.dev);
+        }
+        let mut removals = Vec::new();
+        let step = compare(&s, &d, self.options, same, &mut removals);
+        let kind_changed = !removals.is_empty();
+        if step.as_ref().is_some_and(|st| !matches!(st.action, Action::Meta { .. })) {
+            self.touch(&s.path);
+        }
+        if kind_changed && !d.is_dir() {
+            self.plan.push_removal(delete_step(&d))?;
+            self.deleted.push(d.clone());
+        }
+        if let Some(step) = step {
+            self.plan.push_creation(step)?;
+        }
+        match (s.is_dir(), d.is_dir()) {
+            (true, true) => {
+                self.open.push(Open {
+                    path: s.path.clone(),
+                    src: Some(s),
+                    dst: Some(d),
+                    touched: false,
+                    remove: false,
+                });
+            }
+            (true, false) => {
+                self.open.push(Open {
+                    path: s.path.clone(),
+                    src: Some(s),
+                    dst: None,
+                    touched: false,
+                    remove: false,
+                });
+            }
+            // The target's directory goes (after its contents); the source's entry was created.
+            (false, true) => {
+                self.open.push(Open {
+                    path: d.path.clone(),
+                    src: None,
+                    dst: None,
+                    touched: false,
+                    remove: true,
+                });
+                self.deleted.push(d);
+            }
+            (false, false) => {}
+        }
+        Ok(())
+    }
+
+    /// Closes every open directory whose contents the stream has passed (the next path sorts
+    /// after all of them: at or after `dir0`, `0` following `/`; a sibling such as `dir.txt`
+    /// comes between `dir` and `dir/...`): removes it or sets its metadata, now that
+    /// everything below it is planned. An empty `next` is the end of the streams.
+    fn close_outside(&mut self, next: &RelPath) -> std::io::Result<()> {
+        while let Some(open) = self.open.last() {
+            let past = next.as_bytes().is_empty() || past_contents(next.as_bytes(), open.path.as_bytes());
+            if !past {
+                break;
+            }
+            let Some(open) = self.open.pop() else { break };
+            self.close(open)?;
+        }
+        Ok(())
+    }
+
+    fn close(&mut self, open: Open) -> std::io::Result<()> {
+        if open.remove && !self.pinned.contains(&open.path) {
+            self.plan.push_removal(Step { path: open.path.clone(), action: Action::Rmdir })?;
+        }
+        let Some(s) = open.src else { return Ok(()) };
+        let touched = open.touched || self.cleaned.contains(&s.path);
+        if let Some(step) = dir_meta_step(&s, open.dst.as_ref(), touched, self.options) {
+            self.plan.push_meta(step)?;
+        }
+        Ok(())
+    }
+}
+
+/// True when `path` sorts at or after the end of `dir`'s contents (`dir0`: `0` follows `/`).
+pub fn past_contents(path: &[u8], dir: &[u8]) -> bool {
+    let common = path.len().min(dir.len());
+    match path[..common].cmp(&dir[..common]) {
+        std::cmp::Ordering::Less => false,
+        std::cmp::Ordering::Greater => true,
+        // `path` starts with `dir`: past only when the byte after it follows `/`.
+        std::cmp::Ordering::Equal => path.get(dir.len()).is_some_and(|&b| b > b'/'),
+    }
+}
+
+/// A source directory's metadata step: all of it for a new directory (`existing` is `None`),
+/// else what differs (the mtime also when its entries changed: `touched`). Creating, renaming
+/// or deleting an entry changes its directory's mtime, so a directory's is set after its
+/// contents are final.
+fn dir_meta_step(s: &Entry, existing: Option<&Entry>, touched: bool, options: DiffOptions) -> Option<Step> {
+    let is_new = existing.is_none();
+    let mode_differs = is_new || existing.is_some_and(|d| d.mode != s.mode);
+    let mtime_differs = is_new || touched || existing.is_some_and(|d| d.mtime != s.mtime);
+    let owner_differs = options.owners && (is_new || existing.is_some_and(|d| d.owner != s.owner));
+    (mode_differs || mtime_differs || owner_differs).then(|| Step {
+        path: s.path.clone(),
+        action: Action::Meta {
+            mode: mode_differs.then_some(s.mode),
+            mtime: mtime_differs.then_some(s.mtime),
+            owner: owner_differs.then_some(s.owner),
+            dir: true,
+        },
+    })
+}
+
+/// The plan with `moves` in it: each moved entry's deletion (with everything below it) and
+/// creation (likewise) replaced by one move, carried out first, after the directories its
+/// destination needs (taken from the creations).
+fn with_moves(plan: &Phased, moves: &[Move]) -> std::io::Result<Phased> {
+    let relocation = moves::Relocation::new(moves);
+    let mut needed: HashSet<RelPath> = HashSet::new();
+    for m in moves {
+        needed.extend(std::iter::successors(m.to.parent(), RelPath::parent));
+    }
+    let mut out = Phased::default();
+    let mut pulled = Vec::new();
+    for step in &plan.first {
+        out.push_first(step.clone());
+    }
+    for step in plan.creations.iter() {
+        let step = step?;
+        if relocation.back(&step.path).is_some() {
+            continue;
+        }
+        if matches!(step.action, Action::Mkdir { .. }) && needed.contains(&step.path) {
+            pulled.push(step);
+        } else {
+            out.push_creation(step)?;
+        }
+    }
+    for step in pulled {
+        out.push_first(step);
+    }
+    for m in moves {
+        out.push_first(Step { path: m.from.clone(), action: Action::Move { to: m.to.clone(), was: m.was } });
+    }
+    for step in plan.removals.iter() {
+        let step = step?;
+        if relocation.forward(&step.path).is_none() {
+            out.push_removal(step)?;
+        }
+    }
+    for step in plan.metas.iter() {
+        out.push_meta(step?)?;
+    }
+    out.seal()?;
+    Ok(out)
 }
 
 /// The step that creates `s` where the target has nothing.
@@ -270,7 +570,8 @@ mod tests {
         // Equal content: one digest for both sides; different: one per side.
         let plan = plan(&tree(src), &tree(dst), DiffOptions { checksum, owners: true }, &mut |which, _| {
             Some(Digest::of_bytes(if equal || which == Which::Source { b"s" } else { b"t" }))
-        });
+        })
+        .unwrap();
         plan.steps.iter().map(|s| format!("{} {}", s.kind().word(), s.path)).collect()
     }
 
@@ -369,12 +670,12 @@ mod tests {
                 vec!["mkdir d", "copy d/f", "meta d"],
             ),
             (
-                "stray dir tree, deepest first",
+                "stray dir tree, each directory after its contents",
                 vec![],
                 vec![dir("d", 7), dir("d/e", 7), file("d/e/f", 1, 1), file("d/g", 1, 1)],
                 false,
                 false,
-                vec!["delete d/g", "delete d/e/f", "rmdir d/e", "rmdir d"],
+                vec!["delete d/e/f", "rmdir d/e", "delete d/g", "rmdir d"],
             ),
             (
                 "file becomes dir",
@@ -408,6 +709,20 @@ mod tests {
     }
 
     #[test]
+    fn a_directory_closes_after_its_contents_not_before_its_siblings() {
+        let target =
+            vec![dir("old", 7), file("old-link", 1, 1), dir("old/deep", 7), file("old/deep/er", 1, 1)];
+        assert_eq!(
+            plan_of(vec![], target, false, false),
+            vec!["delete old-link", "delete old/deep/er", "rmdir old/deep", "rmdir old"]
+        );
+        assert!(!past_contents(b"old-link", b"old") && !past_contents(b"old/x", b"old"));
+        assert!(
+            past_contents(b"old0", b"old") && past_contents(b"p", b"old") && !past_contents(b"ol", b"old")
+        );
+    }
+
+    #[test]
     fn content_is_asked_only_when_the_quick_check_cannot_decide() {
         let mut asked = Vec::new();
         let src = tree(vec![file("a", 3, 1), file("b", 3, 2), file("c", 4, 1)]);
@@ -415,7 +730,8 @@ mod tests {
         plan(&src, &dst, DiffOptions::default(), &mut |which, e| {
             asked.push(format!("{which:?} {}", e.path));
             Some(Digest::of_bytes(b"same"))
-        });
+        })
+        .unwrap();
         assert_eq!(asked, vec!["Source b", "Target b"]);
     }
 
@@ -424,7 +740,7 @@ mod tests {
         let mut src = tree(vec![dir("d", 7)]);
         src.unreadable.push(RelPath::from_bytes(b"d"));
         let dst = tree(vec![dir("d", 7), file("d/f", 1, 1), file("other", 1, 1)]);
-        let plan = plan(&src, &dst, DiffOptions::default(), &mut |_, _| None);
+        let plan = plan(&src, &dst, DiffOptions::default(), &mut |_, _| None).unwrap();
         let lines: Vec<String> =
             plan.steps.iter().map(|s| format!("{} {}", s.kind().word(), s.path)).collect();
         assert_eq!(lines, vec!["delete other"]);
@@ -434,7 +750,7 @@ mod tests {
     fn leftover_temporaries_are_cleaned_and_counted_apart() {
         let mut dst = tree(vec![]);
         dst.leftovers.push(RelPath::from_bytes(b".synccore-tmp-1-1"));
-        let plan = plan(&tree(vec![]), &dst, DiffOptions::default(), &mut |_, _| None);
+        let plan = plan(&tree(vec![]), &dst, DiffOptions::default(), &mut |_, _| None).unwrap();
         assert_eq!(plan.count(StepKind::Cleanup), 1);
         assert_eq!(plan.deleted_files(), 0);
     }

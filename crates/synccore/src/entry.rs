@@ -48,12 +48,12 @@ impl Mtime {
 }
 
 /// What an entry is. Special files (fifo, socket, device) are never entries: scan skips them.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Kind {
     File,
     Dir,
     /// A symbolic link and the raw bytes of its target; never followed.
-    Symlink(Box<[u8]>),
+    Symlink(#[serde(with = "crate::jsonbytes::raw")] Box<[u8]>),
 }
 
 impl Kind {
@@ -73,7 +73,7 @@ pub const MODE_MASK: u32 = 0o1777;
 
 /// Who owns an entry: numeric user and group ids, as `rsync -a` keeps them when run as root
 /// (SPEC section 3 "Mirror").
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Owner {
     pub uid: u32,
     pub gid: u32,
@@ -100,7 +100,7 @@ pub fn keeps_owners() -> bool {
 }
 
 /// A scanned entry below a root.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
     pub path: RelPath,
     pub kind: Kind,
@@ -132,6 +132,20 @@ impl Entry {
             mode,
             ino: 1,
             dev: 1,
+            owner: Owner::default(),
+        }
+    }
+
+    /// An empty entry (no path), left where a walk took an entry out of a listing.
+    pub fn placeholder() -> Self {
+        Entry {
+            path: RelPath::from_bytes(b""),
+            kind: Kind::File,
+            size: 0,
+            mtime: Mtime { secs: 0, nanos: 0 },
+            mode: 0,
+            ino: 0,
+            dev: 0,
             owner: Owner::default(),
         }
     }

@@ -46,6 +46,25 @@ impl Bytes {
     }
 }
 
+/// Serde for raw bytes in this encoding (`#[serde(with = "crate::jsonbytes::raw")]`), for
+/// byte-string fields of types that are written to the programs' own files.
+pub mod raw {
+    use super::Bytes;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        Bytes::of(bytes).serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>, T: From<Vec<u8>>>(d: D) -> Result<T, D::Error> {
+        let bytes = Bytes::deserialize(d)?;
+        bytes
+            .into_bytes()
+            .map(T::from)
+            .ok_or_else(|| serde::de::Error::custom("malformed hex in a byte string"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

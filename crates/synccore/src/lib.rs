@@ -23,7 +23,9 @@ pub mod rescan;
 pub mod roots;
 pub mod scan;
 pub mod shutdown;
+pub mod spill;
 pub mod versions;
+pub mod walk;
 pub mod watch;
 
 pub use error::{Error, Result};

@@ -14,9 +14,10 @@ use std::collections::{HashMap, HashSet};
 
 use crate::checksum::Digest;
 use crate::entry::{Entry, Kind, Mtime, Owner};
-use crate::plan::{Action, Plan, Stamp};
+use crate::plan::Stamp;
 use crate::relpath::RelPath;
 use crate::scan::Tree;
+use crate::spill::Spill;
 
 /// Which tree an entry belongs to, for the content oracle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -53,50 +54,79 @@ fn key(e: &Entry, owners: bool) -> Option<Key> {
     }
 }
 
-/// Finds the moves among `plan`'s deletes and creates (a plan of `source` into `target`).
-/// `verify` asks for content even for a single candidate (`--checksum`).
-pub fn find(
-    plan: &Plan,
-    source: &Tree,
-    target: &Tree,
-    owners: bool,
-    verify: bool,
-    digest: &mut Digests<'_>,
-) -> Vec<Move> {
+/// What a diff changes, as far as moves care: the target's entries it deletes (in path
+/// order), the source's entries it creates (in path order, possibly spilled), every directory
+/// of the target with its device, and the target root's device.
+pub struct Changed<'a> {
+    pub deleted: &'a [Entry],
+    pub created: &'a Spill<Entry>,
+    pub target_dirs: &'a HashMap<RelPath, u64>,
+    pub target_dev: u64,
+}
+
+/// Finds the moves among a diff's deletes and creates. `verify` asks for content even for a
+/// single candidate (`--checksum`). Reads the created entries only when something was deleted.
+pub fn find(changed: &Changed<'_>, owners: bool, verify: bool, digest: &mut Digests<'_>) -> Vec<Move> {
     let mut gone: HashMap<Key, Vec<&Entry>> = HashMap::new();
-    let mut new: HashMap<Key, Vec<&Entry>> = HashMap::new();
-    for step in &plan.steps {
-        match &step.action {
-            Action::Delete { .. } => {
-                if let Some(e) = target.get(&step.path)
-                    && let Some(k) = key(e, owners)
-                {
-                    gone.entry(k).or_default().push(e);
-                }
-            }
-            Action::Copy { .. } | Action::Link { was: None, .. } => {
-                if let Some(e) = source.get(&step.path)
-                    && let Some(k) = key(e, owners)
-                {
-                    new.entry(k).or_default().push(e);
-                }
-            }
-            _ => {}
+    for e in changed.deleted {
+        if let Some(k) = key(e, owners) {
+            gone.entry(k).or_default().push(e);
         }
     }
+    if gone.is_empty() {
+        return Vec::new();
+    }
+    // The created entries that could be one of them (only those are kept).
+    let mut new: HashMap<Key, Vec<Entry>> = HashMap::new();
+    for e in changed.created.iter().flatten() {
+        if let Some(k) = key(&e, owners).filter(|k| gone.contains_key(k)) {
+            new.entry(k).or_default().push(e);
+        }
+    }
+    let deleted_files: HashSet<&RelPath> =
+        changed.deleted.iter().filter(|e| !e.is_dir()).map(|e| &e.path).collect();
+    let target = Target { dirs: changed.target_dirs, files: &deleted_files, dev: changed.target_dev };
     let mut moves = Vec::new();
     for (k, olds) in &gone {
         let Some(news) = new.get(k) else { continue };
+        let news: Vec<&Entry> = news.iter().collect();
         let by_content = verify || olds.len() > 1 || news.len() > 1;
         let zero = matches!(k, Key::File { size: 0, .. } | Key::Link { .. });
-        for (old, new) in pair(olds, news, by_content && !zero, digest) {
-            if movable(old, &new.path, target) {
+        for (old, new) in pair(olds, &news, by_content && !zero, digest) {
+            if target.movable(old, &new.path) {
                 moves.push(Move { from: old.path.clone(), to: new.path.clone(), was: Stamp::of(old) });
             }
         }
     }
     moves.sort_by(|a, b| a.from.cmp(&b.from));
-    promote_directories(moves, plan, source, target)
+    promote_directories(moves, changed, &target)
+}
+
+/// What `movable` needs of the target: its directories (with their devices), the files the
+/// diff deletes, and its root's device.
+struct Target<'a> {
+    dirs: &'a HashMap<RelPath, u64>,
+    files: &'a HashSet<&'a RelPath>,
+    dev: u64,
+}
+
+impl Target<'_> {
+    /// True when `old` can be renamed to `to` inside the target: on the same device as the
+    /// nearest directory of the target on `to`'s way, with no ancestor of `to` that the
+    /// target holds as something other than a directory.
+    fn movable(&self, old: &Entry, to: &RelPath) -> bool {
+        let mut parent = to.parent();
+        while let Some(p) = parent {
+            if self.files.contains(&p) {
+                return false;
+            }
+            if let Some(dev) = self.dirs.get(&p) {
+                return *dev == old.dev;
+            }
+            parent = p.parent();
+        }
+        self.dev == old.dev
+    }
 }
 
 /// Pairs deleted and created entries of one key: in path order when the quick check decides,
@@ -127,33 +157,20 @@ fn pair<'e>(
     pairs
 }
 
-/// True when `old` can be renamed to `to` inside the target: on the same device as the
-/// nearest directory of the target on `to`'s way, with no ancestor of `to` that the target
-/// holds as something other than a directory.
-fn movable(old: &Entry, to: &RelPath, target: &Tree) -> bool {
-    let mut parent = to.parent();
-    while let Some(p) = parent {
-        match target.get(&p) {
-            Some(e) if !e.is_dir() => return false,
-            Some(e) => return e.dev == old.dev,
-            None => parent = p.parent(),
-        }
-    }
-    target.dev == old.dev
-}
-
 /// Replaces the moves of every file and symlink of a directory that moved whole (and
 /// unchanged) by one move of the directory, outermost first.
-fn promote_directories(moves: Vec<Move>, plan: &Plan, source: &Tree, target: &Tree) -> Vec<Move> {
-    let removed: HashSet<&RelPath> =
-        plan.steps.iter().filter(|s| matches!(s.action, Action::Rmdir)).map(|s| &s.path).collect();
-    let created: HashSet<&RelPath> =
-        plan.steps.iter().filter(|s| matches!(s.action, Action::Mkdir { .. })).map(|s| &s.path).collect();
+fn promote_directories(moves: Vec<Move>, changed: &Changed<'_>, target: &Target<'_>) -> Vec<Move> {
+    let removed: HashSet<&RelPath> = changed.deleted.iter().filter(|e| e.is_dir()).map(|e| &e.path).collect();
+    if moves.is_empty() || removed.is_empty() {
+        return moves;
+    }
+    let created_dirs: HashSet<RelPath> =
+        changed.created.iter().flatten().filter(Entry::is_dir).map(|e| e.path).collect();
     let mut candidates: Vec<(RelPath, RelPath)> = Vec::new();
     for m in &moves {
         let (mut from, mut to) = (m.from.parent(), m.to.parent());
         while let (Some(f), Some(t)) = (from, to) {
-            if removed.contains(&f) && created.contains(&t) && m.from.file_name() == m.to.file_name() {
+            if removed.contains(&f) && created_dirs.contains(&t) && m.from.file_name() == m.to.file_name() {
                 candidates.push((f.clone(), t.clone()));
             }
             if f.file_name() != t.file_name() {
@@ -164,9 +181,20 @@ fn promote_directories(moves: Vec<Move>, plan: &Plan, source: &Tree, target: &Tr
     }
     candidates.sort();
     candidates.dedup();
+    if candidates.is_empty() {
+        return moves;
+    }
     // Outermost first: a shorter `from` is an ancestor of longer ones it covers.
     candidates.sort_by_key(|(f, _)| f.as_bytes().len());
     let destination: HashMap<&RelPath, &RelPath> = moves.iter().map(|m| (&m.from, &m.to)).collect();
+    // The created entries below the candidates' destinations (read once from the list).
+    let tos: HashSet<&RelPath> = candidates.iter().map(|(_, t)| t).collect();
+    let below_tos: Vec<Entry> = changed
+        .created
+        .iter()
+        .flatten()
+        .filter(|e| std::iter::successors(e.path.parent(), RelPath::parent).any(|p| tos.contains(&p)))
+        .collect();
     let mut promoted: Vec<Move> = Vec::new();
     let mut covered: HashSet<RelPath> = HashSet::new();
     let is_covered = |covered: &HashSet<RelPath>, path: &RelPath| {
@@ -176,8 +204,9 @@ fn promote_directories(moves: Vec<Move>, plan: &Plan, source: &Tree, target: &Tr
         if is_covered(&covered, &from) {
             continue;
         }
-        let Some(dir) = target.get(&from) else { continue };
-        if movable(dir, &to, target) && moved_whole(&from, &to, &destination, source, target) {
+        let Ok(at) = changed.deleted.binary_search_by(|e| e.path.cmp(&from)) else { continue };
+        let dir = &changed.deleted[at];
+        if target.movable(dir, &to) && moved_whole(&from, &to, &destination, changed.deleted, &below_tos) {
             covered.insert(from.clone());
             promoted.push(Move { from, to, was: Stamp::of(dir) });
         }
@@ -191,36 +220,35 @@ fn promote_directories(moves: Vec<Move>, plan: &Plan, source: &Tree, target: &Tr
     kept
 }
 
-/// True when the target's subtree `from` and the source's subtree `to` hold the same entries
-/// at the same relative paths, every file and symlink of it moved there (`destination` of
-/// each move's `from`).
+/// The entries strictly below `dir` in a list sorted by path: everything below `dir` sorts
+/// between `dir/` and `dir0` (`0` follows `/`).
+fn below<'e>(entries: &'e [Entry], dir: &RelPath) -> &'e [Entry] {
+    let bound = |last: u8| [dir.as_bytes(), &[last]].concat();
+    let (lo, hi) = (bound(b'/'), bound(b'0'));
+    let start = entries.partition_point(|e| e.path.as_bytes() < &lo[..]);
+    let end = entries.partition_point(|e| e.path.as_bytes() < &hi[..]);
+    &entries[start..end]
+}
+
+/// True when the target's subtree `from` (all deleted) and the source's subtree `to` (all
+/// created) hold the same entries at the same relative paths, every file and symlink of it
+/// moved there (`destination` of each move's `from`).
 fn moved_whole(
     from: &RelPath,
     to: &RelPath,
     destination: &HashMap<&RelPath, &RelPath>,
-    source: &Tree,
-    target: &Tree,
+    deleted: &[Entry],
+    created: &[Entry],
 ) -> bool {
-    // Everything below `dir` sorts between `dir/` and `dir0` (`0` follows `/`).
-    let under = |tree: &Tree, dir: &RelPath| -> Vec<RelPath> {
-        let bound = |last: u8| [dir.as_bytes(), &[last]].concat();
-        let (lo, hi) = (bound(b'/'), bound(b'0'));
-        let start = tree.entries.partition_point(|e| e.path.as_bytes() < &lo[..]);
-        let end = tree.entries.partition_point(|e| e.path.as_bytes() < &hi[..]);
-        tree.entries[start..end].iter().map(|e| e.path.clone()).collect()
-    };
-    let (olds, news) = (under(target, from), under(source, to));
+    let olds = below(deleted, from);
+    let news: HashSet<&RelPath> = below(created, to).iter().map(|e| &e.path).collect();
     if olds.len() != news.len() {
         return false;
     }
-    let news: HashSet<RelPath> = news.into_iter().collect();
     olds.iter().all(|old| {
-        let Some(rest) = old.as_bytes().get(from.as_bytes().len()..) else { return false };
-        let mut new = to.as_bytes().to_vec();
-        new.extend_from_slice(rest);
-        let new = RelPath::from_bytes(&new);
-        let is_dir = target.get(old).is_some_and(Entry::is_dir);
-        news.contains(&new) && (is_dir || destination.get(old).is_some_and(|to| **to == new))
+        let Some(rest) = old.path.as_bytes().get(from.as_bytes().len()..) else { return false };
+        let new = RelPath::from_bytes(&[to.as_bytes(), rest].concat());
+        news.contains(&new) && (old.is_dir() || destination.get(&old.path).is_some_and(|to| **to == new))
     })
 }
 
@@ -321,7 +349,8 @@ mod tests {
     fn lines(source: Vec<Entry>, target: Vec<Entry>) -> Vec<String> {
         let plan = diff::plan(&tree(source), &tree(target), DiffOptions::default(), &mut |_, e| {
             Some(Digest::of_bytes(e.path.file_name().as_encoded_bytes()))
-        });
+        })
+        .unwrap();
         plan.steps.iter().map(ToString::to_string).collect()
     }
 

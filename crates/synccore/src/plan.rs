@@ -4,12 +4,15 @@
 
 use std::fmt;
 
+use serde::{Deserialize, Serialize};
+
 use crate::entry::{Entry, Mtime, Owner};
 use crate::relpath::RelPath;
+use crate::spill::Spill;
 
 /// What the target side looked like when the plan was made, so that `apply` can re-check it
 /// just before a destructive step and leave a path that changed meanwhile for the next pass.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Stamp {
     pub size: u64,
     pub mtime: Mtime,
@@ -24,7 +27,7 @@ impl Stamp {
 }
 
 /// One thing to do at one path of the target.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Action {
     /// Create a directory (its final mode, mtime and owner are set by a later `Meta`).
     Mkdir { mode: u32, owner: Owner },
@@ -34,7 +37,13 @@ pub enum Action {
     /// Replace the target's different file (or other kind) with the source's file.
     Update { size: u64, mode: u32, mtime: Mtime, owner: Owner, was: Option<Stamp> },
     /// Create or replace a symlink, with the source link's mtime and owner.
-    Link { target: Box<[u8]>, mtime: Mtime, owner: Owner, was: Option<Stamp> },
+    Link {
+        #[serde(with = "crate::jsonbytes::raw")]
+        target: Box<[u8]>,
+        mtime: Mtime,
+        owner: Owner,
+        was: Option<Stamp>,
+    },
     /// Set permission bits, mtime and/or owner only; content is already equal.
     Meta { mode: Option<u32>, mtime: Option<Mtime>, owner: Option<Owner>, dir: bool },
     /// Delete a file or symlink.
@@ -105,7 +114,7 @@ impl StepKind {
 }
 
 /// One step of a plan.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Step {
     pub path: RelPath,
     pub action: Action,
@@ -228,5 +237,162 @@ impl Plan {
     /// Number of steps of one kind.
     pub fn count(&self, kind: StepKind) -> usize {
         self.steps.iter().filter(|s| s.kind() == kind).count()
+    }
+}
+
+/// What a plan holds, counted as it is built (a plan spilled to a file is never read just to
+/// count it): for the rails, the progress bar and a dry run's totals.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// Steps, by kind.
+    pub by_kind: std::collections::BTreeMap<StepKind, u64>,
+    /// Bytes the copies and updates write.
+    pub bytes: u64,
+    /// Steps about files and symlinks (not directories' own creation, removal or metadata).
+    pub files: u64,
+    /// Files and symlinks deleted (the max-delete rail).
+    pub deleted_files: u64,
+}
+
+impl Summary {
+    /// Counts one more step.
+    pub fn add(&mut self, step: &Step) {
+        *self.by_kind.entry(step.kind()).or_default() += 1;
+        self.bytes += step.bytes();
+        self.files += u64::from(step.is_about_a_file());
+        self.deleted_files += u64::from(matches!(step.action, Action::Delete { .. }));
+    }
+
+    /// All steps.
+    pub fn steps(&self) -> u64 {
+        self.by_kind.values().sum()
+    }
+
+    /// Steps of one kind.
+    pub fn count(&self, kind: StepKind) -> u64 {
+        self.by_kind.get(&kind).copied().unwrap_or(0)
+    }
+}
+
+impl Step {
+    /// True unless the step creates, removes or sets the metadata of a directory.
+    pub fn is_about_a_file(&self) -> bool {
+        !matches!(self.action, Action::Mkdir { .. } | Action::Rmdir | Action::Meta { dir: true, .. })
+    }
+}
+
+/// A plan as `apply`, a dry run and the progress bar see it: its steps in order, and its
+/// counts. An in-memory [`Plan`] is one; a [`Phased`] plan, which may live in temporary files,
+/// is the other.
+pub trait Steps {
+    /// Calls `f` with each step, in the order they are carried out, until it breaks; `Err`
+    /// when a spilled part cannot be read back.
+    fn each(&self, f: &mut dyn FnMut(&Step) -> std::ops::ControlFlow<()>) -> std::io::Result<()>;
+
+    /// The plan's counts.
+    fn summary(&self) -> Summary;
+}
+
+impl Steps for Plan {
+    fn each(&self, f: &mut dyn FnMut(&Step) -> std::ops::ControlFlow<()>) -> std::io::Result<()> {
+        for step in &self.steps {
+            if f(step).is_break() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn summary(&self) -> Summary {
+        let mut summary = Summary::default();
+        self.steps.iter().for_each(|s| summary.add(s));
+        summary
+    }
+}
+
+/// A plan built while a diff or a merge streams through the trees (the scale issue), kept in
+/// the order it is carried out, phase by phase, each phase spilling to a temporary file when
+/// large: so a pass over millions of entries holds only what it is about to do next.
+///
+/// The phases: cleanups, the directories that moves need and the moves (small, in memory);
+/// removals, each directory after its contents; creations and updates, each directory before
+/// its contents; directory metadata, each directory after its contents.
+#[derive(Debug, Default)]
+pub struct Phased {
+    pub first: Vec<Step>,
+    pub removals: Spill<Step>,
+    pub creations: Spill<Step>,
+    pub metas: Spill<Step>,
+    summary: Summary,
+}
+
+impl Phased {
+    /// Adds a step to the first phase.
+    pub fn push_first(&mut self, step: Step) {
+        self.summary.add(&step);
+        self.first.push(step);
+    }
+
+    /// Adds a removal (after every removal below it).
+    pub fn push_removal(&mut self, step: Step) -> std::io::Result<()> {
+        self.summary.add(&step);
+        self.removals.push(step)
+    }
+
+    /// Adds a creation or update (after its parent's creation).
+    pub fn push_creation(&mut self, step: Step) -> std::io::Result<()> {
+        self.summary.add(&step);
+        self.creations.push(step)
+    }
+
+    /// Adds a directory's metadata (after everything below it).
+    pub fn push_meta(&mut self, step: Step) -> std::io::Result<()> {
+        self.summary.add(&step);
+        self.metas.push(step)
+    }
+
+    /// Writes out what the spilled phases buffer; call once the plan is complete.
+    pub fn seal(&mut self) -> std::io::Result<()> {
+        self.removals.seal()?;
+        self.creations.seal()?;
+        self.metas.seal()
+    }
+
+    /// True when the plan does nothing.
+    pub fn is_empty(&self) -> bool {
+        self.summary.steps() == 0
+    }
+
+    /// The whole plan in memory (for tests, dry runs of small plans and plans that are
+    /// edited afterwards).
+    pub fn to_plan(&self) -> std::io::Result<Plan> {
+        let mut steps = Vec::new();
+        self.each(&mut |s| {
+            steps.push(s.clone());
+            std::ops::ControlFlow::Continue(())
+        })?;
+        Ok(Plan { steps })
+    }
+}
+
+impl Steps for Phased {
+    fn each(&self, f: &mut dyn FnMut(&Step) -> std::ops::ControlFlow<()>) -> std::io::Result<()> {
+        for step in &self.first {
+            if f(step).is_break() {
+                return Ok(());
+            }
+        }
+        for phase in [&self.removals, &self.creations, &self.metas] {
+            for step in phase.iter() {
+                if f(&step?).is_break() {
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn summary(&self) -> Summary {
+        self.summary.clone()
     }
 }

@@ -52,6 +52,19 @@ impl RelPath {
     }
 }
 
+impl serde::Serialize for RelPath {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        crate::jsonbytes::raw::serialize(&self.0, s)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for RelPath {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let bytes: Vec<u8> = crate::jsonbytes::raw::deserialize(d)?;
+        Ok(RelPath(bytes.into()))
+    }
+}
+
 impl fmt::Debug for RelPath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "\"{}\"", escape_bytes(&self.0))

@@ -122,18 +122,12 @@ pub fn scan_with(root: &Root, rules: ScanRules<'_>) -> Result<Tree> {
 /// [`scan_with`], telling `before` each directory's relative path before it is listed (the
 /// root's is empty): watch mode watches a directory first, so that no change made in it
 /// after its listing goes unseen.
-pub fn scan_watched(root: &Root, rules: ScanRules<'_>, before: &mut dyn FnMut(&[u8])) -> Result<Tree> {
-    let top = root.top();
-    // Fail early, with the root's own name, when the root cannot be listed at all.
-    top.entries().at(Op::ReadDir, root.path())?;
-    let mut tree = Tree { dev: top.stat_self().at(Op::Stat, root.path())?.st_dev, ..Tree::default() };
-    if let ScanRules::Read(excludes) = rules {
-        tree.rules = Rules::new(excludes)?;
-    }
-    walk(top, &mut tree, rules, before)?;
-    // Directories are listed depth first in no particular order; the total order is bytes.
-    tree.entries.sort_unstable_by(|a, b| a.path.cmp(&b.path));
-    tree.ignored.sort_unstable();
+pub fn scan_watched(
+    root: &Root,
+    rules: ScanRules<'_>,
+    before: &mut (dyn FnMut(&[u8]) + Send),
+) -> Result<Tree> {
+    let mut tree = crate::walk::collect(crate::walk::Walker::watched(root, rules, Box::new(before))?)?;
     // The tree lives for the whole pass: give back the growth slack (up to half of it).
     tree.entries.shrink_to_fit();
     Ok(tree)
@@ -192,14 +186,6 @@ pub(crate) struct Pending {
     name: OsString,
     pub(crate) rel: Vec<u8>,
     pub(crate) entry: usize,
-}
-
-/// Lists every directory below `top` depth first.
-fn walk(top: &Arc<Dir>, tree: &mut Tree, rules: ScanRules<'_>, before: &mut dyn FnMut(&[u8])) -> Result<()> {
-    let mut pending = Vec::new();
-    before(&[]);
-    list(top, &[], tree, rules, &mut pending)?;
-    descend(pending, tree, rules, before)
 }
 
 /// Lists the `pending` directories and everything below them, depth first; `before` is told

@@ -108,7 +108,7 @@ fn log_report(
     totals.rotations += u64::from(rotated);
     let planned;
     let stats = if options.dry_run {
-        planned = passes::planned_stats(&[&report.plan]);
+        planned = passes::planned_stats(&[&synccore::plan::Steps::summary(&report.plan)]);
         &planned
     } else {
         &report.stats
