@@ -1,6 +1,8 @@
 //! One pass of `oneway --versioned` (SPEC section 3 "Versioned"): repair what a killed pass
 //! left, scan SOURCE, compute its directory checksum reusing the hash cache ([`cache`]), and
-//! only when the checksum differs from `_1`'s build a new version and rotate it in.
+//! only when the checksum differs from `_1`'s build a new version and rotate it in. A rotation
+//! writes the new files, the small manifest and the journal lines of the files that changed
+//! (issue 17 point 3), nothing in proportion to the tree.
 //!
 //! The new version is a diff of SOURCE against an empty tree, carried out by the one copy
 //! engine into the versions' build directory, in which every copy of a file whose content
@@ -32,11 +34,12 @@ use synccore::rails::{self, Rails};
 use synccore::relpath::RelPath;
 use synccore::scan::{self, ScanRules, Tree};
 use synccore::shutdown::Shutdown;
+use synccore::versions::hashes;
 use synccore::versions::manifest::{FileRecord, Manifest, SlotRecord};
 use synccore::versions::rotation::{self, Repair};
 use synccore::versions::{Layout, Slot, names};
 
-use self::cache::Hashed;
+use self::cache::{Cache, Hashed, Origin};
 
 /// How a versioned pass runs.
 #[derive(Debug, Clone, Default)]
@@ -82,6 +85,11 @@ pub struct VersionedReport {
     pub hashed: Hashed,
     /// Size of the manifest written (0 when none was).
     pub manifest_bytes: u64,
+    /// Bytes written to the hash journal: the lines appended, or the whole file when it was
+    /// compacted.
+    pub journal_bytes: u64,
+    /// The hash journal was written whole (compacted or rebuilt) rather than appended to.
+    pub journal_compacted: bool,
     /// Per-path problems met while scanning or building.
     pub scan_errors: Vec<Error>,
     /// Source entries skipped because they are special files.
@@ -99,6 +107,8 @@ impl VersionedReport {
             stats: ApplyStats::default(),
             hashed: Hashed::default(),
             manifest_bytes: 0,
+            journal_bytes: 0,
+            journal_compacted: false,
             scan_errors: Vec::new(),
             special: Vec::new(),
             ignored: (Vec::new(), Vec::new()),
@@ -118,7 +128,10 @@ struct Versions {
     /// The versions directory (`None`: a dry run before the first version).
     dir: Option<Root>,
     manifest: Manifest,
-    /// The manifest was lost and rebuilt from the slots.
+    /// The hash cache of `_1`.
+    cache: Cache,
+    /// The manifest or the hash cache was lost and rebuilt from the slots: a pass that does
+    /// not rotate writes them.
     rebuilt: bool,
     latest_exists: bool,
 }
@@ -158,7 +171,7 @@ pub fn run_pass(
     let summed = cache::source_checksum(
         &src.tree,
         &src.root,
-        manifest,
+        (manifest, &versions.cache),
         options.rehash,
         shutdown.flag(),
         &mut report.hashed,
@@ -176,17 +189,14 @@ pub fn run_pass(
     if old == Some(checksum) && versions.latest_exists {
         report.outcome = Outcome::Unchanged { checksum };
         if versions.rebuilt && !options.dry_run {
-            report.manifest_bytes = write_rebuilt_manifest(&versions, taken, rows)?;
+            write_rebuilt_manifest(&versions, taken, &rows, &mut report)?;
         }
         return Ok(report);
     }
 
     report.plan = plan_version(&src.tree, &versions, &rows)?;
-    options.rails.check_deletes(
-        cache::deleted_files(manifest, &rows),
-        manifest.files.len(),
-        &layout.dir(),
-    )?;
+    let old_rows = &versions.cache.rows;
+    options.rails.check_deletes(cache::deleted_files(old_rows, &rows), old_rows.len(), &layout.dir())?;
     let v = match versions.dir {
         Some(ref v) if !options.dry_run => v,
         _ => {
@@ -206,34 +216,56 @@ pub fn run_pass(
         files: rows.len() as u64,
         bytes: rows.iter().map(|r| r.size).sum(),
     };
-    let new = Manifest {
-        previous: if versions.latest_exists {
-            versions.manifest.latest.clone()
-        } else {
-            versions.manifest.previous.clone()
-        },
-        latest: Some(record),
-        files: rows,
-        ..Manifest::new(source)
-    };
-    let bytes = new.to_bytes();
-    rotation::swap_in(v, &bytes)?;
-    report.manifest_bytes = bytes.len() as u64;
+    swap_in(v, &versions, record, &rows, &mut report)?;
     report.outcome = Outcome::Rotated { old, new: checksum };
     Ok(report)
 }
 
+/// Records the hash cache of the built version (`rows`), then swaps the version in with a
+/// manifest that names it (`record` for `_1`, the old `_1`'s for `_0`).
+fn swap_in(
+    v: &Root,
+    versions: &Versions,
+    record: SlotRecord,
+    rows: &[FileRecord],
+    report: &mut VersionedReport,
+) -> Result<()> {
+    // The journal lines describing the new `_1` are durable before the pending manifest that
+    // names them exists (see `synccore::versions::hashes`).
+    let recorded = hashes::record(v, versions.cache.journal(), rows)?;
+    let old = &versions.manifest;
+    let new = Manifest {
+        previous: if versions.latest_exists { old.latest.clone() } else { old.previous.clone() },
+        latest: Some(record),
+        hashes: Some(recorded.hashes.clone()),
+        ..Manifest::new(&old.source)
+    };
+    let bytes = new.to_bytes();
+    rotation::swap_in(v, &bytes)?;
+    if recorded.compacted {
+        hashes::remove_others(v, Some(&recorded.hashes))?;
+    }
+    report.manifest_bytes = bytes.len() as u64;
+    (report.journal_bytes, report.journal_compacted) = (recorded.bytes_written, recorded.compacted);
+    Ok(())
+}
+
 /// Opens the versions directory beneath ROOT (creating it unless dry-running), repairs what a
-/// killed pass left, and loads (or rebuilds) the manifest.
+/// killed pass left, loads (or rebuilds) the manifest and the hash cache, and removes the
+/// hash journals the manifest does not name (left by a rotation that was rolled back).
 fn open_versions(source: &Path, layout: &Layout, dry_run: bool) -> Result<(Versions, Repair)> {
     let dir = layout.open(!dry_run)?;
-    let repair = match &dir {
+    let mut repair = match &dir {
         Some(v) if !dry_run => rotation::repair(v)?,
         _ => Repair::default(),
     };
     let latest_exists = dir.as_ref().is_some_and(|v| v.exists(Path::new(Slot::Latest.dir_name())));
-    let (manifest, rebuilt) = load_manifest(source, layout, dir.as_ref())?;
-    Ok((Versions { dir, manifest, rebuilt, latest_exists }, repair))
+    let (manifest, cache, rebuilt) = load_manifest(source, layout, dir.as_ref())?;
+    if let Some(v) = dir.as_ref().filter(|_| !dry_run) {
+        // After the repair no rotation is pending, so the manifest names the only live journal.
+        repair.removed_leftovers += hashes::remove_others(v, manifest.hashes.as_ref())?;
+    }
+    Ok((Versions { dir, manifest, cache, rebuilt, latest_exists }, repair))
 }
 
 /// Scans SOURCE. A vanished or empty SOURCE (an unmounted disk) never rotates: the empty-side
@@ -266,19 +298,29 @@ fn scan_source(
     Ok((!empty).then_some(src))
 }
 
-/// Writes a manifest that was lost and rebuilt from the slots, with this pass's hashes as its
-/// cache; returns its size.
-fn write_rebuilt_manifest(versions: &Versions, taken: String, rows: Vec<FileRecord>) -> Result<u64> {
+/// Writes a manifest or a hash cache that was lost and rebuilt from the slots, with this
+/// pass's hashes (of a SOURCE equal to `_1`) as the cache: a new journal, then the manifest
+/// that names it (a crash between leaves a journal that the next pass removes).
+fn write_rebuilt_manifest(
+    versions: &Versions,
+    taken: String,
+    rows: &[FileRecord],
+    report: &mut VersionedReport,
+) -> Result<()> {
+    let Some(v) = &versions.dir else { return Ok(()) };
+    let recorded = hashes::record(v, None, rows)?;
     let mut fixed = versions.manifest.clone();
     if let Some(latest) = fixed.latest.as_mut() {
+        // The rows were hashed by this pass: the cache's trust is measured from now.
         latest.taken = taken;
     }
-    fixed.files = rows;
+    fixed.hashes = Some(recorded.hashes.clone());
     let bytes = fixed.to_bytes();
-    if let Some(v) = &versions.dir {
-        v.write_atomic(Path::new(names::MANIFEST), &bytes)?;
-    }
-    Ok(bytes.len() as u64)
+    v.write_atomic(Path::new(names::MANIFEST), &bytes)?;
+    hashes::remove_others(v, fixed.hashes.as_ref())?;
+    report.manifest_bytes = bytes.len() as u64;
+    (report.journal_bytes, report.journal_compacted) = (recorded.bytes_written, true);
+    Ok(())
 }
 
 /// The plan that builds the new version: SOURCE diffed against an empty tree, every copy of a
@@ -290,7 +332,7 @@ fn plan_version(tree: &Tree, versions: &Versions, rows: &[FileRecord]) -> Result
         Some(v) if versions.latest_exists => Some(v.open_root(Path::new(Slot::Latest.dir_name()))?),
         _ => None,
     };
-    cache::link_unchanged(&mut plan, rows, &versions.manifest, keeps_owners(), &mut |rel| {
+    cache::link_unchanged(&mut plan, rows, &versions.cache.rows, keeps_owners(), &mut |rel| {
         latest_root.as_ref().and_then(|l| scan::entry_of(l, rel).ok().flatten())
     });
     Ok(plan)
@@ -333,12 +375,12 @@ fn build(
     Ok(true)
 }
 
-/// The manifest of the versions directory `v`, or one rebuilt from the slots when it is
-/// missing or unreadable (the slots are the truth; the manifest only describes them). True
-/// when rebuilt from slots that exist.
-fn load_manifest(source: &Path, layout: &Layout, v: Option<&Root>) -> Result<(Manifest, bool)> {
-    let Some(v) = v else { return Ok((Manifest::new(source), false)) };
-    let loaded = match Manifest::load(v) {
+/// The manifest of the versions directory `v` and the hash cache of `_1`, either rebuilt from
+/// the slots when it is missing or unreadable (the slots are the truth; the manifest and the
+/// journal only describe them). True when something was rebuilt from slots that exist.
+fn load_manifest(source: &Path, layout: &Layout, v: Option<&Root>) -> Result<(Manifest, Cache, bool)> {
+    let Some(v) = v else { return Ok((Manifest::new(source), Cache::default(), false)) };
+    let loaded = match Manifest::load_with_rows(v) {
         Ok(m) => m,
         Err(err @ Error::Corrupt { .. }) => {
             log::warn!("{err}; rebuilding it from the version slots");
@@ -346,24 +388,63 @@ fn load_manifest(source: &Path, layout: &Layout, v: Option<&Root>) -> Result<(Ma
         }
         Err(err) => return Err(err),
     };
-    if let Some(m) = loaded {
-        if m.source != source {
-            return Err(Error::Invalid {
-                path: layout.manifest(),
-                reason: format!("belongs to {}, not to this SOURCE", synccore::error::Quoted(&m.source)),
-            });
-        }
-        return Ok((m, false));
+    let Some((mut m, legacy_rows)) = loaded else { return rebuild_from_slots(source, v) };
+    if m.source != source {
+        return Err(Error::Invalid {
+            path: layout.manifest(),
+            reason: format!("belongs to {}, not to this SOURCE", synccore::error::Quoted(&m.source)),
+        });
     }
-    let mut m = Manifest::new(source);
-    m.latest = slot_record(v, Slot::Latest)?;
-    m.previous = slot_record(v, Slot::Previous)?;
-    let rebuilt = m.latest.is_some();
-    Ok((m, rebuilt))
+    let (cache, rebuilt) = load_cache(v, layout, &mut m, legacy_rows)?;
+    Ok((m, cache, rebuilt))
 }
 
-/// A slot's record computed from its tree (hashing every file), `None` when it does not exist.
-fn slot_record(v: &Root, slot: Slot) -> Result<Option<SlotRecord>> {
+/// The hash cache that the manifest `m` describes: the rows it embeds (formats 1 and 2) or
+/// its journal; when the journal is lost or does not match the manifest, `_1` hashed again
+/// (true), whose record in `m` is then made the slot's.
+fn load_cache(
+    v: &Root,
+    layout: &Layout,
+    m: &mut Manifest,
+    legacy_rows: Option<Vec<FileRecord>>,
+) -> Result<(Cache, bool)> {
+    let journal = match (legacy_rows, &m.hashes) {
+        (Some(rows), _) => return Ok((Cache { rows, origin: Origin::Legacy }, false)),
+        (None, Some(r)) => hashes::load(v, r).map(|rows| Cache { rows, origin: Origin::Journal(r.clone()) }),
+        (None, None) => {
+            Err(Error::Corrupt { path: layout.manifest(), reason: "it names no hash journal".into() })
+        }
+    };
+    match journal {
+        Ok(cache) => Ok((cache, false)),
+        Err(err @ Error::Corrupt { .. }) if m.latest.is_some() => {
+            log::warn!("{err}; rebuilding the hash cache from the latest version");
+            let Some((record, rows)) = hash_slot(v, Slot::Latest)? else {
+                return Ok((Cache::default(), false));
+            };
+            if let Some(latest) = m.latest.as_mut() {
+                // The slot is the truth, should the manifest have said otherwise.
+                (latest.checksum, latest.files, latest.bytes) = (record.checksum, record.files, record.bytes);
+            }
+            Ok((Cache { rows, origin: Origin::Slot }, true))
+        }
+        Err(Error::Corrupt { .. }) => Ok((Cache::default(), false)),
+        Err(err) => Err(err),
+    }
+}
+
+/// A manifest and hash cache rebuilt from the slots (hashing both); true when `_1` exists.
+fn rebuild_from_slots(source: &Path, v: &Root) -> Result<(Manifest, Cache, bool)> {
+    let mut m = Manifest::new(source);
+    m.previous = hash_slot(v, Slot::Previous)?.map(|(record, _)| record);
+    let Some((record, rows)) = hash_slot(v, Slot::Latest)? else { return Ok((m, Cache::default(), false)) };
+    m.latest = Some(record);
+    Ok((m, Cache { rows, origin: Origin::Slot }, true))
+}
+
+/// A slot's record and its files' rows (with the slot's own stamps), computed from its tree
+/// by hashing every file; `None` when it does not exist.
+fn hash_slot(v: &Root, slot: Slot) -> Result<Option<(SlotRecord, Vec<FileRecord>)>> {
     let rel = Path::new(slot.dir_name());
     if !v.exists(rel) {
         return Ok(None);
@@ -373,14 +454,21 @@ fn slot_record(v: &Root, slot: Slot) -> Result<Option<SlotRecord>> {
     if let Some(err) = tree.errors.into_iter().next() {
         return Err(err);
     }
-    let checksum = directory_checksum_of(&tree.entries, |e| file_checksum_in(&dir, &e.path))?;
-    let files = tree.entries.iter().filter(|e| e.is_file());
-    Ok(Some(SlotRecord {
+    let mut rows = Vec::new();
+    let checksum = directory_checksum_of(&tree.entries, |e| {
+        let digest = file_checksum_in(&dir, &e.path)?;
+        rows.push(FileRecord { path: e.path.clone(), digest, size: e.size, mtime: e.mtime, ino: e.ino });
+        Ok(digest)
+    })?;
+    let rows = synccore::versions::manifest::sorted_rows(rows);
+    let record = SlotRecord {
         checksum,
-        // Unknown: the epoch, which also keeps the (empty) hash cache from ever being trusted.
+        // Unknown: the epoch, which also keeps any hash cache from vouching for SOURCE's files
+        // against it.
         taken: "1970-01-01T00:00:00Z".into(),
         duration_ms: 0,
-        files: files.clone().count() as u64,
-        bytes: files.map(|e| e.size).sum(),
-    }))
+        files: rows.len() as u64,
+        bytes: rows.iter().map(|r| r.size).sum(),
+    };
+    Ok(Some((record, rows)))
 }

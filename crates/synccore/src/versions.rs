@@ -7,6 +7,7 @@
 //! ROOT/__versions__/<name>/_1/            latest state of SOURCE
 //! ROOT/__versions__/<name>/_0/            the state before it
 //! ROOT/__versions__/<name>/manifest.json  see [`manifest`]
+//! ROOT/__versions__/<name>/hashes-<id>.jsonl  the hash cache of `_1`, see [`hashes`]
 //! ROOT/__versions__/<name>/lock           flock held by the process that owns the slots
 //! ROOT/__versions__/<name>/_undo/<stamp>/  what a directory held before a restore, see [`undo`]
 //! ```
@@ -15,6 +16,7 @@
 //! canonical absolute path bytes, so two sources with one base name never collide. How a new
 //! version is swapped in (and how an interrupted swap is repaired) is [`rotation`].
 
+pub mod hashes;
 pub mod manifest;
 pub mod rotation;
 pub mod undo;

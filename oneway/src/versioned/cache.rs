@@ -1,9 +1,12 @@
 //! The hash cache of `oneway --versioned` (SPEC section 7: "every pass hashed both sides in
-//! full ... Here: quick check, hash cache, hard-linked versions"): the manifest's rows of the
-//! latest version, by path, with SOURCE's (size, mtime, inode) when each file was hashed. A
-//! pass trusts a row for a file that did not move since, so a pass over an unchanged SOURCE
-//! reads no file contents; and a new version hard-links every file whose content, mode, mtime
-//! and owner `_1` already holds, so a version costs only the bytes that changed.
+//! full ... Here: quick check, hash cache, hard-linked versions"): a row per file of the
+//! latest version, by path, with SOURCE's (size, mtime, inode) when it was hashed, kept in
+//! the journal beside the manifest (`synccore::versions::hashes`; formats 1 and 2 of the
+//! manifest embedded them). A pass trusts a row for a file that did not move since, so a pass
+//! over an unchanged SOURCE reads no file contents; and a new version hard-links every file
+//! whose content, mode, mtime and owner `_1` already holds, so a version costs only the bytes
+//! that changed. Rows hashed from `_1` itself (a lost journal or manifest rebuilt) serve the
+//! hard links but never vouch for a SOURCE file: their inodes are `_1`'s.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,7 +19,52 @@ use synccore::plan::{Action, Plan};
 use synccore::relpath::RelPath;
 use synccore::scan::Tree;
 use synccore::versions::Slot;
-use synccore::versions::manifest::{FileRecord, Manifest};
+use synccore::versions::manifest::{self, FileRecord, HashesRef, Manifest};
+
+/// The hash cache of `_1` as a pass found it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Cache {
+    /// `_1`'s regular files, sorted by path.
+    pub rows: Vec<FileRecord>,
+    /// Where they came from.
+    pub origin: Origin,
+}
+
+/// Where a [`Cache`]'s rows came from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Origin {
+    /// No version yet (or none readable): no rows.
+    #[default]
+    Empty,
+    /// The journal the manifest names, as far as the manifest vouches for it; the next
+    /// rotation appends to it.
+    Journal(HashesRef),
+    /// Embedded in a manifest of format 1 or 2; the next rotation writes a journal.
+    Legacy,
+    /// Hashed from `_1` because the journal or the manifest was lost: the stamps are `_1`'s
+    /// files', so the rows vouch for `_1`'s content (hard links) and never for SOURCE's.
+    Slot,
+}
+
+impl Cache {
+    /// The row of `path`, if `_1` has a regular file there.
+    pub fn file(&self, path: &RelPath) -> Option<&FileRecord> {
+        manifest::find(&self.rows, path)
+    }
+
+    /// True when the rows may vouch for SOURCE's files (SOURCE's stamps when hashed).
+    pub fn vouches_for_source(&self) -> bool {
+        matches!(self.origin, Origin::Journal(_) | Origin::Legacy)
+    }
+
+    /// The journal a rotation extends, with the rows it holds.
+    pub fn journal(&self) -> Option<(&HashesRef, &[FileRecord])> {
+        match &self.origin {
+            Origin::Journal(r) => Some((r, &self.rows)),
+            _ => None,
+        }
+    }
+}
 
 /// Cached hashes of files modified less than this long before their hash was taken are not
 /// trusted: a write in the same timestamp tick as the hashing would leave size and mtime equal
@@ -28,9 +76,12 @@ const RACY_SECS: i64 = 2;
 /// is hashed again (read, not copied: [`link_unchanged`] still finds its content in `_1`).
 /// Finding it by its inode instead would trust a recycled inode number whenever a new file
 /// happens to have the old one's size and mtime, and link the wrong content into a version.
-pub fn cached_digest(manifest: &Manifest, entry: &Entry) -> Option<Digest> {
+pub fn cached_digest(manifest: &Manifest, cache: &Cache, entry: &Entry) -> Option<Digest> {
+    if !cache.vouches_for_source() {
+        return None;
+    }
     let taken = manifest.latest.as_ref()?.taken_secs()?;
-    let row = manifest.file(&entry.path)?;
+    let row = cache.file(&entry.path)?;
     let same = row.size == entry.size && row.mtime == entry.mtime && row.ino == entry.ino;
     (same && entry.mtime.secs < taken - RACY_SECS).then_some(row.digest)
 }
@@ -49,7 +100,7 @@ pub struct Hashed {
 pub fn source_checksum(
     tree: &Tree,
     source: &Root,
-    manifest: &Manifest,
+    (manifest, cache): (&Manifest, &Cache),
     rehash: bool,
     shutdown: &AtomicBool,
     hashed: &mut Hashed,
@@ -59,7 +110,7 @@ pub fn source_checksum(
         if shutdown.load(Ordering::Relaxed) {
             return Err(Error::Interrupted);
         }
-        let cached = if rehash { None } else { cached_digest(manifest, e) };
+        let cached = if rehash { None } else { cached_digest(manifest, cache, e) };
         let digest = if let Some(d) = cached {
             d
         } else {
@@ -76,12 +127,12 @@ pub fn source_checksum(
 /// (and owner, with `owners`: a hard link shares all of them) into a hard link to it (a path
 /// relative to the versions directory, `_1/...`): at the same path, or, for a file that was
 /// renamed or copied, at any path of `_1` with that content. `new_rows` are SOURCE's files
-/// with their digests; `old` describes `_1`; `stat` reads the entry at a path of `_1` (`None`
-/// when absent or unreadable).
+/// with their digests; `old` describes `_1` (sorted by path); `stat` reads the entry at a path
+/// of `_1` (`None` when absent or unreadable).
 pub fn link_unchanged(
     plan: &mut Plan,
     new_rows: &[FileRecord],
-    old: &Manifest,
+    old: &[FileRecord],
     owners: bool,
     stat: &mut dyn FnMut(&RelPath) -> Option<Entry>,
 ) {
@@ -104,11 +155,11 @@ pub fn link_unchanged(
                         && (!owners || e.owner == owner)
                 })
         };
-        let at_path = old.file(&step.path).filter(|prev| linkable(prev));
+        let at_path = manifest::find(old, &step.path).filter(|prev| linkable(prev));
         let found = at_path.or_else(|| {
             let index = by_digest.get_or_insert_with(|| {
                 let mut index: HashMap<Digest, Vec<&FileRecord>> = HashMap::new();
-                for r in &old.files {
+                for r in old {
                     index.entry(r.digest).or_default().push(r);
                 }
                 index
@@ -121,16 +172,16 @@ pub fn link_unchanged(
     }
 }
 
-/// The files of `_1` (`old`) whose content the new version (`new_rows`) no longer holds: a
-/// file gone from its path counts unless its content appeared at a new path (it was renamed
-/// or moved, and a move is not a delete).
-pub fn deleted_files(old: &Manifest, new_rows: &[FileRecord]) -> usize {
-    let is_new_path = |r: &&FileRecord| old.file(&r.path).is_none();
+/// The files of `_1` (`old`, sorted by path) whose content the new version (`new_rows`) no
+/// longer holds: a file gone from its path counts unless its content appeared at a new path
+/// (it was renamed or moved, and a move is not a delete).
+pub fn deleted_files(old: &[FileRecord], new_rows: &[FileRecord]) -> usize {
+    let is_new_path = |r: &&FileRecord| manifest::find(old, &r.path).is_none();
     let mut arrived: HashMap<Digest, usize> = HashMap::new();
     for r in new_rows.iter().filter(is_new_path) {
         *arrived.entry(r.digest).or_default() += 1;
     }
-    let gone = old.files.iter().filter(|r| new_rows.binary_search_by(|n| n.path.cmp(&r.path)).is_err());
+    let gone = old.iter().filter(|r| new_rows.binary_search_by(|n| n.path.cmp(&r.path)).is_err());
     gone.filter(|r| match arrived.get_mut(&r.digest) {
         Some(n) if *n > 0 => {
             *n -= 1;
@@ -177,9 +228,7 @@ mod tests {
 
     #[test]
     fn only_equal_hash_mode_and_mtime_become_hard_links() {
-        let mut old = Manifest::new(Path::new("/s"));
-        old.files =
-            vec![row("changed", "aaa"), row("mode", "bbb"), row("same", "ccc"), row("touched", "ddd")];
+        let old = vec![row("changed", "aaa"), row("mode", "bbb"), row("same", "ccc"), row("touched", "ddd")];
         let new_rows = vec![
             row("changed", "AAA"),
             row("mode", "bbb"),
@@ -223,8 +272,7 @@ mod tests {
 
     #[test]
     fn a_renamed_file_is_linked_by_content_and_is_no_delete() {
-        let mut old = Manifest::new(Path::new("/s"));
-        old.files = vec![row("a/old", "data"), row("gone", "xyz")];
+        let old = vec![row("a/old", "data"), row("gone", "xyz")];
         let new_rows = vec![row("b/new", "data"), row("other", "other")];
         let mut plan = Plan { steps: vec![copy("b/new", 4, 0o644, T), copy("other", 5, 0o644, T)] };
         let mut stat = |p: &RelPath| {
@@ -241,8 +289,8 @@ mod tests {
 
     #[test]
     fn cache_hits_only_on_equal_stamp_taken_well_after_the_mtime() {
-        let m = sample();
-        let row = &m.files[0];
+        let (m, cache) = sample();
+        let row = &cache.rows[0];
         let entry = |size, secs, ino| Entry {
             path: row.path.clone(),
             kind: Kind::File,
@@ -253,7 +301,7 @@ mod tests {
             dev: 1,
             owner: Owner::default(),
         };
-        let cached = |m: &Manifest, e: &Entry| cached_digest(m, e);
+        let cached = |m: &Manifest, e: &Entry| cached_digest(m, &cache, e);
         assert_eq!(cached(&m, &entry(5, 1_700_000_000, 7)), Some(row.digest));
         assert_eq!(cached(&m, &entry(6, 1_700_000_000, 7)), None, "size");
         assert_eq!(cached(&m, &entry(5, 1_700_000_001, 7)), None, "mtime");
@@ -269,7 +317,31 @@ mod tests {
         assert_eq!(cached(&m, &elsewhere), None);
     }
 
-    fn sample() -> Manifest {
+    #[test]
+    fn rows_hashed_from_the_slot_never_vouch_for_source() {
+        let (m, mut cache) = sample();
+        let row = cache.rows[0].clone();
+        let entry = Entry {
+            path: row.path.clone(),
+            kind: Kind::File,
+            size: row.size,
+            mtime: row.mtime,
+            mode: 0o644,
+            ino: row.ino,
+            dev: 1,
+            owner: Owner::default(),
+        };
+        assert_eq!(cached_digest(&m, &cache, &entry), Some(row.digest));
+        cache.origin = Origin::Legacy;
+        assert_eq!(cached_digest(&m, &cache, &entry), Some(row.digest), "a format 2 manifest's rows");
+        // `_1`'s inode may equal a SOURCE file's on another device: no stamp of a slot's file
+        // ever stands for SOURCE's content.
+        cache.origin = Origin::Slot;
+        assert_eq!(cached_digest(&m, &cache, &entry), None);
+        assert_eq!(cache.journal(), None);
+    }
+
+    fn sample() -> (Manifest, Cache) {
         let mut m = Manifest::new(Path::new("/src"));
         m.latest = Some(synccore::versions::manifest::SlotRecord {
             checksum: Digest::of_bytes(b"one"),
@@ -278,13 +350,14 @@ mod tests {
             files: 1,
             bytes: 5,
         });
-        m.files.push(FileRecord {
+        let rows = vec![FileRecord {
             path: RelPath::from_bytes(b"a/b.txt"),
             digest: Digest::of_bytes(b"a/b.txt"),
             size: 5,
             mtime: Mtime { secs: 1_700_000_000, nanos: 999_999_999 },
             ino: 7,
-        });
-        m
+        }];
+        let hashes = HashesRef { file: "hashes-1-1-0.jsonl".into(), bytes: 200, lines: 1 };
+        (m, Cache { rows, origin: Origin::Journal(hashes) })
     }
 }

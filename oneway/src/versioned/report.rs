@@ -188,10 +188,12 @@ fn log_outcome(
             log::info!("rotate {}: {} -> {new}", Quoted(&layout.dir()), show(old));
             log::info!(
                 "pass {pass}: rotated; {copies} files copied, {} bytes written, {links} hard links, \
-                 manifest {} bytes, {} files hashed ({} bytes read), {ignored} ignored, {} failed, \
-                 {secs:.2} s",
+                 manifest {} bytes, hash journal {} bytes{}, {} files hashed ({} bytes read), \
+                 {ignored} ignored, {} failed, {secs:.2} s",
                 report.stats.copied_bytes,
                 report.manifest_bytes,
+                report.journal_bytes,
+                if report.journal_compacted { " (written whole)" } else { " (appended)" },
                 report.hashed.files,
                 report.hashed.bytes,
                 report.stats.failed

@@ -10,6 +10,7 @@ mod oneway_crash;
 mod oneway_inputs;
 mod oneway_mirror;
 mod oneway_versioned;
+mod oneway_versions_journal;
 mod remote;
 mod renames;
 mod security;

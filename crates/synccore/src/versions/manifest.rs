@@ -1,21 +1,26 @@
 //! `__versions__/<name>/manifest.json` (SPEC section 3): the source path, a record per slot
-//! (directory checksum, when it was taken, how long it took, file count, bytes), and one
-//! compact row per file of the latest slot, which doubles as the hash cache that lets a pass
-//! over an unchanged SOURCE read no file contents.
+//! (directory checksum, when it was taken, how long it took, file count, bytes), and where the
+//! hash cache of the latest slot lies: a journal beside the manifest ([`crate::versions::hashes`],
+//! issue 17 point 3), named with the length of it that this manifest vouches for. The manifest
+//! stays small (a few hundred bytes whatever the tree), so a rotation that rewrites it writes
+//! little; the hash cache grows by appends.
 //!
 //! ```json
-//! {"format":2,"source":"/home/ann/docs",
+//! {"format":3,"source":"/home/ann/docs",
 //!  "_1":{"checksum":"<64 hex>","taken":"2026-03-01T12:00:00.123456789Z","duration_ms":412,
 //!        "files":20000,"bytes":209715200},
 //!  "_0":{...},
-//!  "files":[["a/b.txt","<64 hex>",1234,1700000000,123456789,3145730], ...]}
+//!  "hashes":{"file":"hashes-187b2c3d4e5f6a7b-3f2a-0.jsonl","bytes":2241234,"lines":20200}}
 //! ```
 //!
-//! A file row is `[path, sha256, size, mtime seconds, mtime nanoseconds, inode]`, with size,
-//! mtime and inode as SOURCE had them when the file was hashed. Paths (the source path and
-//! each row's) use the one encoding of raw bytes of every file the programs write
-//! ([`crate::jsonbytes`]): a string when they are UTF-8, else `{"hex": "…"}`. Format 1 wrote
-//! such paths as arrays of byte values; it is still read. Rows are sorted by path bytes. This
+//! Formats 1 and 2 embedded the hash cache as `"files"`: one compact row per file of `_1`,
+//! `[path, sha256, size, mtime seconds, mtime nanoseconds, inode]`, with size, mtime and inode
+//! as SOURCE had them when the file was hashed (the same rows the journal holds, see
+//! [`FileRecord`]). They are still read, rows included ([`Manifest::load_with_rows`]), so the
+//! first pass after an upgrade neither rotates nor hashes again; the next rotation writes
+//! format 3. Paths (the source path and each row's) use the one encoding of raw bytes of every
+//! file the programs write ([`crate::jsonbytes`]): a string when they are UTF-8, else
+//! `{"hex": "…"}`. Format 1 wrote such paths as arrays of byte values; it is still read. This
 //! module is the format; what oneway trusts the rows for (its hash cache) is oneway's.
 
 use std::path::{Path, PathBuf};
@@ -29,11 +34,11 @@ use crate::error::{Error, Result};
 use crate::fsio::Root;
 use crate::relpath::RelPath;
 
-/// The manifest format this code writes; format 1 is read too.
-pub const FORMAT: u32 = 2;
+/// The manifest format this code writes; formats 1 and 2 are read too.
+pub const FORMAT: u32 = 3;
 
 /// The whole manifest.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Manifest {
     pub format: u32,
     /// SOURCE's canonical absolute path.
@@ -45,9 +50,42 @@ pub struct Manifest {
     /// What `_0` holds.
     #[serde(rename = "_0", default, skip_serializing_if = "Option::is_none")]
     pub previous: Option<SlotRecord>,
-    /// The regular files of `_1` as SOURCE had them, sorted by path: the hash cache.
+    /// The hash cache of `_1`: its journal and how much of it this manifest vouches for
+    /// (absent before the first version, in a manifest rebuilt from the slots until its
+    /// journal is written, and in formats 1 and 2).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hashes: Option<HashesRef>,
+}
+
+/// The manifest as stored, in any format this code reads.
+#[derive(Deserialize)]
+struct Stored {
+    format: u32,
+    #[serde(with = "raw_path")]
+    source: PathBuf,
+    #[serde(rename = "_1", default)]
+    latest: Option<SlotRecord>,
+    #[serde(rename = "_0", default)]
+    previous: Option<SlotRecord>,
     #[serde(default)]
-    pub files: Vec<FileRecord>,
+    hashes: Option<HashesRef>,
+    /// Formats 1 and 2: the hash cache, embedded.
+    #[serde(default)]
+    files: Option<Vec<FileRecord>>,
+}
+
+/// Where the hash cache of `_1` lies (format 3): a journal in the versions directory, of
+/// which the first `bytes` bytes, holding `lines` lines after its header, describe `_1`.
+/// Whatever follows them was appended by a rotation that never committed (see
+/// [`crate::versions::hashes`]) and is not read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HashesRef {
+    /// The journal's file name in the versions directory, `hashes-<id>.jsonl`.
+    pub file: String,
+    /// Its length that this manifest vouches for.
+    pub bytes: u64,
+    /// Lines (rows and removals) in those bytes after the header.
+    pub lines: u64,
 }
 
 /// What one slot holds.
@@ -102,36 +140,46 @@ impl From<FileRecord> for FileRow {
 impl Manifest {
     /// An empty manifest for `source`.
     pub fn new(source: &Path) -> Self {
-        Manifest {
-            format: FORMAT,
-            source: source.to_path_buf(),
-            latest: None,
-            previous: None,
-            files: Vec::new(),
-        }
+        Manifest { format: FORMAT, source: source.to_path_buf(), latest: None, previous: None, hashes: None }
     }
 
     /// Reads the manifest of the versions directory `v`; `Ok(None)` when there is none.
     /// Anything unreadable or of another format is [`Error::Corrupt`] naming the file.
     pub fn load(v: &Root) -> Result<Option<Manifest>> {
-        let rel = Path::new(crate::versions::names::MANIFEST);
-        let Some(bytes) = v.read(rel)? else { return Ok(None) };
-        Self::from_bytes(&bytes).map(Some).map_err(|reason| Error::Corrupt { path: v.path_of(rel), reason })
+        Ok(Self::load_with_rows(v)?.map(|(m, _)| m))
     }
 
-    /// Parses a manifest (rows are sorted if they are not).
+    /// [`Manifest::load`], with the hash cache that a manifest of format 1 or 2 embeds (sorted
+    /// by path; `None` for format 3, whose cache is its journal).
+    pub fn load_with_rows(v: &Root) -> Result<Option<(Manifest, Option<Vec<FileRecord>>)>> {
+        let rel = Path::new(crate::versions::names::MANIFEST);
+        let Some(bytes) = v.read(rel)? else { return Ok(None) };
+        Self::parse(&bytes).map(Some).map_err(|reason| Error::Corrupt { path: v.path_of(rel), reason })
+    }
+
+    /// Parses a manifest, dropping the rows of an old format.
     pub fn from_bytes(bytes: &[u8]) -> Result<Manifest, String> {
-        let mut m: Manifest =
+        Self::parse(bytes).map(|(m, _)| m)
+    }
+
+    /// Parses a manifest of any format this code reads, with the rows formats 1 and 2 embed
+    /// (sorted by path if they are not).
+    pub fn parse(bytes: &[u8]) -> Result<(Manifest, Option<Vec<FileRecord>>), String> {
+        let stored: Stored =
             serde_json::from_slice(bytes).map_err(|e| format!("not a valid versions manifest: {e}"))?;
-        if m.format != FORMAT && m.format != 1 {
-            return Err(format!("manifest format {} is not supported (expected {FORMAT})", m.format));
-        }
-        m.format = FORMAT;
-        if !m.files.is_sorted_by(|a, b| a.path < b.path) {
-            m.files.sort_by(|a, b| a.path.cmp(&b.path));
-            m.files.dedup_by(|a, b| a.path == b.path);
-        }
-        Ok(m)
+        let rows = match stored.format {
+            FORMAT => None,
+            1 | 2 => Some(sorted_rows(stored.files.unwrap_or_default())),
+            other => return Err(format!("manifest format {other} is not supported (expected {FORMAT})")),
+        };
+        let manifest = Manifest {
+            format: FORMAT,
+            source: stored.source,
+            latest: stored.latest,
+            previous: stored.previous,
+            hashes: if rows.is_some() { None } else { stored.hashes },
+        };
+        Ok((manifest, rows))
     }
 
     /// The compact JSON form.
@@ -142,11 +190,22 @@ impl Manifest {
         out.push(b'\n');
         out
     }
+}
 
-    /// The row of `path`, if the latest slot has a regular file there.
-    pub fn file(&self, path: &RelPath) -> Option<&FileRecord> {
-        self.files.binary_search_by(|r| r.path.cmp(path)).ok().map(|i| &self.files[i])
+/// Rows sorted by path, one per path (the last of equal ones).
+pub fn sorted_rows(mut rows: Vec<FileRecord>) -> Vec<FileRecord> {
+    if !rows.is_sorted_by(|a, b| a.path < b.path) {
+        rows.sort_by(|a, b| a.path.cmp(&b.path));
+        rows.reverse();
+        rows.dedup_by(|later, earlier| later.path == earlier.path);
+        rows.reverse();
     }
+    rows
+}
+
+/// The row of `path` among `rows` (sorted by path), if there is one.
+pub fn find<'r>(rows: &'r [FileRecord], path: &RelPath) -> Option<&'r FileRecord> {
+    rows.binary_search_by(|r| r.path.cmp(path)).ok().map(|i| &rows[i])
 }
 
 /// Serde for raw bytes in [`crate::jsonbytes`]'s encoding (a string when they are UTF-8, else
@@ -230,19 +289,24 @@ mod tests {
         }
     }
 
-    fn sample() -> Manifest {
-        let mut m = Manifest::new(Path::new(OsStr::from_bytes(b"/src/bad\xffname")));
-        m.latest = Some(record(b"one", "2026-03-01T12:00:00.5Z"));
-        m.previous = Some(record(b"zero", "2026-02-01T12:00:00Z"));
-        for (path, ino) in [(&b"a/b.txt"[..], 7), (b"z/\xfe\n", 8)] {
-            m.files.push(FileRecord {
+    fn rows() -> Vec<FileRecord> {
+        [(&b"a/b.txt"[..], 7), (b"z/\xfe\n", 8)]
+            .into_iter()
+            .map(|(path, ino)| FileRecord {
                 path: RelPath::from_bytes(path),
                 digest: Digest::of_bytes(path),
                 size: 5,
                 mtime: Mtime { secs: 1_700_000_000, nanos: 999_999_999 },
                 ino,
-            });
-        }
+            })
+            .collect()
+    }
+
+    fn sample() -> Manifest {
+        let mut m = Manifest::new(Path::new(OsStr::from_bytes(b"/src/bad\xffname")));
+        m.latest = Some(record(b"one", "2026-03-01T12:00:00.5Z"));
+        m.previous = Some(record(b"zero", "2026-02-01T12:00:00Z"));
+        m.hashes = Some(HashesRef { file: "hashes-1-2-0.jsonl".into(), bytes: 300, lines: 2 });
         m
     }
 
@@ -250,14 +314,38 @@ mod tests {
     fn round_trips_byte_exact() {
         let m = sample();
         let bytes = m.to_bytes();
-        assert_eq!(Manifest::from_bytes(&bytes).unwrap(), m);
+        assert_eq!(Manifest::parse(&bytes).unwrap(), (m, None));
         let text = String::from_utf8(bytes).unwrap();
         // Non-UTF-8 paths are {"hex": ...}; UTF-8 ones stay readable strings.
         assert!(text.contains(r#""source":{"hex":"2f7372632f626164ff6e616d65"}"#), "{text}");
-        assert!(text.contains(r#"["a/b.txt","#), "{text}");
-        assert!(text.contains(r#"[{"hex":"7a2ffe0a"},"#), "{text}");
         assert!(text.contains(r#""_1":{"checksum":""#), "{text}");
-        assert!(text.starts_with(r#"{"format":2,"#), "{text}");
+        assert!(text.contains(r#""hashes":{"file":"hashes-1-2-0.jsonl","bytes":300,"lines":2}"#), "{text}");
+        assert!(text.starts_with(r#"{"format":3,"#), "{text}");
+        assert!(!text.contains("files\":["), "no rows in the manifest: {text}");
+    }
+
+    #[test]
+    fn the_manifest_stays_small_whatever_the_tree() {
+        let mut m = sample();
+        m.latest.as_mut().unwrap().files = 10_000_000;
+        assert!(m.to_bytes().len() < 512, "{}", m.to_bytes().len());
+    }
+
+    #[test]
+    fn format_2_is_read_with_its_rows() {
+        let digest = Digest::of_bytes(b"x");
+        let text = format!(
+            r#"{{"format":2,"source":"/s","_1":{{"checksum":"{digest}","taken":"2026-03-01T12:00:00Z","duration_ms":1,"files":2,"bytes":10}},"files":[["z","{digest}",5,1700000000,7,8],["a/b","{digest}",5,1700000000,7,9]]}}"#
+        );
+        let (m, rows) = Manifest::parse(text.as_bytes()).unwrap();
+        assert_eq!(m.format, FORMAT, "written back as the current format");
+        assert_eq!(m.hashes, None);
+        assert_eq!(m.latest.unwrap().checksum, digest);
+        let rows = rows.unwrap();
+        let paths: Vec<&[u8]> = rows.iter().map(|r| r.path.as_bytes()).collect();
+        assert_eq!(paths, [&b"a/b"[..], b"z"], "sorted");
+        assert_eq!(find(&rows, &RelPath::from_bytes(b"z")).map(|r| r.ino), Some(8));
+        assert_eq!(find(&rows, &RelPath::from_bytes(b"y")), None);
     }
 
     #[test]
@@ -266,20 +354,25 @@ mod tests {
         let text = format!(
             r#"{{"format":1,"source":[47,115,255],"files":[[[122,254],"{digest}",5,1700000000,7,8]]}}"#
         );
-        let m = Manifest::from_bytes(text.as_bytes()).unwrap();
+        let (m, rows) = Manifest::parse(text.as_bytes()).unwrap();
         assert_eq!(m.source, Path::new(OsStr::from_bytes(b"/s\xff")));
-        assert_eq!(m.files[0].path, RelPath::from_bytes(b"z\xfe"));
+        assert_eq!(rows.unwrap()[0].path, RelPath::from_bytes(b"z\xfe"));
         assert_eq!(m.format, FORMAT, "written back as the current format");
     }
 
     #[test]
-    fn rows_are_compact() {
-        let m = sample();
-        let row = serde_json::to_string(&m.files[0]).unwrap();
+    fn rows_are_compact_and_the_last_of_equal_paths_wins() {
+        let rows = rows();
+        let row = serde_json::to_string(&rows[0]).unwrap();
         assert_eq!(
             row,
             format!(r#"["a/b.txt","{}",5,1700000000,999999999,7]"#, Digest::of_bytes(b"a/b.txt"))
         );
+        let mut unsorted = vec![rows[1].clone(), rows[0].clone(), rows[1].clone()];
+        unsorted[2].ino = 99;
+        let sorted = sorted_rows(unsorted);
+        assert_eq!(sorted.len(), 2);
+        assert_eq!((sorted[0].ino, sorted[1].ino), (7, 99));
     }
 
     #[test]
