@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Deterministic, seeded corpus generator for the benchmarks of SPEC section 6.
 
-    gen_corpus.py [--dir DIR] [--seed N] S|M|L|K100|K400 ...     generate corpora (skips finished ones)
+    gen_corpus.py [--dir DIR] [--seed N] S|M|L|K100|K200|K400 ...     generate corpora (skips finished ones)
     gen_corpus.py change TREE [--seed N] [--percent P] modify P % of TREE's files in place
 
 Corpora (under DIR, default bench/corpus/, git-ignored):
@@ -13,8 +13,9 @@ Corpora (under DIR, default bench/corpus/, git-ignored):
      4 KiB: mean (4096-100)/ln(40.96) = 1.08 kB, total about 215 MB (about 800 MB on disk,
      one 4 KiB block per file).
   L  8 files of exactly 64 MiB (512 MiB).
-  K100, K400  100,000 and 400,000 files, 100 per directory, sizes log-uniform between 100 B and
-     1 KiB: the scale rows (peak memory against the number of files).
+  K100, K200, K400  100,000, 200,000 and 400,000 files, 100 per directory, sizes
+     log-uniform between 100 B and 1 KiB: the scale rows (peak memory against the number
+     of files).
 
 Content is pseudo-random bytes from Python's seeded Mersenne twister (random.Random), so the
 same seed always yields byte-identical trees, and content does not compress (no tool gains from
@@ -50,6 +51,7 @@ CORPORA = {
     "M": (200_000, 2_000, 100, 4 * 1024),
     # The scale rows (issue 17): the same shape, 100 files per directory, small files.
     "K100": (100_000, 1_000, 100, 1024),
+    "K200": (200_000, 2_000, 100, 1024),
     "K400": (400_000, 4_000, 100, 1024),
 }
 L_FILES = 8
@@ -161,7 +163,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dir", default=os.path.join(here, "corpus"))
     p.add_argument("--seed", type=int, default=42)
-    p.add_argument("corpora", nargs="*", default=["S", "M", "L"], choices=["S", "M", "L", "K100", "K400"])
+    p.add_argument("corpora", nargs="*", default=["S", "M", "L"], choices=["S", "M", "L", "K100", "K200", "K400"])
     a = p.parse_args()
     os.makedirs(a.dir, exist_ok=True)
     for name in a.corpora:

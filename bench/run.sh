@@ -5,10 +5,13 @@
 #   bash bench/run.sh [--quick] [--rows 1,2,5] [--runs N] [--corpus DIR] [--no-build]
 #
 #   --quick       3 runs per tool and only the S rows (1 2 4 5 6 9 10) unless --rows is given
-#   --rows LIST   comma-separated rows to run (default: all, 1-14; 11 is watch mode, which also
+#   --rows LIST   comma-separated rows to run (default: all, 1-15; 11 is watch mode, which also
 #                 needs M for its peak-memory figure, and takes about 3 minutes; 12 is
 #                 --checksum on S and on K100, the 100,000-file tree; 13 copies a sparse file;
-#                 14 is the versioned pass of row 9 on K100)
+#                 14 is the versioned pass of row 9 on K100; 15 is the scale curve: peak RSS
+#                 and time of first and no-change passes on K100, K200 and K400, ours and
+#                 rsync/unison, one run each, about 25 minutes, plotted to CORPUS/scale-rss.svg
+#                 (SCALE_SVG=PATH elsewhere) with its points beside it in a .tsv)
 #   --runs N      timed runs per tool and row (default 5; SPEC asks for at least 5)
 #   --corpus DIR  where corpora live (default bench/corpus/, git-ignored)
 #   --no-build    use the release binaries already in target/release
@@ -32,7 +35,7 @@ quick=0
 build=1
 wait_cleanup=1
 
-usage() { sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,/^# Method/p' "${BASH_SOURCE[0]}" | sed '$d' | sed 's/^# \{0,1\}//'; }
 while (($#)); do
     case "$1" in
         --quick) quick=1 ;;
@@ -53,9 +56,9 @@ if ((quick)); then
     [[ -n $rows ]] || rows="1,2,4,5,6,9,10"
     [[ $runs == 5 ]] && runs=3
 fi
-[[ -n $rows ]] || rows="1,2,3,4,5,6,7,8,9,10,11,12,13,14"
+[[ -n $rows ]] || rows="1,2,3,4,5,6,7,8,9,10,11,12,13,14,15"
 [[ $runs =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: --runs must be a positive number" >&2; exit 2; }
-[[ $rows =~ ^([1-9]|1[0-4])(,([1-9]|1[0-4]))*$ ]] || { echo "run.sh: --rows takes numbers 1-14 separated by commas" >&2; exit 2; }
+[[ $rows =~ ^([1-9]|1[0-5])(,([1-9]|1[0-5]))*$ ]] || { echo "run.sh: --rows takes numbers 1-15 separated by commas" >&2; exit 2; }
 want() { [[ ",$rows," == *",$1,"* ]]; }
 
 say() { printf '[bench] %s\n' "$*" >&2; }
@@ -99,6 +102,7 @@ if want 1 || want 2 || want 4 || want 5 || want 6 || want 9 || want 10 || want 1
 if want 3 || want 8 || want 11; then need_corpora+=(M); fi
 if want 7; then need_corpora+=(L); fi
 if want 12 || want 14; then need_corpora+=(K100); fi
+if want 15; then need_corpora+=(K100 K200 K400); fi
 python3 "$here/gen_corpus.py" --dir "$corpus" "${need_corpora[@]}"
 S="$corpus/S"
 M="$corpus/M"
@@ -542,6 +546,78 @@ if want 13; then
     OURS_SPARSE=$OURS
     OURS=$OURS_SPARSE ANCHOR=$full
     time_row "13c. the same copy vs writing the whole length (\`rsync -a\` without -S, then sync; 1 run)" 0.1
+fi
+
+if want 15; then
+    say "row 15: the scale curve: peak RSS and time of first and no-change passes on K100, K200, K400"
+    # One run per tool and pass (a first pass of K400 takes minutes); peak RSS is the
+    # "Maximum resident set size" of /usr/bin/time (for rsync, its largest process). Side A of
+    # twoway and unison is a hard-linked copy of the corpus, so that neither can touch it.
+    scale_tsv="$work/scale.tsv"
+    : >"$scale_tsv"
+    # `measured FILE CMD...`: runs CMD under /usr/bin/time; sets T (seconds) and RSS (bytes).
+    measured() {
+        local out=$1; shift
+        sync_fs
+        if ! /usr/bin/time -f '%e %M' -o "$out" "$@" >>"$runlog" 2>&1; then
+            echo "run.sh: command failed: $*" >&2; tail -n 20 "$runlog" >&2; exit 1
+        fi
+        read -r T RSS < <(tail -n 1 "$out")
+        RSS=$((RSS * 1024))
+    }
+    declare -A rss100=()
+    for tree in K100 K200 K400; do
+        src="$corpus/$tree"
+        files=$(count_files "$corpus/$tree.done")
+        fresh "r15_a_$tree"; A15=$FRESH; cp -al "$src" "$A15"
+        fresh r15_ow; OW=$FRESH; fresh r15_rs; RS=$FRESH
+        fresh r15_twb; TWB=$FRESH; fresh r15_twh; TWH=$FRESH; mkdir "$TWB"
+        fresh r15_unb; UNB=$FRESH; fresh r15_unh; UNH=$FRESH; mkdir "$UNB" "$UNH"
+        for pass in first nochange; do
+            measured "$work/t" "$oneway" "$src" "$OW" --once -q --log "$work/oneway.log"
+            o_t=$T o_rss=$RSS
+            measured "$work/t" rsync -a --delete "$src/" "$RS/"
+            r_t=$T r_rss=$RSS
+            measured "$work/t" "$twoway" "$A15" "$TWB" --home "$TWH" --once -q --no-recovery --log "$work/twoway.log"
+            t_t=$T t_rss=$RSS
+            measured "$work/t" env HOME="$UNH" UNISONLOCALHOSTNAME=bench-host unison "$A15" "$UNB" -batch -auto -silent -confirmbigdel=false
+            u_t=$T u_rss=$RSS
+            label=$([[ $pass == first ]] && echo "first pass" || echo "no-change pass")
+            printf '%s\toneway %s\t%s\t%s\n' "$files" "$label" "$o_rss" "$o_t" >>"$scale_tsv"
+            printf '%s\trsync %s\t%s\t%s\n' "$files" "$label" "$r_rss" "$r_t" >>"$scale_tsv"
+            printf '%s\ttwoway %s\t%s\t%s\n' "$files" "$label" "$t_rss" "$t_t" >>"$scale_tsv"
+            printf '%s\tunison %s\t%s\t%s\n' "$files" "$label" "$u_rss" "$u_t" >>"$scale_tsv"
+            for prog in oneway twoway; do
+                if [[ $prog == oneway ]]; then
+                    mine=$o_rss mt=$o_t theirs=$r_rss tt=$r_t anchor=rsync limit=64
+                else
+                    mine=$t_rss mt=$t_t theirs=$u_rss tt=$u_t anchor=unison limit=96
+                fi
+                key="$prog $pass"
+                [[ $tree == K100 ]] && rss100[$key]=$mine
+                target="≤ $limit MiB"
+                verdict=$(awk -v r="$mine" -v l="$limit" 'BEGIN { print (r <= l * 1048576) ? "PASS" : "MISS" }')
+                if [[ $tree == K400 ]]; then
+                    target="≤ $limit MiB and ≤ 1.25× K100's"
+                    verdict=$(awk -v r="$mine" -v l="$limit" -v b="${rss100[$key]}" \
+                        'BEGIN { print (r <= l * 1048576 && r <= 1.25 * b) ? "PASS" : "MISS" }')
+                fi
+                extra=""
+                [[ $prog == twoway ]] && extra=" (--no-recovery)"
+                add_row "15. $prog $label$extra, $tree ($files files): peak RSS, time" \
+                    "$(awk -v r="$mine" -v t="$mt" 'BEGIN { printf "%.1f MiB, %.2f s", r / 1048576, t }')" \
+                    "$(awk -v r="$theirs" -v t="$tt" -v n="$anchor" 'BEGIN { printf "%s %.1f MiB, %.2f s", n, r / 1048576, t }')" \
+                    "$(awk -v a="$mine" -v b="$theirs" -v c="$mt" -v d="$tt" 'BEGIN { printf "%.2f× RSS, %.2f× time", a / b, c / d }')" \
+                    "$target" "$verdict"
+                say "  -> $prog $label on $tree: $((mine / 1048576)) MiB in $mt s ($anchor: $((theirs / 1048576)) MiB in $tt s): $verdict"
+            done
+        done
+        rm -rf "$A15" "$OW" "$RS" "$TWB" "$TWH" "$UNB" "$UNH"
+    done
+    scale_svg=${SCALE_SVG:-"$corpus/scale-rss.svg"}
+    python3 "$here/plot_scale.py" "$scale_tsv" "$scale_svg"
+    cp "$scale_tsv" "${scale_svg%.svg}.tsv"
+    say "  -> the curve: $scale_svg (points: ${scale_svg%.svg}.tsv)"
 fi
 
 # --- report ----------------------------------------------------------------------------------

@@ -472,8 +472,19 @@ fn twoways_interval_reaches_the_children_unless_the_config_sets_one() {
         let mut c = cmd("twoway", p.root());
         c.args(["a", "b", "--home", "home", "--interval", "7", "--log", "bg.log"]);
         let twoway = Background::spawn(c);
-        assert!(wait_for(WAIT, || e2e::children_of(twoway.id()).len() == 2));
-        let args = cmdline(e2e::children_of(twoway.id())[0]);
+        // A child between fork and exec still shows twoway's own command line: wait until
+        // both run the script.
+        let script = script.to_string_lossy().into_owned();
+        let mut args = Vec::new();
+        assert!(wait_for(WAIT, || {
+            let children = e2e::children_of(twoway.id());
+            let lines: Vec<Vec<String>> = children.iter().map(|&c| cmdline(c)).collect();
+            let running = lines.len() == 2 && lines.iter().all(|l| l.first() == Some(&script));
+            if running {
+                args = lines[0].clone();
+            }
+            running
+        }));
         let at = args.iter().position(|a| a == "--interval").unwrap();
         args[at + 1].clone()
     };
