@@ -7,6 +7,7 @@ pass, as a small self-contained SVG (no plotting library needed on a fresh machi
 TSV lines: `files<TAB>series<TAB>rss_bytes<TAB>seconds` (series e.g. "oneway first mirror").
 """
 
+import math
 import sys
 from collections import defaultdict
 from xml.sax.saxutils import escape
@@ -27,25 +28,34 @@ def main(tsv, svg):
     if not series:
         sys.exit("plot_scale.py: no points in " + tsv)
     max_files = max(x for pts in series.values() for x, _ in pts)
-    max_mib = max(y for pts in series.values() for _, y in pts)
-    top_mib = next(v for v in (16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 1 << 20) if v >= max_mib * 1.05)
+    lows = [y for pts in series.values() for _, y in pts]
+    # A logarithmic axis in powers of two: unison's hundreds of MiB and our ten fit together.
+    lo = 2 ** math.floor(math.log2(max(min(lows), 1) * 0.9))
+    hi = 2 ** math.ceil(math.log2(max(max(lows), 96) * 1.05))
     pw, ph = W - LEFT - RIGHT, H - TOP - BOTTOM
 
     def px(x):
         return LEFT + pw * x / max_files
 
     def py(y):
-        return TOP + ph * (1 - y / top_mib)
+        return TOP + ph * (1 - (math.log2(y) - math.log2(lo)) / (math.log2(hi) - math.log2(lo)))
 
     out = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="12">',
         f'<rect width="{W}" height="{H}" fill="white"/>',
-        f'<text x="{LEFT}" y="18" font-size="14">Peak RSS against files (100 files per directory)</text>',
+        f'<text x="{LEFT}" y="18" font-size="14">Peak RSS against files (100 files per directory; log scale)</text>',
     ]
-    for k in range(5):
-        y = top_mib * k / 4
+    y = lo
+    while y <= hi:
         out.append(f'<line x1="{LEFT}" x2="{LEFT + pw}" y1="{py(y):.1f}" y2="{py(y):.1f}" stroke="#ddd"/>')
         out.append(f'<text x="{LEFT - 6}" y="{py(y) + 4:.1f}" text-anchor="end">{y:g} MiB</text>')
+        y *= 2
+    for target, label in ((64, "oneway target (64 MiB)"), (96, "twoway target (96 MiB)")):
+        out.append(
+            f'<line x1="{LEFT}" x2="{LEFT + pw}" y1="{py(target):.1f}" y2="{py(target):.1f}" '
+            f'stroke="#999" stroke-dasharray="2,3"/>'
+        )
+        out.append(f'<text x="{LEFT + 6}" y="{py(target) - 4:.1f}" fill="#666">{label}</text>')
     xs = sorted({x for pts in series.values() for x, _ in pts})
     for x in [0] + xs:
         out.append(f'<text x="{px(x):.1f}" y="{TOP + ph + 18}" text-anchor="middle">{x // 1000}k</text>')
