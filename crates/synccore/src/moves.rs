@@ -10,6 +10,7 @@
 //! is one directory rename; otherwise its files move one by one. A move never crosses devices,
 //! and never needs a directory that the target holds as something else.
 
+use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 
 use crate::checksum::Digest;
@@ -89,7 +90,12 @@ pub fn find(changed: &Changed<'_>, owners: bool, verify: bool, digest: &mut Dige
     }
     let deleted_files: HashSet<&RelPath> =
         changed.deleted.iter().filter(|e| !e.is_dir()).map(|e| &e.path).collect();
-    let target = Target { at: changed.target_at, files: &deleted_files, dev: changed.target_dev };
+    let target = Target {
+        at: changed.target_at,
+        files: &deleted_files,
+        dev: changed.target_dev,
+        seen: RefCell::new(HashMap::new()),
+    };
     let mut moves = Vec::new();
     for (k, olds) in &gone {
         let Some(news) = new.get(k) else { continue };
@@ -112,6 +118,10 @@ struct Target<'a> {
     at: &'a TargetAt<'a>,
     files: &'a HashSet<&'a RelPath>,
     dev: u64,
+    /// What `at` said of each directory asked so far: the files moved into one new
+    /// directory ask about the same ancestors (one lookup each, not one per file). It
+    /// grows with the destinations of the changed entries, never with the tree.
+    seen: RefCell<HashMap<RelPath, Option<(bool, u64)>>>,
 }
 
 impl Target<'_> {
@@ -124,12 +134,22 @@ impl Target<'_> {
             if self.files.contains(&p) {
                 return false;
             }
-            if let Some((is_dir, dev)) = (self.at)(&p) {
+            if let Some((is_dir, dev)) = self.at_path(&p) {
                 return is_dir && dev == old.dev;
             }
             parent = p.parent();
         }
         self.dev == old.dev
+    }
+
+    /// `at(p)`, asked once per path.
+    fn at_path(&self, p: &RelPath) -> Option<(bool, u64)> {
+        if let Some(known) = self.seen.borrow().get(p) {
+            return *known;
+        }
+        let found = (self.at)(p);
+        self.seen.borrow_mut().insert(p.clone(), found);
+        found
     }
 }
 
