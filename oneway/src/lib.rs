@@ -9,6 +9,7 @@
 
 pub mod cli;
 pub mod mirror;
+pub mod remote;
 pub mod versioned;
 
 use std::path::{Path, PathBuf};
