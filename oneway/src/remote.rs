@@ -37,7 +37,9 @@ use synccore::relpath::RelPath;
 use synccore::scan::{ScanRules, Tree};
 use synccore::shutdown::Shutdown;
 use synccore::walk::Walker;
-use syncremote::{GcStats, Keep, Location, ObjectId, Present, Remote, RemoteEntry, RemoteFiles, RequestStats, Slot};
+use syncremote::{
+    GcStats, Keep, Location, ObjectId, Present, Remote, RemoteEntry, RemoteFiles, RequestStats, Slot,
+};
 
 use crate::mirror::{self, MirrorOptions, MirrorReport};
 
@@ -122,7 +124,13 @@ impl Figures {
             self.uploaded,
             self.uploaded_bytes,
             self.gc.objects,
-            if self.committed { ", new version committed" } else if dry_run { " (dry run)" } else { "" }
+            if self.committed {
+                ", new version committed"
+            } else if dry_run {
+                " (dry run)"
+            } else {
+                ""
+            }
         );
         if self.committed || self.uploaded > 0 {
             log::info!("{line}");
@@ -221,15 +229,18 @@ pub fn push(
     let old_tree = remote_tree(&old);
     let old_files = RemoteFiles::new(remote, &old);
     let old_has_files = old.iter().any(|e| e.kind != Kind::Dir);
-    let root = Root::open(source).map_err(|err| synccore::rails::missing_root(err, old_has_files, source, &url))?;
-    let mut src = Recording { walker: Walker::new(&root, ScanRules::Read(&options.excludes))?, seen: Vec::new() };
+    let root =
+        Root::open(source).map_err(|err| synccore::rails::missing_root(err, old_has_files, source, &url))?;
+    let mut src =
+        Recording { walker: Walker::new(&root, ScanRules::Read(&options.excludes))?, seen: Vec::new() };
     let mut digest = |which: Which, e: &Entry| match which {
         Which::Source => file_checksum_in(&root, &e.path).ok(),
         Which::Target => object_digest(&old_files, e),
     };
     let no_dirs = |_: &RelPath| None;
     let diff_options = DiffOptions::for_this_process(options.checksum);
-    let streamed = diff::stream(&mut src, &mut diff::Entries::of(&old_tree), &no_dirs, diff_options, &mut digest)?;
+    let streamed =
+        diff::stream(&mut src, &mut diff::Entries::of(&old_tree), &no_dirs, diff_options, &mut digest)?;
     let Recording { walker, seen } = src;
     let mut notes = walker.finish()?;
     let empty = streamed.source_entries == 0 && notes.errors.is_empty();
@@ -301,7 +312,9 @@ pub fn push(
     figures.committed = true;
     // The steps other than copies took effect with the new manifest.
     plan.each(&mut |step| {
-        if !matches!(step.action, Action::Copy { .. } | Action::Update { .. }) && !outcome.touched.contains(&step.path) {
+        if !matches!(step.action, Action::Copy { .. } | Action::Update { .. })
+            && !outcome.touched.contains(&step.path)
+        {
             *stats.done.entry(step.kind()).or_default() += 1;
             observe(Event::Done(step));
         }
@@ -363,7 +376,9 @@ fn reused<'o>(
         } else {
             continue;
         };
-        if let Some(o) = old_at(&old_path).filter(|o| o.kind == Kind::File && o.size == e.size && o.mtime == e.mtime) {
+        if let Some(o) =
+            old_at(&old_path).filter(|o| o.kind == Kind::File && o.size == e.size && o.mtime == e.mtime)
+        {
             return o.object;
         }
     }
@@ -576,8 +591,13 @@ pub fn pull(
             }
             None => {
                 let nothing = Tree::default();
-                streamed =
-                    diff::stream(&mut src, &mut diff::Entries::of(&nothing), &target_at, diff_options, &mut digest)?;
+                streamed = diff::stream(
+                    &mut src,
+                    &mut diff::Entries::of(&nothing),
+                    &target_at,
+                    diff_options,
+                    &mut digest,
+                )?;
                 dst_notes = Tree::default();
             }
         }

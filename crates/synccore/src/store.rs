@@ -24,11 +24,23 @@ pub trait FileSource: Sync + std::fmt::Debug {
     /// mtime) as a temporary beside `rel` in `to`, with `attrs` and that mtime; see
     /// [`fsio::stage_copy`]. A source that no longer matches `expected` is
     /// [`StageOutcome::SourceChanged`] and nothing is left behind.
-    fn stage_file(&self, to: &Root, rel: &Path, attrs: CopyAttrs, expected: (u64, Mtime)) -> Result<StageOutcome>;
+    fn stage_file(
+        &self,
+        to: &Root,
+        rel: &Path,
+        attrs: CopyAttrs,
+        expected: (u64, Mtime),
+    ) -> Result<StageOutcome>;
 }
 
 impl FileSource for Root {
-    fn stage_file(&self, to: &Root, rel: &Path, attrs: CopyAttrs, expected: (u64, Mtime)) -> Result<StageOutcome> {
+    fn stage_file(
+        &self,
+        to: &Root,
+        rel: &Path,
+        attrs: CopyAttrs,
+        expected: (u64, Mtime),
+    ) -> Result<StageOutcome> {
         fsio::stage_copy(self, to, rel, attrs, expected)
     }
 }

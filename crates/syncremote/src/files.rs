@@ -37,7 +37,13 @@ impl<'r> RemoteFiles<'r> {
 }
 
 impl FileSource for RemoteFiles<'_> {
-    fn stage_file(&self, to: &Root, rel: &Path, attrs: CopyAttrs, expected: (u64, Mtime)) -> Result<StageOutcome> {
+    fn stage_file(
+        &self,
+        to: &Root,
+        rel: &Path,
+        attrs: CopyAttrs,
+        expected: (u64, Mtime),
+    ) -> Result<StageOutcome> {
         let Some(id) = self.object(&RelPath::from_path(rel)) else {
             return Ok(StageOutcome::SourceChanged);
         };
