@@ -44,10 +44,10 @@ pub struct Args {
     /// store: `s3://bucket/prefix` or `sftp://[user@]host[:port]/path`.
     pub backup: PathBuf,
 
-    /// A setting of the remote store, repeatable. S3: region, endpoint, access_key_id,
-    /// secret_access_key, session_token (else AWS_REGION, AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID,
-    /// AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN). SFTP: user, key (an identity file),
-    /// known_hosts (strict, add or accept).
+    /// A setting of the remote store, repeatable. S3: `region`, `endpoint`, `access_key_id`,
+    /// `secret_access_key`, `session_token` (else `AWS_REGION`, `AWS_ENDPOINT_URL`,
+    /// `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`). SFTP: `user`, `key`
+    /// (an identity file), `known_hosts` (`strict`, `add` or `accept`).
     #[arg(long = "remote-option", value_name = "KEY=VALUE", value_parser = key_value)]
     pub remote_options: Vec<(String, String)>,
 

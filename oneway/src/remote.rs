@@ -447,17 +447,17 @@ fn upload(
     .map_err(|e| spill_error(&e))?;
     let shared = Mutex::new(std::mem::take(present));
     let next = std::sync::atomic::AtomicUsize::new(0);
-    let stop = AtomicBool::new(false);
+    let halt = AtomicBool::new(false);
     let mut out = Uploads::default();
     let mut fatal = None;
     std::thread::scope(|scope| {
         let (tx, rx) = std::sync::mpsc::channel::<(usize, Result<Sent>)>();
         for _ in 0..UPLOAD_THREADS.min(copies.len()) {
             let tx = tx.clone();
-            let (copies, next, stop, present) = (&copies, &next, &stop, &shared);
+            let (copies, next, halt, present) = (&copies, &next, &halt, &shared);
             scope.spawn(move || {
                 loop {
-                    if stop.load(Ordering::Relaxed) || shutdown.load(Ordering::Relaxed) {
+                    if halt.load(Ordering::Relaxed) || shutdown.load(Ordering::Relaxed) {
                         break;
                     }
                     let i = next.fetch_add(1, Ordering::Relaxed);
@@ -492,7 +492,7 @@ fn upload(
                     observe(Event::Skipped(step, "source changed during the pass"));
                 }
                 Err(err @ (Error::Remote { .. } | Error::RemoteChanged { .. } | Error::Panicked { .. })) => {
-                    stop.store(true, Ordering::Relaxed);
+                    halt.store(true, Ordering::Relaxed);
                     fatal.get_or_insert(err);
                 }
                 Err(err) => {
@@ -583,23 +583,15 @@ pub fn pull(
         let target_at = |p: &RelPath| target_root.as_ref()?.dir_and_dev_at(p.as_path());
         let diff_options = DiffOptions::for_this_process(options.checksum);
         let mut src = diff::Entries::of(&tree);
-        match &target_root {
-            Some(root) => {
-                let mut walker = Walker::new(root, ScanRules::None)?;
-                streamed = diff::stream(&mut src, &mut walker, &target_at, diff_options, &mut digest)?;
-                dst_notes = walker.finish()?;
-            }
-            None => {
-                let nothing = Tree::default();
-                streamed = diff::stream(
-                    &mut src,
-                    &mut diff::Entries::of(&nothing),
-                    &target_at,
-                    diff_options,
-                    &mut digest,
-                )?;
-                dst_notes = Tree::default();
-            }
+        if let Some(root) = &target_root {
+            let mut walker = Walker::new(root, ScanRules::None)?;
+            streamed = diff::stream(&mut src, &mut walker, &target_at, diff_options, &mut digest)?;
+            dst_notes = walker.finish()?;
+        } else {
+            let nothing = Tree::default();
+            let mut none = diff::Entries::of(&nothing);
+            streamed = diff::stream(&mut src, &mut none, &target_at, diff_options, &mut digest)?;
+            dst_notes = Tree::default();
         }
     }
     let mut src_notes = Tree::default();
@@ -647,7 +639,7 @@ mod tests {
     #[test]
     fn a_file_not_copied_keeps_its_object_even_when_moved() {
         let id = ObjectId::of(b"x");
-        let old = vec![RemoteEntry {
+        let old = [RemoteEntry {
             path: RelPath::from_bytes(b"a/f"),
             kind: Kind::File,
             size: 1,
