@@ -244,7 +244,9 @@ pub fn push(
     let Recording { walker, seen } = src;
     let mut notes = walker.finish()?;
     let empty = streamed.source_entries == 0 && notes.errors.is_empty();
-    options.rails.check_empty_side(empty, streamed.target_files > 0, true, source, &url)?;
+    // As locally, an empty SOURCE never pushes versions out, even with --force.
+    let overridable = keep == Keep::Latest;
+    options.rails.check_empty_side(empty, streamed.target_files > 0, overridable, source, &url)?;
     let plan = streamed.plan;
     let summary = plan.summary();
     options.rails.check_deletes(summary.deleted_files as usize, streamed.target_files as usize, &url)?;
@@ -256,7 +258,8 @@ pub fn push(
         ..MirrorReport::default()
     };
     let mut figures = Figures::default();
-    if options.dry_run || (plan.is_empty() && head.exists) {
+    // Nothing to do, or nothing to keep (an empty SOURCE and no backup yet: no version).
+    if options.dry_run || (plan.is_empty() && (head.exists || empty)) {
         report.plan = plan;
         report.remote = Some(Figures::of(remote));
         return Ok(report);

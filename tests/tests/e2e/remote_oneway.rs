@@ -161,7 +161,14 @@ fn s3_versions_are_brought_back_by_their_address() {
     assert_same_tree(&src, &t.path().join("latest"));
     ok(oneway(t.path(), &env, &[&format!("{base}/_0"), "previous"]));
     assert_same_tree(&t.path().join("v1"), &t.path().join("previous"));
-    // A version that does not exist yet, and a URL with no backup: clear, exit 2.
+    // An emptied SOURCE (an unmounted disk) never pushes the versions out, even with --force.
+    std::fs::remove_dir_all(&src).unwrap();
+    std::fs::create_dir(&src).unwrap();
+    let out = run(oneway(t.path(), &env, &["src", "s3://vers/root", "--versioned", "--force"]));
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    ok(oneway(t.path(), &env, &[&format!("{base}/_0"), "previous"]));
+    assert_same_tree(&t.path().join("v1"), &t.path().join("previous"));
+    // A URL with no backup: clear, exit 2.
     let out = run(oneway(t.path(), &env, &["s3://vers/nothing-here", "x"]));
     assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(error_lines(&out)[0].contains("no backup here"), "{:?}", error_lines(&out));
