@@ -81,7 +81,8 @@ timed() {
 ours_first=(); ours_same=(); rclone_first=(); rclone_same=()
 ours_req_first=(); ours_req_same=(); rclone_req_first=(); rclone_req_same=(); ours_self=()
 ours() { "$oneway" "$src" s3://bench/ours --once --json -q --log "$work/oneway.log"; }
-rcl() { rclone sync "$src" moto:bench/rclone; }
+# An AWS_CA_BUNDLE in the environment breaks rclone's plain-HTTP client to the emulator.
+rcl() { env -u AWS_CA_BUNDLE rclone sync "$src" moto:bench/rclone; }
 for i in $(seq "$runs"); do
     echo "run $i/$runs" >&2
     start_moto; r0=$(requests)

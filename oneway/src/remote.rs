@@ -587,7 +587,9 @@ pub fn pull(
         let diff_options = DiffOptions::for_this_process(options.checksum);
         let mut src = diff::Entries::of(&tree);
         if let Some(root) = &target_root {
-            let mut walker = Walker::new(root, ScanRules::None)?;
+            // BACKUP's own `.syncignore` files and `--exclude` keep what they ignore there out
+            // of the pass: a restore never deletes a build cache it did not back up.
+            let mut walker = Walker::new(root, ScanRules::Read(&options.excludes))?;
             streamed = diff::stream(&mut src, &mut walker, &target_at, diff_options, &mut digest)?;
             dst_notes = walker.finish()?;
         } else {

@@ -327,3 +327,21 @@ fn sftp_unreachable_host_is_one_line_naming_the_url() {
     let errors = error_lines(&out);
     assert!(errors.len() == 1 && errors[0].contains(&url), "{err}");
 }
+
+#[test]
+fn a_pull_leaves_what_the_local_directory_ignores_alone() {
+    let Some(moto) = Moto::start() else { return };
+    moto.create_bucket("ign");
+    let env = moto_env(&moto);
+    let t = tempfile::tempdir().unwrap();
+    sample(&t.path().join("src"), 100);
+    ok(oneway(t.path(), &env, &["src", "s3://ign/p"]));
+    let back = t.path().join("back");
+    file(&back, b".syncignore", b"cache/\n", 0o644, (1_700_000_000, 0));
+    file(&back, b"cache/big.o", b"a build product nobody backed up", 0o644, (1_700_000_000, 0));
+    file(&back, b"stray", b"not in the backup: deleted", 0o644, (1_700_000_000, 0));
+    ok(oneway(t.path(), &env, &["s3://ign/p", "back"]));
+    assert!(back.join("cache/big.o").is_file());
+    assert!(!back.join("stray").exists());
+    assert_eq!(std::fs::read(back.join("a.txt")).unwrap(), b"hello\n");
+}
