@@ -99,7 +99,7 @@ median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(
 row() { # name ours-list rclone-list target
     local o r ratio verdict
     o=$(median $2); r=$(median $3)
-    ratio=$(echo "$o / $r" | bc -l | xargs printf '%.2f')
+    ratio=$(echo "$o / $r" | bc -l | xargs printf '%.3g')
     verdict=$(echo "$ratio <= $4" | bc -l)
     printf '| %s | %.3f s | %.3f s | %s× | ≤ %s× | %s |\n' "$1" "$o" "$r" "$ratio" "$4" "$([[ $verdict == 1 ]] && echo PASS || echo MISS)"
 }
