@@ -93,6 +93,16 @@ fn round_trip(t: &Path, env: &[(&str, OsString)], url: &str) {
     file(&t.join("back"), b"stray", b"not in the backup", 0o644, (1_700_000_000, 0));
     ok(oneway(t, env, &[url, "back"]));
     assert_same_tree(&src, &t.join("back"));
+
+    // A directory renamed: a move in the plan, nothing read or uploaded; the pull renames too.
+    std::fs::rename(src.join("docs"), src.join("papers")).unwrap();
+    let moved = ok(oneway(t, env, &["src", url, "--json"]));
+    let s = summary(&moved);
+    assert_eq!((s["uploaded_objects"].as_u64(), s["move"].as_u64()), (Some(0), Some(1)), "{s}");
+    let pulled = ok(oneway(t, env, &[url, "back", "--json"]));
+    let s = summary(&pulled);
+    assert_eq!((s["move"].as_u64(), s["copy"].as_u64()), (Some(1), Some(0)), "{s}");
+    assert_same_tree(&src, &t.join("back"));
 }
 
 #[test]
