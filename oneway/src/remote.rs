@@ -279,38 +279,8 @@ pub fn push(
         report.remote = Some(Figures { uploaded: figures.uploaded, ..Figures::of(remote) });
         return Ok(report);
     }
-    let moves = moved(&plan)?;
-    let keep_owner = keeps_owners();
-    let mut entries = Vec::with_capacity(seen.len());
-    let old_at = |p: &RelPath| old.binary_search_by(|e| e.path.cmp(p)).ok().map(|i| &old[i]);
-    for e in &seen {
-        if e.kind != Kind::File {
-            entries.push(RemoteEntry::from_entry(e, None, keep_owner));
-            continue;
-        }
-        if outcome.failed.contains(&e.path) {
-            // Left as the previous version had it (or out of the version, if it was new).
-            entries.extend(old_at(&e.path).cloned());
-            continue;
-        }
-        let id = match outcome.ids.get(&e.path) {
-            Some(id) => *id,
-            // Not copied: the diff found the content equal to the manifest's at this path,
-            // or at the path it moved from.
-            None => match reused(e, &old_at, &moves) {
-                Some(id) => id,
-                None => upload_late(&root, remote, &mut present, e, &mut figures)?,
-            },
-        };
-        entries.push(RemoteEntry::from_entry(e, Some(id), keep_owner));
-    }
-    // What lies below a directory SOURCE could not read stays as the previous version had it.
-    if !notes.unreadable.is_empty() {
-        let kept = seen.iter().map(|e| &e.path).collect::<HashSet<_>>();
-        let below = |p: &RelPath| notes.unreadable.iter().any(|u| p == u || p.is_within(u));
-        entries.extend(old.iter().filter(|o| below(&o.path) && !kept.contains(&o.path)).cloned());
-        entries.sort_by(|a, b| a.path.cmp(&b.path));
-    }
+    let mut new = NewVersion { root: &root, remote, present: &mut present, figures: &mut figures };
+    let entries = new.entries(&plan, &seen, &old, &outcome, &notes.unreadable)?;
     let new_head = remote.commit(&head, entries, keep)?;
     figures.committed = true;
     // The steps other than copies took effect with the new manifest.
@@ -334,6 +304,62 @@ pub fn push(
     let f = Figures::of(remote);
     report.remote = Some(Figures { requests: f.requests, ..figures.with_url(f.url) });
     Ok(report)
+}
+
+/// What the new manifest is made of, and what a file the plan did not copy needs.
+struct NewVersion<'a, 'r> {
+    root: &'a Root,
+    remote: &'r Remote,
+    present: &'a mut Present,
+    figures: &'a mut Figures,
+}
+
+impl NewVersion<'_, '_> {
+    /// The new version's entries, sorted: SOURCE's entries as the walk handed them out, each
+    /// file with its object (uploaded now, or the manifest's); a file that failed or changed
+    /// keeps its previous entry, and what lies below a directory SOURCE could not read stays
+    /// as the previous version had it.
+    fn entries(
+        &mut self,
+        plan: &dyn Steps,
+        seen: &[Entry],
+        old: &[RemoteEntry],
+        outcome: &Uploads,
+        unreadable: &[RelPath],
+    ) -> Result<Vec<RemoteEntry>> {
+        let moves = moved(plan)?;
+        let keep_owner = keeps_owners();
+        let mut entries = Vec::with_capacity(seen.len());
+        let old_at = |p: &RelPath| old.binary_search_by(|e| e.path.cmp(p)).ok().map(|i| &old[i]);
+        for e in seen {
+            if e.kind != Kind::File {
+                entries.push(RemoteEntry::from_entry(e, None, keep_owner));
+                continue;
+            }
+            if outcome.failed.contains(&e.path) {
+                // Left as the previous version had it (or out of the version, if it was new).
+                entries.extend(old_at(&e.path).cloned());
+                continue;
+            }
+            let id = match outcome.ids.get(&e.path) {
+                Some(id) => *id,
+                // Not copied: the diff found the content equal to the manifest's at this path,
+                // or at the path it moved from.
+                None => match reused(e, &old_at, &moves) {
+                    Some(id) => id,
+                    None => upload_late(self.root, self.remote, self.present, e, self.figures)?,
+                },
+            };
+            entries.push(RemoteEntry::from_entry(e, Some(id), keep_owner));
+        }
+        if !unreadable.is_empty() {
+            let kept = seen.iter().map(|e| &e.path).collect::<HashSet<_>>();
+            let below = |p: &RelPath| unreadable.iter().any(|u| p == u || p.is_within(u));
+            entries.extend(old.iter().filter(|o| below(&o.path) && !kept.contains(&o.path)).cloned());
+            entries.sort_by(|a, b| a.path.cmp(&b.path));
+        }
+        Ok(entries)
+    }
 }
 
 impl Figures {
