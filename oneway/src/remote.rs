@@ -266,7 +266,15 @@ pub fn push(
     }
     observe(Event::Planned(&summary));
     let mut stats = ApplyStats::default();
-    let mut present = Present::new(&head, old.iter().filter_map(|e| e.object));
+    // What the head references needs no upload: `_1`'s objects, and `_0`'s on a versioned
+    // store (a content that comes back costs no upload; one request, on a changed pass only).
+    let previous = match keep {
+        Keep::LatestAndPrevious => remote.read_entries(&head, Slot::Previous)?,
+        Keep::Latest => Vec::new(),
+    };
+    let referenced = old.iter().chain(&previous).filter_map(|e| e.object);
+    let mut present = Present::new(&head, referenced);
+    drop(previous);
     let outcome = upload(&root, remote, &plan, &mut present, shutdown.flag(), &mut stats, observe)?;
     figures.uploaded = outcome.sent;
     figures.uploaded_bytes = stats.copied_bytes;

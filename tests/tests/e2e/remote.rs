@@ -1,6 +1,6 @@
 //! Remote stores (issue 18) against real servers on 127.0.0.1, started and stopped by each
 //! test: the S3 emulator (moto) and OpenSSH's sftp. `remote_probe` (tests/src/bin) drives
-//! `syncremote` from a process of its own, as `oneway` will: push a tree (upload what is
+//! `syncremote` from a process of its own, as `oneway` does: push a tree (upload what is
 //! missing, commit a manifest, switch the head, collect garbage) and pull a version back.
 //! Checked: byte, mode, mtime and symlink exact round trips; a no-change pass costs the head
 //! and the manifest only; of two writers of one head one loses cleanly; a kill -9, a dropped
