@@ -355,3 +355,38 @@ fn a_pull_leaves_what_the_local_directory_ignores_alone() {
     assert!(!back.join("stray").exists());
     assert_eq!(std::fs::read(back.join("a.txt")).unwrap(), b"hello\n");
 }
+
+#[test]
+fn a_restore_killed_before_its_renames_leaves_no_partial_file_and_converges() {
+    if !has_fault_points() {
+        eprintln!("skipped: the binaries under test are not debug builds (no fault points)");
+        return;
+    }
+    let Some(moto) = Moto::start() else { return };
+    moto.create_bucket("restore");
+    let env = moto_env(&moto);
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("src");
+    sample(&src, 3 << 20);
+    ok(oneway(t.path(), &env, &["src", "s3://restore/p"]));
+    // Downloaded into temporaries and made durable, stopped before they are renamed into place.
+    let mut c = oneway(t.path(), &env, &["s3://restore/p", "back"]);
+    c.env("SYNCCORE_FAULT", "stop:before-commit").stdout(Stdio::piped()).stderr(Stdio::piped());
+    let child = c.spawn().unwrap();
+    assert!(wait_stopped(child.id(), Duration::from_secs(120)), "the pull never reached its commit");
+    e2e::signal(child.id(), rustix::process::Signal::KILL);
+    assert!(!e2e::exit_within(child, 60).status.success());
+    // No file of the backup is there half-written: each is absent or whole.
+    let want = e2e::snapshot(&src);
+    for (path, node) in e2e::snapshot(&t.path().join("back")) {
+        if let e2e::Node::File { .. } = node
+            && !path.starts_with(b".synccore-tmp-")
+            && !path.windows(15).any(|w| w == b"/.synccore-tmp-")
+        {
+            assert_eq!(Some(&node), want.get(&path), "{}", String::from_utf8_lossy(&path));
+        }
+    }
+    ok(oneway(t.path(), &env, &["s3://restore/p", "back"]));
+    assert_same_tree(&src, &t.path().join("back"));
+    assert!(e2e::temporaries(&t.path().join("back")).is_empty());
+}
