@@ -390,3 +390,34 @@ fn a_restore_killed_before_its_renames_leaves_no_partial_file_and_converges() {
     assert_same_tree(&src, &t.path().join("back"));
     assert!(e2e::temporaries(&t.path().join("back")).is_empty());
 }
+
+#[test]
+fn the_max_delete_rail_guards_a_remote_backup_and_a_restore() {
+    let Some(moto) = Moto::start() else { return };
+    moto.create_bucket("rails");
+    let env = moto_env(&moto);
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("src");
+    for i in 0..20 {
+        file(&src, format!("f{i:02}").as_bytes(), format!("file {i}").as_bytes(), 0o644, (1_700_000_000, 0));
+    }
+    ok(oneway(t.path(), &env, &["src", "s3://rails/p"]));
+    ok(oneway(t.path(), &env, &["s3://rails/p", "back"]));
+    for i in 0..15 {
+        std::fs::remove_file(src.join(format!("f{i:02}"))).unwrap();
+    }
+    let out = run(oneway(t.path(), &env, &["src", "s3://rails/p"]));
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    // Nothing was committed: the backup still has all 20, and a restore brings them back.
+    for i in 0..15 {
+        file(&t.path().join("back"), format!("extra{i:02}").as_bytes(), b"x", 0o644, (1_700_000_000, 0));
+    }
+    ok(oneway(t.path(), &env, &["s3://rails/p", "restored"]));
+    assert_eq!(std::fs::read_dir(t.path().join("restored")).unwrap().count(), 20);
+    // A restore that would delete more than --max-delete of the directory's files is refused.
+    let out = run(oneway(t.path(), &env, &["s3://rails/p", "back", "--max-delete", "10"]));
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    ok(oneway(t.path(), &env, &["src", "s3://rails/p", "--force"]));
+    ok(oneway(t.path(), &env, &["s3://rails/p", "restored", "--force"]));
+    assert_same_tree(&src, &t.path().join("restored"));
+}
