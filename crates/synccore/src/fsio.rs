@@ -659,6 +659,29 @@ mod tests {
     }
 
     #[test]
+    fn bytes_from_elsewhere_are_staged_like_a_copy_or_not_at_all() {
+        let d = tempfile::tempdir().unwrap();
+        let root = Root::open(d.path()).unwrap();
+        let mtime = Mtime { secs: 1_600_000_000, nanos: 7 };
+        let mut write =
+            |f: &mut File, _: &Path| f.write_all(b"remote").map(|()| 6).at(Op::Write, Path::new("x"));
+        let outcome = stage_written(&root, Path::new("got"), attrs(0o640), (6, mtime), &mut write).unwrap();
+        let StageOutcome::Staged(staged) = outcome else { panic!("not staged") };
+        staged.sync().unwrap();
+        staged.commit(OsStr::new("got"), Rename::NoReplace).unwrap();
+        let meta = fs::metadata(d.path().join("got")).unwrap();
+        assert_eq!(fs::read(d.path().join("got")).unwrap(), b"remote");
+        assert_eq!((meta.mode() & 0o7777, Mtime::of(&meta)), (0o640, mtime));
+        // Fewer bytes than planned: nothing staged, no temporary left; a failure likewise.
+        let outcome = stage_written(&root, Path::new("short"), attrs(0o640), (7, mtime), &mut write).unwrap();
+        assert!(matches!(outcome, StageOutcome::SourceChanged));
+        let mut fail = |_: &mut File, p: &Path| Err(io::Error::other("store gone")).at(Op::Read, p);
+        assert!(stage_written(&root, Path::new("failed"), attrs(0o640), (6, mtime), &mut fail).is_err());
+        let names: Vec<_> = fs::read_dir(d.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, vec![OsString::from("got")]);
+    }
+
+    #[test]
     fn a_staged_copy_of_a_sparse_file_keeps_its_holes() {
         use std::os::unix::fs::FileExt;
         let d = tempfile::tempdir().unwrap();
