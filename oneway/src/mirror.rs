@@ -24,6 +24,7 @@ use synccore::rails::{self, Rails};
 use synccore::relpath::RelPath;
 use synccore::scan::{ScanRules, Tree};
 use synccore::shutdown::Shutdown;
+use synccore::store::FileSource;
 use synccore::walk::{BeforeListing, Threaded, Walker};
 use synccore::watch::Adder;
 
@@ -60,6 +61,9 @@ pub struct MirrorReport {
     pub ignored: Vec<RelPath>,
     /// SOURCE's `.syncignore` files that were not read (symlinks, not files).
     pub rules_not_read: Vec<RelPath>,
+    /// What a pass to or from a remote store asked of it (issue 18), for the log and the
+    /// `--json` summary.
+    pub remote: Option<crate::remote::Figures>,
 }
 
 impl MirrorReport {
@@ -104,8 +108,15 @@ pub fn full_pass(
         // edited `.syncignore`): the pass is made again with BACKUP read by SOURCE's rules.
         (streamed, src, dst) = walk_both(&roots, options, None, Some(&src.rules))?;
     }
-    let report =
-        carry_out(streamed, (&mut src, &mut dst), &mut roots, (source, target), options, shutdown, observe)?;
+    let report = carry_out(
+        streamed,
+        (&mut src, &mut dst),
+        (&roots.source, &mut roots.target),
+        (source, target),
+        options,
+        shutdown,
+        observe,
+    )?;
     Ok((report, roots))
 }
 
@@ -184,12 +195,14 @@ pub(crate) fn diff_streams(
     diff::stream_comparing(src, target, target_at, options, &mut digest, Some(&mut same))
 }
 
-/// Checks the rails against the whole plan and, unless dry-running, applies it. `src` and
-/// `dst` are the walks' notes (errors and special files go into the report).
+/// Checks the rails against the whole plan and, unless dry-running, applies it, reading the
+/// copies' bytes from `from` (SOURCE's root, or a remote version: the storage interface of
+/// issue 18) into `target_root` (opened here when it does not exist yet). `src` and `dst` are
+/// the walks' notes (errors and special files go into the report).
 pub(crate) fn carry_out(
     streamed: Streamed,
     (src, dst): (&mut Tree, &mut Tree),
-    roots: &mut Roots,
+    (from, target_root): (&dyn FileSource, &mut Option<Root>),
     (source, target): (&Path, &Path),
     options: &MirrorOptions,
     shutdown: &Shutdown,
@@ -209,15 +222,15 @@ pub(crate) fn carry_out(
     };
     report.scan_errors.append(&mut dst.errors);
     if !options.dry_run {
-        if roots.target.is_none() {
+        if target_root.is_none() {
             synccore::fsio::create_dirs(target)?;
-            roots.target = Some(Root::open(target)?);
+            *target_root = Some(Root::open(target)?);
         }
-        let Some(target_root) = &roots.target else {
+        let Some(target_root) = target_root.as_ref() else {
             return Err(Error::Panicked { what: "opening the target" });
         };
         observe(Event::Planned(&summary));
-        report.stats = apply::apply(&plan, Trees::new(&roots.source, target_root), shutdown.flag(), observe);
+        report.stats = apply::apply(&plan, Trees::new(from, target_root), shutdown.flag(), observe);
         if report.stats.panicked {
             return Err(Error::Panicked { what: "copying" });
         }
@@ -280,6 +293,11 @@ pub(crate) fn log_pass(
         &report.stats
     };
     let exit = u8::from(report.had_errors());
+    let mut extra = serde_json::Map::new();
+    if let Some(figures) = &report.remote {
+        figures.log(options.dry_run);
+        extra = figures.json();
+    }
     passes::record_pass(
         totals,
         &PassEnd {
@@ -289,7 +307,7 @@ pub(crate) fn log_pass(
             started,
             status: exit,
             dry_run: options.dry_run,
-            extra: serde_json::Map::new(),
+            extra,
         },
     );
     exit

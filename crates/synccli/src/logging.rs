@@ -53,13 +53,20 @@ pub fn init(tag: &'static str, log: Option<&Path>, default_name: &str, verbosity
         .level_for("globset", LevelFilter::Warn)
         .level_for("ignore", LevelFilter::Warn)
         .level_for("notify", LevelFilter::Warn)
-        .level_for("mio", LevelFilter::Warn)
-        .chain(
-            fern::Dispatch::new()
-                .format(line_format(tag))
-                .level(console)
-                .chain(Box::new(Console(Vec::new())) as Box<dyn Write + Send>),
-        );
+        .level_for("mio", LevelFilter::Warn);
+    // The remote stores' stack (issue 18) logs each retry with its whole context, many lines
+    // long: a failed pass already says what went wrong in one line naming the URL. Those lines
+    // show with --verbose only.
+    let network = if verbosity == Verbosity::Verbose { LevelFilter::Warn } else { LevelFilter::Off };
+    for target in NETWORK_TARGETS {
+        dispatch = dispatch.level_for(*target, network);
+    }
+    dispatch = dispatch.chain(
+        fern::Dispatch::new()
+            .format(line_format(tag))
+            .level(console)
+            .chain(Box::new(Console(Vec::new())) as Box<dyn Write + Send>),
+    );
     if let Some(file) = file {
         dispatch = dispatch.chain(
             fern::Dispatch::new()
@@ -88,6 +95,26 @@ pub fn init(tag: &'static str, log: Option<&Path>, default_name: &str, verbosity
     }
     Ok(())
 }
+
+/// Log targets of the crates that reach remote stores (OpenDAL, its SSH and HTTP clients).
+const NETWORK_TARGETS: &[&str] = &[
+    "opendal",
+    "opendal_core",
+    "opendal_layer_retry",
+    "opendal_layer_timeout",
+    "opendal_layer_concurrent_limit",
+    "opendal_service_s3",
+    "opendal_service_sftp",
+    "opendal_http_transport_reqwest",
+    "openssh",
+    "openssh_sftp_client",
+    "openssh_sftp_client_lowlevel",
+    "reqwest",
+    "hyper",
+    "hyper_util",
+    "rustls",
+    "h2",
+];
 
 /// The log target of operation lines, whose `--json` events are written where they happen.
 pub const OP_TARGET: &str = "op";

@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use crate::error::{Error, Result};
 use crate::fsio::{self, Rename, Root, StageOutcome};
 use crate::plan::{Action, Stamp, Step, StepKind, Steps, Summary};
+use crate::store::FileSource;
 
 /// Staged copies wait for one durability barrier until there are this many...
 const BATCH_FILES: usize = 8192;
@@ -76,18 +77,19 @@ impl ApplyStats {
     }
 }
 
-/// The trees a plan is carried out on: copies read `from` and write `to`; hard links point
-/// into `links` (the previous version slot, for a versioned build).
+/// The trees a plan is carried out on: copies read `from` (a local tree, or any other
+/// [`FileSource`], such as a remote version) and write `to`; hard links point into `links`
+/// (the previous version slot, for a versioned build).
 #[derive(Debug, Clone, Copy)]
 pub struct Trees<'a> {
-    pub from: &'a Root,
+    pub from: &'a dyn FileSource,
     pub to: &'a Root,
     pub links: Option<&'a Root>,
 }
 
 impl<'a> Trees<'a> {
     /// Copies from `from` into `to`, no hard links.
-    pub fn new(from: &'a Root, to: &'a Root) -> Self {
+    pub fn new(from: &'a dyn FileSource, to: &'a Root) -> Self {
         Trees { from, to, links: None }
     }
 }
@@ -369,7 +371,7 @@ fn stage_all(
             return None;
         };
         let attrs = fsio::CopyAttrs { mode, owner };
-        Some(fsio::stage_copy(trees.from, trees.to, step.path.as_path(), attrs, (size, mtime)))
+        Some(trees.from.stage_file(trees.to, step.path.as_path(), attrs, (size, mtime)))
     };
     let threads = STAGE_THREADS.min(steps.len());
     if threads <= 1 {

@@ -189,6 +189,51 @@ pub fn stage_copy(
     }
 }
 
+/// Stages a file whose bytes come from elsewhere than a local tree (a remote store, issue
+/// 18): `write` fills a new temporary beside `rel` in `to`, which then takes on `attrs` and
+/// `mtime`, exactly as [`stage_copy`] leaves a copy. `expected_size` is what the plan saw: a
+/// different number of bytes is [`StageOutcome::SourceChanged`]. Nothing is left behind on
+/// failure; the data is not yet durable (see [`stage_copy`]).
+pub fn stage_written(
+    to: &Root,
+    rel: &Path,
+    attrs: CopyAttrs,
+    (expected_size, mtime): (u64, Mtime),
+    write: &mut crate::store::WriteInto<'_>,
+) -> Result<StageOutcome> {
+    let dir = match to.parent_of(rel) {
+        Ok((dir, _)) => dir,
+        Err(e) if changed_under_us(&e) => return Ok(StageOutcome::TargetChanged),
+        Err(e) => return Err(e).at(Op::Create, &to.path_of(rel)),
+    };
+    let temp = temp_name();
+    let mut output = dir.create_new(&temp, 0o600).at(Op::Create, &dir.path_of(&temp))?;
+    let staged = Staged { dir, temp, bytes: 0 };
+    let temp_path = staged.dir.path_of(&staged.temp);
+    let result = (|| {
+        let bytes = write(&mut output, &temp_path)?;
+        if bytes != expected_size {
+            return Ok(None);
+        }
+        set_owner(&output, attrs.owner).at(Op::SetMeta, &temp_path)?;
+        output.set_permissions(Permissions::from_mode(attrs.mode & MODE_MASK)).at(Op::SetMeta, &temp_path)?;
+        let times = std::fs::FileTimes::new().set_modified(mtime.to_system_time());
+        output.set_times(times).at(Op::SetMeta, &temp_path)?;
+        Ok(Some(bytes))
+    })();
+    match result {
+        Ok(Some(bytes)) => Ok(StageOutcome::Staged(Staged { bytes, ..staged })),
+        Ok(None) => {
+            staged.discard();
+            Ok(StageOutcome::SourceChanged)
+        }
+        Err(err) => {
+            staged.discard();
+            Err(err)
+        }
+    }
+}
+
 /// True when two stats of one open file show the same version of it: size, mtime and ctime
 /// all unchanged. ctime moves on every write, even one that keeps size and mtime (a rewrite
 /// within the mtime's granularity, or a writer that restores the mtime).
@@ -611,6 +656,29 @@ mod tests {
         assert_eq!(fs::read(d.path().join("dst")).unwrap(), b"hello");
         assert_eq!(meta.mode() & 0o7777, 0o755, "setuid is never copied");
         assert_eq!(Mtime::of(&meta), mtime);
+    }
+
+    #[test]
+    fn bytes_from_elsewhere_are_staged_like_a_copy_or_not_at_all() {
+        let d = tempfile::tempdir().unwrap();
+        let root = Root::open(d.path()).unwrap();
+        let mtime = Mtime { secs: 1_600_000_000, nanos: 7 };
+        let mut write =
+            |f: &mut File, _: &Path| f.write_all(b"remote").map(|()| 6).at(Op::Write, Path::new("x"));
+        let outcome = stage_written(&root, Path::new("got"), attrs(0o640), (6, mtime), &mut write).unwrap();
+        let StageOutcome::Staged(staged) = outcome else { panic!("not staged") };
+        staged.sync().unwrap();
+        staged.commit(OsStr::new("got"), Rename::NoReplace).unwrap();
+        let meta = fs::metadata(d.path().join("got")).unwrap();
+        assert_eq!(fs::read(d.path().join("got")).unwrap(), b"remote");
+        assert_eq!((meta.mode() & 0o7777, Mtime::of(&meta)), (0o640, mtime));
+        // Fewer bytes than planned: nothing staged, no temporary left; a failure likewise.
+        let outcome = stage_written(&root, Path::new("short"), attrs(0o640), (7, mtime), &mut write).unwrap();
+        assert!(matches!(outcome, StageOutcome::SourceChanged));
+        let mut fail = |_: &mut File, p: &Path| Err(io::Error::other("store gone")).at(Op::Read, p);
+        assert!(stage_written(&root, Path::new("failed"), attrs(0o640), (6, mtime), &mut fail).is_err());
+        let names: Vec<_> = fs::read_dir(d.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, vec![OsString::from("got")]);
     }
 
     #[test]

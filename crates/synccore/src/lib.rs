@@ -24,6 +24,7 @@ pub mod roots;
 pub mod scan;
 pub mod shutdown;
 pub mod spill;
+pub mod store;
 pub mod versions;
 pub mod walk;
 pub mod watch;

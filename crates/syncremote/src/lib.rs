@@ -10,11 +10,13 @@
 //! build of `synccore`'s own tests, stay free of them. Like `synccore`, it never parses
 //! arguments or prints; its errors are `synccore::Error`s (`Remote`, `RemoteChanged`: exit 1).
 
+pub mod files;
 pub mod format;
 pub mod location;
 pub mod repo;
 pub mod store;
 
+pub use files::RemoteFiles;
 pub use format::{ObjectId, RemoteEntry};
 pub use location::{Location, Service, is_remote};
 pub use repo::{Entries, GcStats, Head, Keep, Present, Remote, Slot, Uploaded};

@@ -136,7 +136,7 @@ impl Scanned {
         let report = carry_out(
             streamed,
             (&mut src_notes, &mut dst_notes),
-            &mut self.roots,
+            (&self.roots.source, &mut self.roots.target),
             (source, target),
             options,
             shutdown,

@@ -1,7 +1,9 @@
 //! `remote_probe`: drives `syncremote` from a process of its own, for the end-to-end tests of
-//! issue 18 until `oneway` takes remote URLs (a process can be killed mid-upload, and gets the
-//! `PATH` of the SFTP tests' `ssh` wrapper). It composes the API as the pipeline will: read
-//! the head and the latest manifest, upload what the manifest lacks, commit, collect garbage.
+//! issue 18 (a process can be killed mid-upload, and gets the `PATH` of the SFTP tests' `ssh`
+//! wrapper): the library's calls in isolation (two writers racing for one head, the stored
+//! objects, the capabilities), beside the tests of the real `oneway` in
+//! `tests/e2e/remote_oneway.rs`. It composes the API as `oneway` does: read the head and the
+//! latest manifest, upload what the manifest lacks, commit, collect garbage.
 //!
 //! ```text
 //! remote_probe push URL DIR [--versioned] [--stop-after-bytes N] [-o key=value]...

@@ -12,6 +12,7 @@ mod oneway_mirror;
 mod oneway_versioned;
 mod oneway_versions_journal;
 mod remote;
+mod remote_oneway;
 mod renames;
 mod security;
 mod sparse_and_checksum;

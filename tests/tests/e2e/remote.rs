@@ -1,6 +1,6 @@
 //! Remote stores (issue 18) against real servers on 127.0.0.1, started and stopped by each
 //! test: the S3 emulator (moto) and OpenSSH's sftp. `remote_probe` (tests/src/bin) drives
-//! `syncremote` from a process of its own, as `oneway` will: push a tree (upload what is
+//! `syncremote` from a process of its own, as `oneway` does: push a tree (upload what is
 //! missing, commit a manifest, switch the head, collect garbage) and pull a version back.
 //! Checked: byte, mode, mtime and symlink exact round trips; a no-change pass costs the head
 //! and the manifest only; of two writers of one head one loses cleanly; a kill -9, a dropped
@@ -38,13 +38,13 @@ fn ok(mut c: Command) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-fn moto_env(moto: &Moto) -> Vec<(&'static str, OsString)> {
+pub(crate) fn moto_env(moto: &Moto) -> Vec<(&'static str, OsString)> {
     moto.client_env().into_iter().map(|(k, v)| (k, v.into())).collect()
 }
 
 /// A tree with every kind the manifest must carry: files (an empty one, one of several
 /// pieces), modes, nanosecond mtimes, a non-UTF-8 name, a symlink, empty directories.
-fn sample(root: &Path, big: usize) {
+pub(crate) fn sample(root: &Path, big: usize) {
     let mut rng = Rng::new(18);
     file(root, b"a.txt", b"hello\n", 0o644, (1_700_000_000, 123_456_789));
     file(root, b"empty", b"", 0o600, (1_600_000_000, 1));
@@ -64,7 +64,7 @@ fn sample(root: &Path, big: usize) {
 }
 
 /// The distinct file contents of a tree: the objects a store of it must hold.
-fn contents(root: &Path) -> usize {
+pub(crate) fn contents(root: &Path) -> usize {
     let set: BTreeSet<Vec<u8>> = snapshot(root)
         .into_values()
         .filter_map(|n| if let Node::File { content, .. } = n { Some(content) } else { None })
@@ -85,7 +85,7 @@ fn assert_pulls(env: &[(&str, OsString)], url: &str, expect: &Path, scratch: &Pa
 }
 
 /// `cp -a`.
-fn copy_tree(from: &Path, to: &Path) {
+pub(crate) fn copy_tree(from: &Path, to: &Path) {
     let st = Command::new("cp").arg("-a").arg(from).arg(to).status().unwrap();
     assert!(st.success());
 }
@@ -106,7 +106,7 @@ fn finish(child: std::process::Child) -> Output {
 }
 
 /// The second version of [`sample`]: a file changed, one added, one removed.
-fn second_version(src: &Path, big: usize) {
+pub(crate) fn second_version(src: &Path, big: usize) {
     let mut rng = Rng::new(99);
     file(src, b"a.txt", b"hello, again\n", 0o644, (1_700_000_100, 1));
     file(src, b"docs/new-big.dat", &rng.bytes(big), 0o644, (1_700_000_101, 2));
