@@ -153,40 +153,14 @@ pub fn stage_copy(
     if (before.len(), Mtime::of(&before)) != expected || !is_settled(&before) {
         return Ok(StageOutcome::SourceChanged);
     }
-    let dir = match to.parent_of(rel) {
-        Ok((dir, _)) => dir,
-        Err(e) if changed_under_us(&e) => return Ok(StageOutcome::TargetChanged),
-        Err(e) => return Err(e).at(Op::Create, &to.path_of(rel)),
-    };
-    let temp = temp_name();
-    let output = dir.create_new(&temp, 0o600).at(Op::Create, &dir.path_of(&temp))?;
-    let staged = Staged { dir, temp, bytes: 0 };
-    let temp_path = staged.dir.path_of(&staged.temp);
-    let result = (|| {
+    stage_with(to, rel, attrs, |output, temp_path| {
         // Holes stay holes (issue 17): a sparse source is copied by its data ranges.
         let holes = sparse::may_have_holes(&before);
-        let bytes = sparse::copy_data(&input, &output, before.len(), holes).at(Op::Write, &temp_path)?;
+        let bytes = sparse::copy_data(&input, output, before.len(), holes).at(Op::Write, temp_path)?;
         let after = input.metadata().at(Op::Stat, &src_path)?;
-        if !same_version(&before, &after) || bytes != before.len() {
-            return Ok(None);
-        }
-        set_owner(&output, attrs.owner).at(Op::SetMeta, &temp_path)?;
-        output.set_permissions(Permissions::from_mode(attrs.mode & MODE_MASK)).at(Op::SetMeta, &temp_path)?;
-        let times = std::fs::FileTimes::new().set_modified(Mtime::of(&before).to_system_time());
-        output.set_times(times).at(Op::SetMeta, &temp_path)?;
-        Ok(Some(bytes))
-    })();
-    match result {
-        Ok(Some(bytes)) => Ok(StageOutcome::Staged(Staged { bytes, ..staged })),
-        Ok(None) => {
-            staged.discard();
-            Ok(StageOutcome::SourceChanged)
-        }
-        Err(err) => {
-            staged.discard();
-            Err(err)
-        }
-    }
+        let unchanged = same_version(&before, &after) && bytes == before.len();
+        Ok(unchanged.then(|| (bytes, Mtime::of(&before))))
+    })
 }
 
 /// Stages a file whose bytes come from elsewhere than a local tree (a remote store, issue
@@ -201,6 +175,22 @@ pub fn stage_written(
     (expected_size, mtime): (u64, Mtime),
     write: &mut crate::store::WriteInto<'_>,
 ) -> Result<StageOutcome> {
+    stage_with(to, rel, attrs, |output, temp_path| {
+        let bytes = write(output, temp_path)?;
+        Ok((bytes == expected_size).then_some((bytes, mtime)))
+    })
+}
+
+/// The staging both [`stage_copy`] and [`stage_written`] do: a new temporary beside `rel` in
+/// `to`, filled by `fill` (which returns the bytes written and the mtime to give the file, or
+/// `None` when its source changed meanwhile), then given `attrs` and that mtime. Nothing is
+/// left behind unless the outcome is [`StageOutcome::Staged`].
+fn stage_with(
+    to: &Root,
+    rel: &Path,
+    attrs: CopyAttrs,
+    fill: impl FnOnce(&mut File, &Path) -> Result<Option<(u64, Mtime)>>,
+) -> Result<StageOutcome> {
     let dir = match to.parent_of(rel) {
         Ok((dir, _)) => dir,
         Err(e) if changed_under_us(&e) => return Ok(StageOutcome::TargetChanged),
@@ -211,10 +201,7 @@ pub fn stage_written(
     let staged = Staged { dir, temp, bytes: 0 };
     let temp_path = staged.dir.path_of(&staged.temp);
     let result = (|| {
-        let bytes = write(&mut output, &temp_path)?;
-        if bytes != expected_size {
-            return Ok(None);
-        }
+        let Some((bytes, mtime)) = fill(&mut output, &temp_path)? else { return Ok(None) };
         set_owner(&output, attrs.owner).at(Op::SetMeta, &temp_path)?;
         output.set_permissions(Permissions::from_mode(attrs.mode & MODE_MASK)).at(Op::SetMeta, &temp_path)?;
         let times = std::fs::FileTimes::new().set_modified(mtime.to_system_time());
