@@ -95,6 +95,8 @@ pub struct Moto {
     port: u16,
     log: PathBuf,
     program: PathBuf,
+    /// Started checking credentials ([`Moto::start_refusing_credentials`]).
+    auth: bool,
     _dir: tempfile::TempDir,
 }
 
@@ -115,16 +117,34 @@ impl Moto {
             "pip install 'moto[server]'",
             "the S3 tests run against this emulator",
         )?;
-        Some(Self::start_with(program, None))
+        Some(Self::start_with(program, None, false))
     }
 
-    fn start_with(program: PathBuf, port: Option<u16>) -> Moto {
+    /// [`Moto::start`], with moto checking every request's credentials after the first one
+    /// (`INITIAL_NO_AUTH_ACTION_COUNT=1`: the bare request of [`Moto::create_bucket`] goes
+    /// through, then no key is known to it), to see how a pass meets refused credentials.
+    pub fn start_refusing_credentials() -> Option<Moto> {
+        let program = find_tool(
+            Some("MOTO_SERVER"),
+            &["moto_server"],
+            &[],
+            "pip install 'moto[server]'",
+            "the S3 tests run against this emulator",
+        )?;
+        Some(Self::start_with(program, None, true))
+    }
+
+    fn start_with(program: PathBuf, port: Option<u16>, auth: bool) -> Moto {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("moto.log");
         for _attempt in 0..5 {
             let port = port.unwrap_or_else(free_port);
             let out = fs::File::create(&log).unwrap();
-            let mut child = Command::new(&program)
+            let mut command = Command::new(&program);
+            if auth {
+                command.env("INITIAL_NO_AUTH_ACTION_COUNT", "1");
+            }
+            let mut child = command
                 .args(["-H", "127.0.0.1", "-p", &port.to_string()])
                 .stdin(Stdio::null())
                 .stdout(out.try_clone().unwrap())
@@ -132,7 +152,7 @@ impl Moto {
                 .spawn()
                 .expect("cannot start moto_server");
             if wait_listening(&mut child, port) {
-                return Moto { child, port, log, program, _dir: dir };
+                return Moto { child, port, log, program, auth, _dir: dir };
             }
             stop(&mut child);
         }
@@ -211,7 +231,7 @@ impl Moto {
     pub fn restart(&mut self) {
         self.kill();
         let port = self.port;
-        let next = Self::start_with(self.program.clone(), Some(port));
+        let next = Self::start_with(self.program.clone(), Some(port), self.auth);
         *self = next;
     }
 }

@@ -293,6 +293,28 @@ fn s3_emulator_stopped_mid_pass_is_one_line_and_the_loop_retries() {
 }
 
 #[test]
+fn refused_credentials_are_one_line_naming_the_url_and_nothing_changes() {
+    let Some(moto) = Moto::start_refusing_credentials() else { return };
+    moto.create_bucket("locked");
+    let env = moto_env(&moto);
+    let t = tempfile::tempdir().unwrap();
+    sample(&t.path().join("src"), 10);
+    let url = "s3://locked/p";
+    for args in [&["src", url][..], &[url, "back"][..]] {
+        let out = run(oneway(t.path(), &env, args));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        let errors = error_lines(&out);
+        assert_eq!(errors.len(), 1, "{args:?}: {err}");
+        assert!(errors[0].contains(url) && errors[0].contains("access denied"), "{err}");
+        assert!(!err.contains(MOTO_SECRET), "{err}");
+    }
+    assert!(!t.path().join("back").exists(), "a refused pull creates nothing");
+    let log = std::fs::read_to_string(t.path().join("oneway.log")).unwrap();
+    assert!(!log.contains(MOTO_SECRET));
+}
+
+#[test]
 fn bad_urls_options_and_hosts_are_one_clear_line() {
     let t = tempfile::tempdir().unwrap();
     sample(&t.path().join("src"), 10);
