@@ -145,7 +145,7 @@ pub fn directory_checksum_of(
 /// SHA-256 of the file `rel` beneath `root` (reached without following any symlink).
 pub fn file_checksum_in(root: &Root, rel: &RelPath) -> Result<Digest> {
     let file = root.open_read(rel.as_path())?;
-    reader_checksum(file).at(Op::Read, &root.path_of(rel.as_path()))
+    reader_checksum(file).at(Op::Read, || root.path_of(rel.as_path()))
 }
 
 /// The directory checksum of the tree at `root`, hashing every file.

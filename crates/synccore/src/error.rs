@@ -208,14 +208,39 @@ impl Error {
 /// The library's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Attaches an operation and a path to an `io::Result`: `fs::read(p).at(Op::Read, p)?`.
+/// Attaches an operation and a path to an `io::Result`: `fs::read(p).at(Op::Read, p)?`, or
+/// `dir.stat(name).at(Op::Stat, || dir.path_of(name))?` where the path must be made (then
+/// only on failure: a walk asks this of every entry).
 pub trait IoResultExt<T> {
-    fn at(self, op: Op, path: &Path) -> Result<T>;
+    fn at(self, op: Op, path: impl ErrorPath) -> Result<T>;
 }
 
 impl<T> IoResultExt<T> for io::Result<T> {
-    fn at(self, op: Op, path: &Path) -> Result<T> {
-        self.map_err(|source| Error::Io { op, path: path.to_path_buf(), source })
+    fn at(self, op: Op, path: impl ErrorPath) -> Result<T> {
+        self.map_err(|source| Error::Io { op, path: path.into_path_buf(), source })
+    }
+}
+
+/// The path an error names: a path at hand, or how to make one.
+pub trait ErrorPath {
+    fn into_path_buf(self) -> PathBuf;
+}
+
+impl ErrorPath for &Path {
+    fn into_path_buf(self) -> PathBuf {
+        self.to_path_buf()
+    }
+}
+
+impl ErrorPath for &PathBuf {
+    fn into_path_buf(self) -> PathBuf {
+        self.clone()
+    }
+}
+
+impl<F: FnOnce() -> PathBuf> ErrorPath for F {
+    fn into_path_buf(self) -> PathBuf {
+        self()
     }
 }
 

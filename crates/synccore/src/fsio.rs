@@ -194,10 +194,10 @@ fn stage_with(
     let dir = match to.parent_of(rel) {
         Ok((dir, _)) => dir,
         Err(e) if changed_under_us(&e) => return Ok(StageOutcome::TargetChanged),
-        Err(e) => return Err(e).at(Op::Create, &to.path_of(rel)),
+        Err(e) => return Err(e).at(Op::Create, || to.path_of(rel)),
     };
     let temp = temp_name();
-    let mut output = dir.create_new(&temp, 0o600).at(Op::Create, &dir.path_of(&temp))?;
+    let mut output = dir.create_new(&temp, 0o600).at(Op::Create, || dir.path_of(&temp))?;
     let staged = Staged { dir, temp, bytes: 0 };
     let temp_path = staged.dir.path_of(&staged.temp);
     let result = (|| {
@@ -325,7 +325,7 @@ impl Root {
     /// Opens the regular file `rel` for reading.
     pub fn open_read(&self, rel: &Path) -> Result<File> {
         let (dir, name) = self.split(rel, Op::Read)?;
-        dir.open_read(name).at(Op::Read, &self.path_of(rel))
+        dir.open_read(name).at(Op::Read, || self.path_of(rel))
     }
 
     /// [`Root::open_read`], with the `fstat` of the file it opened (no second call to learn
@@ -341,10 +341,10 @@ impl Root {
         let file = match self.parent_of(rel).and_then(|(dir, name)| dir.open_read(name)) {
             Ok(file) => file,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e).at(Op::Read, &self.path_of(rel)),
+            Err(e) => return Err(e).at(Op::Read, || self.path_of(rel)),
         };
         let mut bytes = Vec::new();
-        io::Read::read_to_end(&mut &file, &mut bytes).at(Op::Read, &self.path_of(rel))?;
+        io::Read::read_to_end(&mut &file, &mut bytes).at(Op::Read, || self.path_of(rel))?;
         Ok(Some(bytes))
     }
 
@@ -405,11 +405,11 @@ impl Root {
     pub fn create_dirs(&self, rel: &Path) -> Result<()> {
         let mut done = PathBuf::new();
         for comp in rel.components() {
-            let parent = self.dir(&done).at(Op::CreateDir, &self.path_of(&done))?;
+            let parent = self.dir(&done).at(Op::CreateDir, || self.path_of(&done))?;
             done.push(comp);
             match parent.mkdir(comp.as_os_str(), 0o755) {
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-                other => other.at(Op::CreateDir, &self.path_of(&done))?,
+                other => other.at(Op::CreateDir, || self.path_of(&done))?,
             }
         }
         Ok(())
@@ -419,7 +419,7 @@ impl Root {
     /// mode, which the pass sets once the directory's contents are in place.
     pub fn create_dir(&self, rel: &Path, final_mode: u32) -> Result<()> {
         let (dir, name) = self.split(rel, Op::CreateDir)?;
-        dir.mkdir(name, final_mode | 0o700).at(Op::CreateDir, &self.path_of(rel))
+        dir.mkdir(name, final_mode | 0o700).at(Op::CreateDir, || self.path_of(rel))
     }
 
     /// Renames `from` to `to` (both relative to this root), as `how` says.
@@ -447,11 +447,11 @@ impl Root {
     ) -> Result<()> {
         let (dir, name) = self.split(rel, Op::Symlink)?;
         let temp = temp_name();
-        dir.symlink(target, &temp).at(Op::Symlink, &dir.path_of(&temp))?;
+        dir.symlink(target, &temp).at(Op::Symlink, || dir.path_of(&temp))?;
         let how = if replace { RenameFlags::empty() } else { RenameFlags::NOREPLACE };
         let result = set_entry_owner(&dir, &temp, owner)
             .and_then(|()| dir.set_mtime(&temp, mtime))
-            .at(Op::SetMeta, &dir.path_of(&temp))
+            .at(Op::SetMeta, || dir.path_of(&temp))
             .and_then(|()| {
                 dir.rename(&temp, &dir, name, how).map_err(|source| Error::RenameIo {
                     from: dir.path_of(&temp),
@@ -469,7 +469,7 @@ impl Root {
     pub fn hard_link(&self, rel: &Path, from: &Root, existing: &Path) -> Result<()> {
         let (dir, name) = self.split(rel, Op::HardLink)?;
         let (src, src_name) = from.split(existing, Op::HardLink)?;
-        dir.hard_link(&src, src_name, name).at(Op::HardLink, &self.path_of(rel))
+        dir.hard_link(&src, src_name, name).at(Op::HardLink, || self.path_of(rel))
     }
 
     /// Sets the owner, permission bits and/or the mtime of `rel`, never following a symlink
@@ -524,13 +524,13 @@ impl Root {
     /// Removes the file or symlink `rel`.
     pub fn remove_file(&self, rel: &Path) -> Result<()> {
         let (dir, name) = self.split(rel, Op::Remove)?;
-        dir.unlink(name).at(Op::Remove, &self.path_of(rel))
+        dir.unlink(name).at(Op::Remove, || self.path_of(rel))
     }
 
     /// Removes the empty directory `rel`.
     pub fn remove_dir(&self, rel: &Path) -> Result<()> {
         let (dir, name) = self.split(rel, Op::Remove)?;
-        dir.rmdir(name).at(Op::Remove, &self.path_of(rel))?;
+        dir.rmdir(name).at(Op::Remove, || self.path_of(rel))?;
         self.forget(rel);
         Ok(())
     }
@@ -540,24 +540,24 @@ impl Root {
     pub fn remove_tree(&self, rel: &Path) -> Result<()> {
         let (dir, name) = match self.parent_of(rel) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-            other => other.at(Op::Remove, &self.path_of(rel))?,
+            other => other.at(Op::Remove, || self.path_of(rel))?,
         };
-        dir.remove_tree(name).at(Op::Remove, &self.path_of(rel))?;
+        dir.remove_tree(name).at(Op::Remove, || self.path_of(rel))?;
         self.forget(rel);
         Ok(())
     }
 
     /// The names in the directory `rel` (the root itself for an empty path).
     pub fn entries(&self, rel: &Path) -> Result<Vec<OsString>> {
-        let dir = self.dir(rel).at(Op::ReadDir, &self.path_of(rel))?;
-        let names = dir.entries().at(Op::ReadDir, &self.path_of(rel))?;
+        let dir = self.dir(rel).at(Op::ReadDir, || self.path_of(rel))?;
+        let names = dir.entries().at(Op::ReadDir, || self.path_of(rel))?;
         Ok(names.into_iter().map(|(name, _)| name).collect())
     }
 
     /// Fsyncs the directory `rel` (the root itself for an empty path).
     pub fn sync_dir(&self, rel: &Path) -> Result<()> {
-        let dir = self.dir(rel).at(Op::Sync, &self.path_of(rel))?;
-        dir.sync().at(Op::Sync, &self.path_of(rel))
+        let dir = self.dir(rel).at(Op::Sync, || self.path_of(rel))?;
+        dir.sync().at(Op::Sync, || self.path_of(rel))
     }
 
     /// Makes everything written so far on the root's file system durable: one `syncfs` for a

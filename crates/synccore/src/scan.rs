@@ -371,12 +371,12 @@ pub fn is_not_a_dir(e: &io::Error) -> bool {
 /// The entry `name` in `dir` (`rel` below the root), from its `lstat`; `Ok(None)` for special
 /// files.
 pub fn entry_at(dir: &Dir, name: &OsStr, rel: RelPath) -> Result<Option<Entry>> {
-    let st = dir.stat(name).at(Op::Stat, &dir.path_of(name))?;
+    let st = dir.stat(name).at(Op::Stat, || dir.path_of(name))?;
     let kind = match FileType::from_raw_mode(st.st_mode) {
         FileType::RegularFile => Kind::File,
         FileType::Directory => Kind::Dir,
         FileType::Symlink => {
-            let target = dir.read_link(name).at(Op::ReadLink, &dir.path_of(name))?;
+            let target = dir.read_link(name).at(Op::ReadLink, || dir.path_of(name))?;
             Kind::Symlink(target.into())
         }
         _ => return Ok(None),
@@ -400,7 +400,7 @@ pub fn entry_at(dir: &Dir, name: &OsStr, rel: RelPath) -> Result<Option<Entry>> 
 
 /// The entry at `rel` below `root`, if it exists and is not a special file.
 pub fn entry_of(root: &Root, rel: &RelPath) -> Result<Option<Entry>> {
-    let (dir, name) = root.parent_of(rel.as_path()).at(Op::Stat, &root.path_of(rel.as_path()))?;
+    let (dir, name) = root.parent_of(rel.as_path()).at(Op::Stat, || root.path_of(rel.as_path()))?;
     entry_at(&dir, name, rel.clone())
 }
 

@@ -33,8 +33,8 @@ const IN_FLIGHT: usize = 2;
 /// again); an error names the file it happened on.
 pub fn same_bytes(a: &Root, a_rel: &Path, b: &Root, b_rel: &Path) -> Result<bool> {
     let (fa, fb) = (a.open_read(a_rel)?, b.open_read(b_rel)?);
-    let len = fa.metadata().at(Op::Stat, &a.path_of(a_rel))?.len();
-    if fb.metadata().at(Op::Stat, &b.path_of(b_rel))?.len() != len {
+    let len = fa.metadata().at(Op::Stat, || a.path_of(a_rel))?.len();
+    if fb.metadata().at(Op::Stat, || b.path_of(b_rel))?.len() != len {
         return Ok(false);
     }
     compare_open(&fa, a, a_rel, &fb, b, b_rel, len)
@@ -60,8 +60,8 @@ fn compare_open(
 ) -> Result<bool> {
     match same_open(fa, fb, len) {
         Ok(same) => Ok(same),
-        Err((Which::A, e)) => Err(e).at(Op::Read, &a.path_of(a_rel)),
-        Err((Which::B, e)) => Err(e).at(Op::Read, &b.path_of(b_rel)),
+        Err((Which::A, e)) => Err(e).at(Op::Read, || a.path_of(a_rel)),
+        Err((Which::B, e)) => Err(e).at(Op::Read, || b.path_of(b_rel)),
     }
 }
 
