@@ -206,7 +206,7 @@ pub fn stream_comparing(
         moves::Changed { deleted: &deleted, created: &created, target_at, target_dev: target.notes().dev };
     let found = moves::find(&changed, options.owners, options.checksum, &mut cached);
     if !found.is_empty() {
-        plan = with_moves(&plan, &found).map_err(spill_error)?;
+        plan = with_moves(&plan, &found, &deleted).map_err(spill_error)?;
     }
     Ok(Streamed { plan, source_entries, target_files })
 }
@@ -499,8 +499,11 @@ fn dir_meta_step(s: &Entry, existing: Option<&Entry>, touched: bool, options: Di
 
 /// The plan with `moves` in it: each moved entry's deletion (with everything below it) and
 /// creation (likewise) replaced by one move, carried out first, after the directories its
-/// destination needs (taken from the creations).
-fn with_moves(plan: &Phased, moves: &[Move]) -> std::io::Result<Phased> {
+/// destination needs (taken from the creations). A directory that moved keeps its mode, owner
+/// and mtime, so its metadata step (and those of the directories below it) sets only what
+/// differs from the moved entry (`deleted`: the target's entries the diff deletes, in path
+/// order).
+fn with_moves(plan: &Phased, moves: &[Move], deleted: &[Entry]) -> std::io::Result<Phased> {
     let relocation = moves::Relocation::new(moves);
     let mut needed: HashSet<RelPath> = HashSet::new();
     for m in moves {
@@ -513,7 +516,7 @@ fn with_moves(plan: &Phased, moves: &[Move]) -> std::io::Result<Phased> {
     }
     for step in plan.creations.iter() {
         let step = step?;
-        if relocation.back(&step.path).is_some() {
+        if relocation.moves_to(&step.path) {
             continue;
         }
         if matches!(step.action, Action::Mkdir { .. }) && needed.contains(&step.path) {
@@ -530,15 +533,40 @@ fn with_moves(plan: &Phased, moves: &[Move]) -> std::io::Result<Phased> {
     }
     for step in plan.removals.iter() {
         let step = step?;
-        if relocation.forward(&step.path).is_none() {
+        if !relocation.moves_from(&step.path) {
             out.push_removal(step)?;
         }
     }
     for step in plan.metas.iter() {
-        out.push_meta(step?)?;
+        let step = step?;
+        let origin = relocation.back(&step.path).and_then(|old| {
+            let at = deleted.binary_search_by(|e| e.path.cmp(&old)).ok()?;
+            Some(&deleted[at])
+        });
+        match origin {
+            Some(old) => {
+                if let Some(step) = meta_beyond(step, old) {
+                    out.push_meta(step)?;
+                }
+            }
+            None => out.push_meta(step)?,
+        }
     }
     out.seal()?;
     Ok(out)
+}
+
+/// A metadata step for an entry that was moved from `old`: what it sets that `old` does not
+/// have already (`None` when nothing is left).
+fn meta_beyond(step: Step, old: &Entry) -> Option<Step> {
+    let Action::Meta { mode, mtime, owner, dir } = step.action else { return Some(step) };
+    let (mode, mtime, owner) = (
+        mode.filter(|m| *m != old.mode),
+        mtime.filter(|t| *t != old.mtime),
+        owner.filter(|o| *o != old.owner),
+    );
+    (mode.is_some() || mtime.is_some() || owner.is_some())
+        .then_some(Step { path: step.path, action: Action::Meta { mode, mtime, owner, dir } })
 }
 
 /// The step that creates `s` where the target has nothing.

@@ -11,7 +11,8 @@
 //! and never needs a directory that the target holds as something else.
 
 use std::cell::RefCell;
-use std::collections::{HashMap, HashSet};
+
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 
 use crate::checksum::Digest;
 use crate::entry::{Entry, Kind, Mtime, Owner};
@@ -19,6 +20,8 @@ use crate::plan::Stamp;
 use crate::relpath::RelPath;
 use crate::scan::Tree;
 use crate::spill::Spill;
+
+mod whole;
 
 /// Which tree an entry belongs to, for the content oracle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -72,21 +75,8 @@ pub type TargetAt<'a> = dyn Fn(&RelPath) -> Option<(bool, u64)> + 'a;
 /// Finds the moves among a diff's deletes and creates. `verify` asks for content even for a
 /// single candidate (`--checksum`). Reads the created entries only when something was deleted.
 pub fn find(changed: &Changed<'_>, owners: bool, verify: bool, digest: &mut Digests<'_>) -> Vec<Move> {
-    let mut gone: HashMap<Key, Vec<&Entry>> = HashMap::new();
-    for e in changed.deleted {
-        if let Some(k) = key(e, owners) {
-            gone.entry(k).or_default().push(e);
-        }
-    }
-    if gone.is_empty() {
+    if changed.deleted.is_empty() {
         return Vec::new();
-    }
-    // The created entries that could be one of them (only those are kept).
-    let mut new: HashMap<Key, Vec<Entry>> = HashMap::new();
-    for e in changed.created.iter().flatten() {
-        if let Some(k) = key(&e, owners).filter(|k| gone.contains_key(k)) {
-            new.entry(k).or_default().push(e);
-        }
     }
     let deleted_files: HashSet<&RelPath> =
         changed.deleted.iter().filter(|e| !e.is_dir()).map(|e| &e.path).collect();
@@ -96,20 +86,47 @@ pub fn find(changed: &Changed<'_>, owners: bool, verify: bool, digest: &mut Dige
         dev: changed.target_dev,
         seen: RefCell::new(HashMap::new()),
     };
-    let mut moves = Vec::new();
-    for (k, olds) in &gone {
-        let Some(news) = new.get(k) else { continue };
-        let news: Vec<&Entry> = news.iter().collect();
-        let by_content = verify || olds.len() > 1 || news.len() > 1;
-        let zero = matches!(k, Key::File { size: 0, .. } | Key::Link { .. });
-        for (old, new) in pair(olds, &news, by_content && !zero, digest) {
-            if target.movable(old, &new.path) {
-                moves.push(Move { from: old.path.clone(), to: new.path.clone(), was: Stamp::of(old) });
-            }
+    // Whole directories first (without `--checksum`, which reads every file it pairs), then
+    // file by file what they do not cover.
+    let whole = if verify { Vec::new() } else { whole::find(changed, owners, &target) };
+    let covered = Relocation::new(&whole);
+    let mut gone: HashMap<Key, Vec<&Entry>> = HashMap::new();
+    for e in changed.deleted {
+        if let Some(k) = key(e, owners).filter(|_| !covered.moves_from(&e.path)) {
+            gone.entry(k).or_default().push(e);
         }
     }
-    moves.sort_by(|a, b| a.from.cmp(&b.from));
-    promote_directories(moves, changed, &target)
+    let mut moves = Vec::new();
+    if !gone.is_empty() {
+        // The created entries that could be one of them (only those are kept).
+        let mut new: HashMap<Key, Vec<Entry>> = HashMap::new();
+        // A failure to read them back pairs nothing (the files are copied).
+        let _ = changed.created.each(|e| {
+            if let Some(k) = key(e, owners).filter(|k| gone.contains_key(k))
+                && !covered.moves_to(&e.path)
+            {
+                new.entry(k).or_default().push(e.clone());
+            }
+        });
+        for (k, olds) in &gone {
+            let Some(news) = new.get(k) else { continue };
+            let news: Vec<&Entry> = news.iter().collect();
+            let by_content = verify || olds.len() > 1 || news.len() > 1;
+            let zero = matches!(k, Key::File { size: 0, .. } | Key::Link { .. });
+            for (old, new) in pair(olds, &news, by_content && !zero, digest) {
+                if target.movable(old, &new.path) {
+                    moves.push(Move { from: old.path.clone(), to: new.path.clone(), was: Stamp::of(old) });
+                }
+            }
+        }
+        moves.sort_by(|a, b| a.from.cmp(&b.from));
+        moves = promote_directories(moves, changed, &target);
+    }
+    if !whole.is_empty() {
+        moves.extend(whole);
+        moves.sort_by(|a, b| a.from.cmp(&b.from));
+    }
+    moves
 }
 
 /// What `movable` needs of the target: what it has at a path, the files the diff deletes,
@@ -310,8 +327,27 @@ impl<'m> Relocation<'m> {
         Self::map(&self.back, path)
     }
 
+    /// True when a move takes `path` (it is at or below a move's `from`).
+    pub fn moves_from(&self, path: &RelPath) -> bool {
+        Self::longest(&self.forward, path).is_some()
+    }
+
+    /// True when `path` is at or below a move's `to`.
+    pub fn moves_to(&self, path: &RelPath) -> bool {
+        Self::longest(&self.back, path).is_some()
+    }
+
     /// `path` with its longest prefix (itself or an ancestor) that `map` holds replaced.
     fn map(map: &HashMap<&[u8], &RelPath>, path: &RelPath) -> Option<RelPath> {
+        let (end, to) = Self::longest(map, path)?;
+        let mut out = to.as_bytes().to_vec();
+        out.extend_from_slice(&path.as_bytes()[end..]);
+        Some(RelPath::from_bytes(&out))
+    }
+
+    /// The longest prefix of `path` (itself or an ancestor) that `map` holds: its length, and
+    /// where `map` takes it.
+    fn longest<'a>(map: &HashMap<&[u8], &'a RelPath>, path: &RelPath) -> Option<(usize, &'a RelPath)> {
         if map.is_empty() {
             return None;
         }
@@ -319,9 +355,7 @@ impl<'m> Relocation<'m> {
         let mut end = bytes.len();
         loop {
             if let Some(to) = map.get(&bytes[..end]) {
-                let mut out = to.as_bytes().to_vec();
-                out.extend_from_slice(&bytes[end..]);
-                return Some(RelPath::from_bytes(&out));
+                return Some((end, to));
             }
             end = bytes[..end].iter().rposition(|&b| b == b'/')?;
         }
@@ -420,6 +454,91 @@ mod tests {
         other.dev = 2;
         let out = lines(vec![f("new", 5, 9)], vec![other]);
         assert!(out.iter().any(|l| l.starts_with("copy")), "{out:?}");
+    }
+
+    /// The plan's lines with content given by `contents` (path -> bytes) on both sides.
+    fn lines_by_content(source: Vec<Entry>, target: Vec<Entry>, contents: &[(&str, &str)]) -> Vec<String> {
+        let contents: HashMap<String, String> =
+            contents.iter().map(|(p, c)| ((*p).to_string(), (*c).to_string())).collect();
+        let plan = diff::plan(&tree(source), &tree(target), DiffOptions::default(), &mut |_, e| {
+            contents.get(&e.path.to_string()).map(|c| Digest::of_bytes(c.as_bytes()))
+        })
+        .unwrap();
+        plan.steps.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn nested_directories_moved_whole_are_one_rename_and_keep_their_metadata() {
+        let before = vec![d("a"), d("a/s"), d("a/s/t"), f("a/s/t/x", 1, 1), f("a/s/y", 2, 2), f("a/z", 3, 3)];
+        let after = vec![
+            d("n"),
+            d("n/m"),
+            d("n/m/a2"),
+            d("n/m/a2/s"),
+            d("n/m/a2/s/t"),
+            f("n/m/a2/s/t/x", 1, 1),
+            f("n/m/a2/s/y", 2, 2),
+            f("n/m/a2/z", 3, 3),
+        ];
+        let out = lines(after, before);
+        assert_eq!(out.iter().filter(|l| l.starts_with("rename")).count(), 1, "{out:?}");
+        assert!(out.contains(&r#"rename "a" -> "n/m/a2""#.to_string()), "{out:?}");
+        // Only the directories made new get metadata: the moved ones kept theirs.
+        assert!(!out.iter().any(|l| l.starts_with(r#"meta "n/m/a2"#)), "{out:?}");
+        assert!(!out.iter().any(|l| l.starts_with("copy") || l.starts_with("delete")), "{out:?}");
+    }
+
+    #[test]
+    fn a_moved_directory_whose_mode_changed_gets_only_its_mode() {
+        let mut moved = d("b");
+        moved.mode = 0o700;
+        let out = lines(vec![moved, f("b/x", 1, 1)], vec![d("a"), f("a/x", 1, 1)]);
+        assert!(out.contains(&r#"rename "a" -> "b""#.to_string()), "{out:?}");
+        let metas: Vec<&String> = out.iter().filter(|l| l.starts_with(r#"meta "b""#)).collect();
+        assert_eq!(metas.len(), 1, "{out:?}");
+        assert!(metas[0].contains("mode 700") && !metas[0].contains("mtime"), "{out:?}");
+    }
+
+    #[test]
+    fn copies_of_one_directory_moved_together_are_told_apart_by_content() {
+        // Two directories with the same names, sizes and mtimes (copies, then edited in
+        // place): their signatures tie, so the files are paired by what they hold.
+        let before = vec![d("p"), f("p/f", 4, 1), d("q"), f("q/f", 4, 1)];
+        let after = vec![d("n"), d("n/p"), f("n/p/f", 4, 1), d("n/q"), f("n/q/f", 4, 1)];
+        let contents = [("p/f", "PPPP"), ("q/f", "QQQQ"), ("n/p/f", "QQQQ"), ("n/q/f", "PPPP")];
+        let out = lines_by_content(after, before, &contents);
+        // Each directory goes where its content is wanted (whole, once its one file is paired).
+        assert!(out.contains(&r#"rename "p" -> "n/q""#.to_string()), "{out:?}");
+        assert!(out.contains(&r#"rename "q" -> "n/p""#.to_string()), "{out:?}");
+        assert!(!out.iter().any(|l| l.starts_with("copy")), "{out:?}");
+        // With the contents where the names say, the copies move whole.
+        let contents = [("p/f", "PPPP"), ("q/f", "QQQQ"), ("n/p/f", "PPPP"), ("n/q/f", "QQQQ")];
+        let out = lines_by_content(
+            vec![d("n"), d("n/p"), f("n/p/f", 4, 1), d("n/q"), f("n/q/f", 4, 1)],
+            vec![d("p"), f("p/f", 4, 1), d("q"), f("q/f", 4, 1)],
+            &contents,
+        );
+        assert!(out.contains(&r#"rename "p" -> "n/p""#.to_string()), "{out:?}");
+        assert!(out.contains(&r#"rename "q" -> "n/q""#.to_string()), "{out:?}");
+    }
+
+    #[test]
+    fn a_whole_move_and_a_move_with_an_edit_in_one_pass() {
+        let before = vec![d("a"), f("a/x", 1, 1), f("a/y", 2, 2), d("b"), f("b/u", 5, 5), f("b/v", 6, 6)];
+        let after = vec![
+            d("k"),
+            d("k/a"),
+            f("k/a/x", 1, 1),
+            f("k/a/y", 2, 2),
+            d("k/b"),
+            f("k/b/u", 5, 5),
+            f("k/b/v", 7, 7),
+        ];
+        let out = lines(after, before);
+        assert!(out.contains(&r#"rename "a" -> "k/a""#.to_string()), "{out:?}");
+        assert!(out.contains(&r#"rename "b/u" -> "k/b/u""#.to_string()), "{out:?}");
+        assert!(out.contains(&r#"copy "k/b/v" (7 B)"#.to_string()), "{out:?}");
+        assert!(out.contains(&r#"delete "b/v""#.to_string()), "{out:?}");
     }
 
     #[test]

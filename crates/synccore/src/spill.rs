@@ -103,12 +103,23 @@ impl<T: Serialize + DeserializeOwned + Clone> Spill<T> {
     pub fn iter(&self) -> Box<dyn Iterator<Item = io::Result<T>> + '_> {
         match &self.file {
             None => Box::new(self.memory.iter().cloned().map(Ok)),
-            Some(spilled) => Box::new(Lines {
-                reader: BufReader::with_capacity(1 << 16, At { file: &spilled.reader, at: 0 }),
-                line: Vec::new(),
-                item: PhantomData,
-            }),
+            Some(spilled) => Box::new(Lines::of(&spilled.reader)),
         }
+    }
+}
+
+impl<T: DeserializeOwned> Spill<T> {
+    /// Calls `f` with each item in the order they were pushed (call [`Spill::seal`] first):
+    /// those in memory by reference, without the clone [`Spill::iter`] makes.
+    pub fn each(&self, mut f: impl FnMut(&T)) -> io::Result<()> {
+        let Some(spilled) = &self.file else {
+            self.memory.iter().for_each(f);
+            return Ok(());
+        };
+        for item in Lines::<T>::of(&spilled.reader) {
+            f(&item?);
+        }
+        Ok(())
     }
 }
 
@@ -136,6 +147,17 @@ struct Lines<'f, T> {
     reader: BufReader<At<'f>>,
     line: Vec<u8>,
     item: PhantomData<T>,
+}
+
+impl<'f, T> Lines<'f, T> {
+    /// The items of the spilled list `file`, from its start.
+    fn of(file: &'f File) -> Self {
+        Lines {
+            reader: BufReader::with_capacity(1 << 16, At { file, at: 0 }),
+            line: Vec::new(),
+            item: PhantomData,
+        }
+    }
 }
 
 impl<T: DeserializeOwned> Iterator for Lines<'_, T> {
@@ -172,6 +194,11 @@ mod tests {
             list.push((10, "item 10".into())).unwrap();
             list.seal().unwrap();
             assert_eq!(list.iter().last().unwrap().unwrap().0, 10);
+            // `each` sees the same items, in the same order, from memory or from the file.
+            let mut seen = Vec::new();
+            list.each(|item| seen.push(item.clone())).unwrap();
+            let back: Vec<(u32, String)> = list.iter().map(Result::unwrap).collect();
+            assert_eq!(seen, back);
         }
     }
 }

@@ -3,7 +3,7 @@
 //! move never counts as a delete for `--max-delete`.
 
 use std::fs;
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use e2e::{assert_same_tree, cmd, file, run};
@@ -100,6 +100,57 @@ fn mirror_moves_an_edited_directory_file_by_file() {
     assert_same_tree(&src, &dst);
     assert_eq!(ino(&dst.join("e0/f0.txt")), kept, "the unchanged file moved");
     assert!(log.contains(r#"copy "e0/f1.txt""#), "the edited one is copied: {log}");
+}
+
+#[test]
+fn mirror_moves_nested_directories_whole_in_one_rename_keeping_their_metadata() {
+    let (sb, src, dst) = sandbox();
+    for rel in ["a/b/c/x.txt", "a/b/y.txt", "a/z.txt", "a/b/c/d/w.txt", "other/o.txt"] {
+        file(&src, rel.as_bytes(), format!("{rel}\n").repeat(20).as_bytes(), 0o640, T);
+    }
+    fs::set_permissions(src.join("a/b"), fs::Permissions::from_mode(0o750)).unwrap();
+    assert_eq!(oneway(sb.path(), &[]).0, 0);
+    let (dir_before, file_before) = (ino(&dst.join("a/b")), ino(&dst.join("a/b/c/d/w.txt")));
+    fs::create_dir_all(src.join("x/y")).unwrap();
+    fs::rename(src.join("a"), src.join("x/y/a2")).unwrap();
+
+    let (code, _, log) = oneway(sb.path(), &[]);
+    assert_eq!(code, 0, "{log}");
+    assert_same_tree(&src, &dst);
+    assert_eq!(log.matches(" rename \"").count(), 1, "one rename for the whole subtree: {log}");
+    assert!(log.contains(r#"rename "a" -> "x/y/a2""#), "{log}");
+    assert_eq!(ino(&dst.join("x/y/a2/b")), dir_before, "the directory itself moved");
+    assert_eq!(ino(&dst.join("x/y/a2/b/c/d/w.txt")), file_before);
+    assert_eq!(fs::metadata(dst.join("x/y/a2/b")).unwrap().mode() & 0o777, 0o750);
+    // The moved directories kept their mode, owner and mtime: nothing to set on them.
+    assert!(!log.contains(r#"meta "x/y/a2"#), "{log}");
+    assert_eq!(bytes_copied(&log), "0", "{log}");
+    // And the next pass has nothing left to do.
+    let (code, _, log) = oneway(sb.path(), &[]);
+    assert_eq!(code, 0, "{log}");
+    assert!(log.contains("Total number of operations: 0"), "{log}");
+}
+
+#[test]
+fn mirror_copies_of_one_directory_moved_under_swapped_names_keep_their_content() {
+    // `p` and `q` list the same names, sizes and mtimes (a copy edited in place): only their
+    // content tells them apart, and each must land where its content is wanted.
+    let (sb, src, dst) = sandbox();
+    file(&src, b"p/f.txt", b"PPPP content", 0o644, T);
+    file(&src, b"q/f.txt", b"QQQQ content", 0o644, T);
+    assert_eq!(oneway(sb.path(), &[]).0, 0);
+    let (p_ino, q_ino) = (ino(&dst.join("p/f.txt")), ino(&dst.join("q/f.txt")));
+    fs::create_dir(src.join("n")).unwrap();
+    fs::rename(src.join("p"), src.join("n/q")).unwrap();
+    fs::rename(src.join("q"), src.join("n/p")).unwrap();
+
+    let (code, _, log) = oneway(sb.path(), &[]);
+    assert_eq!(code, 0, "{log}");
+    assert_same_tree(&src, &dst);
+    assert_eq!(fs::read(dst.join("n/q/f.txt")).unwrap(), b"PPPP content");
+    assert_eq!(fs::read(dst.join("n/p/f.txt")).unwrap(), b"QQQQ content");
+    assert_eq!((ino(&dst.join("n/q/f.txt")), ino(&dst.join("n/p/f.txt"))), (p_ino, q_ino), "{log}");
+    assert_eq!(bytes_copied(&log), "0", "{log}");
 }
 
 #[test]
