@@ -169,7 +169,9 @@ fn invalid_log(path: &Path, err: &Error) -> Error {
 /// replaced, and reopens (recreating) it.
 struct ReopeningFile {
     path: PathBuf,
-    file: io::LineWriter<File>,
+    /// Buffered, and flushed after every record (fern does): a line reaches the file in one
+    /// `write`, where a `LineWriter` made two of it (the text, then the line's end).
+    file: io::BufWriter<File>,
     ino: u64,
     checked: Instant,
 }
@@ -183,7 +185,7 @@ impl ReopeningFile {
         let ino = file.metadata().at(Op::Stat, path)?.ino();
         Ok(ReopeningFile {
             path: path.to_path_buf(),
-            file: io::LineWriter::new(file),
+            file: io::BufWriter::new(file),
             ino,
             checked: Instant::now(),
         })
