@@ -26,7 +26,6 @@ use rustix::io::Errno;
 
 use crate::entry::{Mtime, Owner};
 use crate::error::{Error, Op, Result};
-use crate::relpath::RelPath;
 
 /// An open directory, and the path it had when it was opened (for messages only: it is never
 /// used to reach anything).
@@ -422,8 +421,11 @@ impl Root {
     /// Forgets the open directories at and below `rel`, after it was removed or renamed.
     pub fn forget(&self, rel: &Path) {
         if let Ok(mut cache) = self.cache.lock() {
-            let rel = RelPath::from_path(rel);
-            cache.retain(|k, _| !RelPath::from_bytes(k).is_within(&rel));
+            let rel = rel.as_os_str().as_bytes();
+            // At or below `rel`, component-wise (`a-b` is not below `a`); no path is made per
+            // key (a pass of renames forgets once per rename).
+            let within = |k: &[u8]| k.starts_with(rel) && (k.len() == rel.len() || k[rel.len()] == b'/');
+            cache.retain(|k, _| !within(k));
         }
     }
 }
@@ -432,6 +434,22 @@ impl Root {
 mod tests {
     use super::*;
     use std::fs;
+
+    #[test]
+    fn forgetting_a_directory_forgets_what_is_below_it_and_nothing_else() {
+        let d = tempfile::tempdir().unwrap();
+        for rel in ["a/b", "a-b", "ab"] {
+            fs::create_dir_all(d.path().join(rel)).unwrap();
+        }
+        let root = Root::open(d.path()).unwrap();
+        for rel in ["a", "a/b", "a-b", "ab"] {
+            root.dir(Path::new(rel)).unwrap();
+        }
+        root.forget(Path::new("a"));
+        let mut kept: Vec<Vec<u8>> = root.cache.lock().unwrap().keys().map(|k| k.to_vec()).collect();
+        kept.sort();
+        assert_eq!(kept, vec![b"a-b".to_vec(), b"ab".to_vec()]);
+    }
 
     #[test]
     fn nothing_is_reached_through_a_symlink() {
