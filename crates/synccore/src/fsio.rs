@@ -138,15 +138,17 @@ pub fn stage_copy(
     expected: (u64, Mtime),
 ) -> Result<StageOutcome> {
     let src_path = from.path_of(rel);
-    let opened = from.parent_of(rel).and_then(|(dir, name)| dir.open_read(name));
+    // Opened without a check of what it is: the metadata taken next (needed anyway) tells.
+    let opened = from.parent_of(rel).and_then(|(dir, name)| dir.open_read_unchecked(name));
     let input = match opened {
         Ok(input) => input,
-        Err(e) if changed_under_us(&e) || e.kind() == io::ErrorKind::InvalidInput => {
-            return Ok(StageOutcome::SourceChanged);
-        }
+        Err(e) if changed_under_us(&e) => return Ok(StageOutcome::SourceChanged),
         Err(e) => return Err(e).at(Op::Read, &src_path),
     };
     let mut before = input.metadata().at(Op::Stat, &src_path)?;
+    if !before.is_file() {
+        return Ok(StageOutcome::SourceChanged);
+    }
     if wait_until_settled(&before) {
         before = input.metadata().at(Op::Stat, &src_path)?;
     }

@@ -111,13 +111,20 @@ impl Dir {
 
     /// [`Dir::open_read`], with the `fstat` of the file it opened.
     pub fn open_read_stat(&self, name: &OsStr) -> io::Result<(File, rustix::fs::Stat)> {
-        let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
-        let fd = rustix::fs::openat(&self.fd, name, flags, Mode::empty())?;
+        let fd = self.open_read_unchecked(name)?;
         let stat = rustix::fs::fstat(&fd)?;
         if rustix::fs::FileType::from_raw_mode(stat.st_mode) != rustix::fs::FileType::RegularFile {
             return Err(io::Error::from(io::ErrorKind::InvalidInput));
         }
-        Ok((File::from(fd), stat))
+        Ok((fd, stat))
+    }
+
+    /// Opens `name` for reading (never through a symlink, never blocking on a FIFO) without
+    /// asking what it is: for a caller that takes its metadata next anyway and checks that it
+    /// is a regular file there.
+    pub fn open_read_unchecked(&self, name: &OsStr) -> io::Result<File> {
+        let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
+        Ok(File::from(rustix::fs::openat(&self.fd, name, flags, Mode::empty())?))
     }
 
     /// Creates the file `name`, which must not exist (`EEXIST`, never through a symlink),
