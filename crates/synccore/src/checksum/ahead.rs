@@ -33,13 +33,12 @@ struct Job {
     seq: u64,
     path: RelPath,
     size: u64,
-    mtime: Mtime,
 }
 
 /// What a helper found for a [`Job`].
 enum Answer {
     /// Nothing the diff will ask about: no regular file of that size at the path in the
-    /// target, a source that is no longer what was read, or a failure (asked again on the
+    /// target, or a failure to open or read either (asked again on the
     /// spot, which reports it).
     Nothing,
     /// The target file's (size, mtime, inode) when compared, and whether the bytes matched.
@@ -125,10 +124,12 @@ fn compare_job(a: &Root, b: &Root, job: &Job) -> Answer {
     if stamp.0 != job.size {
         return Answer::Nothing;
     }
-    let Ok((source, st)) = a.open_read_stat(path) else { return Answer::Nothing };
-    if (st.st_size as u64, Mtime::of_stat(&st)) != (job.size, job.mtime) {
+    // The source is not asked its size again: its first `job.size` bytes are compared, as
+    // the diff would compare them on the spot (one that changed since the walk is the next
+    // pass's, as with the quick check), and one that is no longer a file fails to read.
+    let Ok(source) = a.parent_of(path).and_then(|(dir, name)| dir.open_read_unchecked(name)) else {
         return Answer::Nothing;
-    }
+    };
     match super::same::compare_open_files(&source, &target, job.size) {
         Ok(same) => Answer::Compared { target: stamp, same },
         Err(_) => Answer::Nothing,
@@ -152,7 +153,7 @@ struct Shared {
 
 impl Shared {
     fn dispatch(&mut self, e: &Entry) {
-        self.pending.push(Job { seq: self.next_seq, path: e.path.clone(), size: e.size, mtime: e.mtime });
+        self.pending.push(Job { seq: self.next_seq, path: e.path.clone(), size: e.size });
         self.next_seq += 1;
         if self.pending.len() >= CHUNK {
             self.flush();
