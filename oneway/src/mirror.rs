@@ -126,6 +126,12 @@ pub struct Roots {
     pub target: Option<Root>,
 }
 
+/// With `--checksum`, files up to this size are read and hashed (SHA-256) by the walks, in
+/// one read while the walk has them open; larger ones are compared byte by byte on helper
+/// threads, stopping at the first difference. Around a page, hashing a file costs what the
+/// system calls it saves cost (an `lstat`, the helper's work).
+const READ_BY_THE_WALK: u64 = 4096;
+
 /// Walks both trees at once, each on its own thread, and diffs them as they stream past.
 /// BACKUP is read with its own rules files unless `given` (SOURCE's rules); with
 /// `--delete-excluded` with none. Returns the diff and each walk's notes.
@@ -144,8 +150,22 @@ fn walk_both(
     };
     let watch = watch.cloned();
     let before: BeforeListing = Box::new(move |rel| watch.iter().for_each(|w| w.add(rel)));
-    let source_walk = Walker::watched(&roots.source, source_rules, before)?;
-    let target_walk = roots.target.as_ref().map(|r| Walker::new(r, target_rules)).transpose()?;
+    // `--checksum` reads every file of equal size on both sides: the small ones are read by
+    // the walks themselves, one open each instead of an `lstat` and an open (issue 17).
+    let (source_walk, target_walk) = if options.checksum {
+        let target = roots.target.as_ref();
+        (
+            Walker::reading_small_files(&roots.source, source_rules, before, READ_BY_THE_WALK)?,
+            target
+                .map(|r| Walker::reading_small_files(r, target_rules, Box::new(|_| {}), READ_BY_THE_WALK))
+                .transpose()?,
+        )
+    } else {
+        (
+            Walker::watched(&roots.source, source_rules, before)?,
+            roots.target.as_ref().map(|r| Walker::new(r, target_rules)).transpose()?,
+        )
+    };
     let nothing = Tree::default();
     std::thread::scope(|scope| {
         let mut src = Threaded::spawn(scope, source_walk, ("scan-source", "scanning the source"));

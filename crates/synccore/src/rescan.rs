@@ -64,7 +64,7 @@ pub fn rescan(
         };
         let start = fresh.entries.len();
         let mut pending = Vec::new();
-        list(&dir, d.as_bytes(), &mut fresh, scan_rules, &mut pending)?;
+        list(&dir, d.as_bytes(), &mut fresh, scan_rules, &mut pending, None)?;
         relisted.insert(d.as_bytes().to_vec());
         if let Some(reason) = rules_changed(tree, &d, &fresh.entries[start..]).filter(|_| own_rules) {
             return Ok(Some(reason));

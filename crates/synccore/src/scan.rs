@@ -20,6 +20,7 @@ use std::sync::Arc;
 
 use rustix::fs::FileType;
 
+use crate::checksum::Digest;
 use crate::entry::{Entry, Kind, MODE_MASK, Mtime, Owner};
 use crate::error::{Error, IoResultExt, Op, Result};
 use crate::fsio::{Dir, Root, is_temp_name};
@@ -233,7 +234,7 @@ pub(crate) fn descend(
                 continue;
             }
         };
-        list(&dir, &p.rel, tree, rules, &mut pending)?;
+        list(&dir, &p.rel, tree, rules, &mut pending, None)?;
     }
     if !dropped.is_empty() {
         dropped.sort_unstable();
@@ -246,14 +247,25 @@ pub(crate) fn descend(
     Ok(())
 }
 
+/// Where a walk that reads small files puts their digests (see [`list`]).
+pub(crate) struct SmallFiles<'a> {
+    /// The largest file read, in bytes.
+    pub up_to: u64,
+    /// Each digest with the index of its entry in the listing's `tree.entries`.
+    pub digests: &'a mut Vec<(usize, Digest)>,
+}
+
 /// Lists one directory (`rel` below the root), `lstat`ing each entry relative to it; its
-/// subdirectories are queued on `pending`. Ignored entries are only named (issue 14).
+/// subdirectories are queued on `pending`. Ignored entries are only named (issue 14). With
+/// `small`, a regular file (as the listing says) is opened instead of `lstat`ed, and one of
+/// at most `small.up_to` bytes is read and hashed while it is open (see [`opened_file_at`]).
 pub(crate) fn list(
     dir: &Arc<Dir>,
     rel: &[u8],
     tree: &mut Tree,
     rules: ScanRules<'_>,
     pending: &mut Vec<Pending>,
+    mut small: Option<SmallFiles<'_>>,
 ) -> Result<()> {
     let names = match dir.entries() {
         Ok(names) => names,
@@ -299,7 +311,20 @@ pub(crate) fn list(
             tree.ignored.push(path);
             continue;
         }
-        match entry_at(dir, &name, path.clone()) {
+        let opened = match &mut small {
+            Some(small) if kind == FileType::RegularFile => opened_file_at(dir, &name, &path, small.up_to),
+            _ => None,
+        };
+        let found = match opened {
+            Some((entry, digest)) => {
+                if let (Some(small), Some(digest)) = (&mut small, digest) {
+                    small.digests.push((tree.entries.len(), digest));
+                }
+                Ok(Some(entry))
+            }
+            None => entry_at(dir, &name, path.clone()),
+        };
+        match found {
             Ok(Some(entry)) if known_dir.is_none() && !chains.is_empty() && ignored(entry.is_dir()) => {
                 tree.ignored.push(path);
             }
@@ -372,6 +397,41 @@ pub fn is_not_a_dir(e: &io::Error) -> bool {
 /// files.
 pub fn entry_at(dir: &Dir, name: &OsStr, rel: RelPath) -> Result<Option<Entry>> {
     let st = dir.stat(name).at(Op::Stat, || dir.path_of(name))?;
+    entry_of_stat(dir, name, rel, &st)
+}
+
+/// The regular file `name` in `dir` (`rel` below the root) as an entry, from the `fstat` of
+/// the file opened (never through a symlink) in place of an `lstat`, with the SHA-256 of its
+/// content when it holds at most `up_to` bytes (read in one call while it is open). A
+/// `--checksum` mirror reads every file anyway: for a small one this is one open instead of
+/// an `lstat` and an open, and the content is known before the diff asks (issue 17). `None`
+/// when it cannot be opened as a regular file (the caller `lstat`s it, which reports what is
+/// there); the digest is `None` when the read does not give exactly the bytes the `fstat`
+/// promised (a file changing meanwhile is compared later, as any other).
+fn opened_file_at(dir: &Dir, name: &OsStr, rel: &RelPath, up_to: u64) -> Option<(Entry, Option<Digest>)> {
+    let (file, st) = dir.open_read_stat(name).ok()?;
+    let entry = entry_of_stat(dir, name, rel.clone(), &st).ok().flatten()?;
+    if entry.size > up_to {
+        return Some((entry, None));
+    }
+    let digest = SMALL_READ.with_borrow_mut(|buffer| {
+        // One byte more than promised: a file that grew meanwhile fills it.
+        let want = usize::try_from(entry.size).ok()?.checked_add(1)?;
+        buffer.resize(want, 0);
+        let got = io::Read::read(&mut &file, buffer).ok()?;
+        (got as u64 == entry.size).then(|| Digest::of_bytes(&buffer[..got]))
+    });
+    Some((entry, digest))
+}
+
+thread_local! {
+    /// The buffer [`opened_file_at`] reads small files into, one per walking thread.
+    static SMALL_READ: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The entry `name` in `dir` (`rel` below the root) for the metadata `st`; `Ok(None)` for
+/// special files.
+fn entry_of_stat(dir: &Dir, name: &OsStr, rel: RelPath, st: &rustix::fs::Stat) -> Result<Option<Entry>> {
     let kind = match FileType::from_raw_mode(st.st_mode) {
         FileType::RegularFile => Kind::File,
         FileType::Directory => Kind::Dir,
@@ -390,11 +450,11 @@ pub fn entry_at(dir: &Dir, name: &OsStr, rel: RelPath) -> Result<Option<Entry>> 
         path: rel,
         kind,
         size,
-        mtime: Mtime::of_stat(&st),
+        mtime: Mtime::of_stat(st),
         mode: st.st_mode & MODE_MASK,
         ino: st.st_ino,
         dev: st.st_dev,
-        owner: Owner::of_stat(&st),
+        owner: Owner::of_stat(st),
     }))
 }
 

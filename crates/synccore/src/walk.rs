@@ -20,20 +20,21 @@ use std::collections::HashSet;
 use std::io;
 use std::sync::Arc;
 
+use crate::checksum::Digest;
 use crate::entry::Entry;
 use crate::error::{Error, IoResultExt, Op, Result};
 use crate::fsio::{Dir, Root};
 use crate::ignore::Rules;
 use crate::relpath::RelPath;
-use crate::scan::{Pending, ScanRules, Tree, entry_at, is_not_a_dir, list};
+use crate::scan::{Pending, ScanRules, SmallFiles, Tree, entry_at, is_not_a_dir, list};
 
 /// What a walk tells before it lists each directory (watch mode watches it first).
 pub type BeforeListing<'r> = Box<dyn FnMut(&[u8]) + Send + 'r>;
 
 /// One item of a directory's sorted listing.
 enum Item {
-    /// An entry to yield.
-    Entry(Entry),
+    /// An entry to yield, with its content's digest when the walk read it.
+    Entry(Entry, Option<Digest>),
     /// The contents of a subdirectory (opened when its entry was yielded).
     Contents { rel: Vec<u8>, dir: Option<Arc<Dir>> },
 }
@@ -43,7 +44,7 @@ impl Item {
     /// subdirectory's contents.
     fn key(&self) -> (&[u8], bool) {
         match self {
-            Item::Entry(e) => (e.path.as_bytes(), false),
+            Item::Entry(e, _) => (e.path.as_bytes(), false),
             Item::Contents { rel, .. } => (rel, true),
         }
     }
@@ -92,6 +93,11 @@ pub struct Walker<'r> {
     before: BeforeListing<'r>,
     /// Bad input met on the way (a `.syncignore` pattern the matcher refuses): the walk ends.
     fatal: Option<Error>,
+    /// Regular files up to this size are opened instead of `lstat`ed and hashed (see
+    /// [`Walker::reading_small_files`]).
+    small_files: Option<u64>,
+    /// The digest of the entry yielded last, when the walk read it.
+    last_digest: Option<Digest>,
 }
 
 impl<'r> Walker<'r> {
@@ -104,14 +110,44 @@ impl<'r> Walker<'r> {
     /// [`Walker::new`], telling `before` each directory's relative path before it is listed
     /// (watch mode watches it first).
     pub fn watched(root: &Root, rules: ScanRules<'r>, before: BeforeListing<'r>) -> Result<Walker<'r>> {
+        Self::start(root, rules, before, None)
+    }
+
+    /// [`Walker::watched`] that opens each regular file instead of `lstat`ing it and hashes
+    /// those of at most `up_to` bytes while they are open ([`Walker::last_digest`]): for a
+    /// pass that reads every file anyway (a `--checksum` mirror), one open per small file
+    /// instead of an `lstat` and an open later.
+    pub fn reading_small_files(
+        root: &Root,
+        rules: ScanRules<'r>,
+        before: BeforeListing<'r>,
+        up_to: u64,
+    ) -> Result<Walker<'r>> {
+        Self::start(root, rules, before, Some(up_to))
+    }
+
+    fn start(
+        root: &Root,
+        rules: ScanRules<'r>,
+        before: BeforeListing<'r>,
+        small_files: Option<u64>,
+    ) -> Result<Walker<'r>> {
         let top = root.top();
         top.entries().at(Op::ReadDir, root.path())?;
         let mut notes = Tree { dev: top.stat_self().at(Op::Stat, root.path())?.st_dev, ..Tree::default() };
         if let ScanRules::Read(excludes) = rules {
             notes.rules = Rules::new(excludes)?;
         }
-        let mut walker =
-            Walker { rules, stack: Vec::new(), notes, prune: HashSet::new(), before, fatal: None };
+        let mut walker = Walker {
+            rules,
+            stack: Vec::new(),
+            notes,
+            prune: HashSet::new(),
+            before,
+            fatal: None,
+            small_files,
+            last_digest: None,
+        };
         walker.enter(Arc::clone(top), &[])?;
         Ok(walker)
     }
@@ -121,6 +157,12 @@ impl<'r> Walker<'r> {
     pub fn pruning(mut self, paths: impl IntoIterator<Item = RelPath>) -> Self {
         self.prune.extend(paths.into_iter().map(|p| p.as_bytes().to_vec()));
         self
+    }
+
+    /// The SHA-256 of the content of the entry yielded last, when the walk read it (a small
+    /// regular file of a walk [`Walker::reading_small_files`]).
+    pub fn last_digest(&self) -> Option<Digest> {
+        self.last_digest
     }
 
     /// What the walk found besides the entries (complete once the walk is over).
@@ -141,7 +183,9 @@ impl<'r> Walker<'r> {
         (self.before)(rel);
         let mut listed = Tree { rules: std::mem::take(&mut self.notes.rules), ..Tree::default() };
         let mut pending: Vec<Pending> = Vec::new();
-        let listing = list(&dir, rel, &mut listed, self.rules, &mut pending);
+        let mut digests: Vec<(usize, Digest)> = Vec::new();
+        let small = self.small_files.map(|up_to| SmallFiles { up_to, digests: &mut digests });
+        let listing = list(&dir, rel, &mut listed, self.rules, &mut pending, small);
         self.notes.rules = std::mem::take(&mut listed.rules);
         listing?;
         // `list` queues each subdirectory as it lists its entry: `entry` is that entry's index.
@@ -152,11 +196,14 @@ impl<'r> Walker<'r> {
             }
         }
         let mut items: Vec<Item> = Vec::with_capacity(listed.entries.len() + pending.len());
-        for (e, subdir) in listed.entries.into_iter().zip(is_subdir) {
+        // The digests come in the order of their entries.
+        let mut digests = digests.into_iter().peekable();
+        for (at, (e, subdir)) in listed.entries.into_iter().zip(is_subdir).enumerate() {
             if subdir {
                 items.push(Item::Contents { rel: e.path.as_bytes().to_vec(), dir: None });
             }
-            items.push(Item::Entry(e));
+            let digest = digests.next_if(|(i, _)| *i == at).map(|(_, d)| d);
+            items.push(Item::Entry(e, digest));
         }
         items.sort_unstable_by(|x, y| compare_keys(x.key(), y.key()));
         self.notes.unreadable.append(&mut listed.unreadable);
@@ -183,15 +230,17 @@ impl<'r> Walker<'r> {
                     let rel = std::mem::take(rel);
                     self.enter(dir, &rel)?;
                 }
-                Item::Entry(entry) => {
+                Item::Entry(entry, digest) => {
                     if self.prune.contains(entry.path.as_bytes()) {
                         continue;
                     }
                     // Taken, not cloned: the walk never looks back at an item it passed.
                     let mut entry = std::mem::replace(entry, Entry::placeholder());
+                    let digest = digest.take();
                     if entry.is_dir() && !self.open_contents(&mut entry) {
                         continue;
                     }
+                    self.last_digest = digest;
                     return Ok(Some(entry));
                 }
             }
@@ -275,7 +324,7 @@ impl Iterator for Walker<'_> {
 /// they came before (so that the reader knows a path is unreadable before it would wrongly
 /// take an entry of the other tree there for deleted), then the end.
 enum Walked {
-    Entry(Entry),
+    Entry(Entry, Option<Digest>),
     Unreadable(RelPath),
     Ignored(RelPath),
     Leftover(RelPath),
@@ -294,6 +343,8 @@ pub struct Threaded<'s> {
     thread: Option<std::thread::ScopedJoinHandle<'s, ()>>,
     /// What the walk is, for the error when its thread panics ("scanning the target").
     what: &'static str,
+    /// The inode, size and content digest of the entry read last, when the walk read it.
+    last: Option<(u64, u64, Digest)>,
 }
 
 /// Entries a walk may run ahead of its reader.
@@ -326,7 +377,7 @@ impl<'s> Threaded<'s> {
                 batch.extend(fresh);
                 sent = (notes.unreadable.len(), notes.ignored.len(), notes.leftovers.len());
                 let Some(entry) = next else { break };
-                batch.push(Walked::Entry(entry));
+                batch.push(Walked::Entry(entry, walker.last_digest()));
                 if batch.len() >= BATCH
                     && tx.send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH))).is_err()
                 {
@@ -337,7 +388,15 @@ impl<'s> Threaded<'s> {
             let _ = tx.send(batch);
         });
         let batch = Vec::new().into_iter();
-        Threaded { rx, batch, notes: Tree { dev, ..Tree::default() }, end: None, thread: Some(thread), what }
+        Threaded {
+            rx,
+            batch,
+            notes: Tree { dev, ..Tree::default() },
+            end: None,
+            thread: Some(thread),
+            what,
+            last: None,
+        }
     }
 
     /// The walk's complete notes (after the last entry): `Err` when it stopped on bad input,
@@ -358,7 +417,10 @@ impl<'s> Threaded<'s> {
                 continue;
             };
             match item {
-                Walked::Entry(e) => return Some(e),
+                Walked::Entry(e, digest) => {
+                    self.last = digest.map(|d| (e.ino, e.size, d));
+                    return Some(e);
+                }
                 Walked::Unreadable(p) => self.notes.unreadable.push(p),
                 Walked::Ignored(p) => self.notes.ignored.push(p),
                 Walked::Leftover(p) => self.notes.leftovers.push(p),
@@ -382,6 +444,10 @@ impl crate::diff::Source for Threaded<'_> {
     fn notes(&self) -> &Tree {
         &self.notes
     }
+
+    fn digest_of(&self, e: &Entry) -> Option<Digest> {
+        self.last.filter(|(ino, size, _)| (*ino, *size) == (e.ino, e.size)).map(|(_, _, d)| d)
+    }
 }
 
 /// Collects a whole walk into a [`Tree`] (what [`scan::scan_with`] returns).
@@ -397,6 +463,32 @@ pub fn collect(mut walker: Walker<'_>) -> Result<Tree> {
 mod tests {
     use super::*;
     use std::fs;
+
+    #[test]
+    fn a_walk_reading_small_files_gives_their_digests_and_the_same_entries() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path();
+        fs::create_dir_all(p.join("a/sub")).unwrap();
+        let files: [(&str, usize); 5] =
+            [("a.txt", 10), ("a/big", 5000), ("a/small", 4096), ("a/sub/x", 0), ("z", 3)];
+        for (f, len) in files {
+            fs::write(p.join(f), vec![len as u8; len]).unwrap();
+        }
+        std::os::unix::fs::symlink("a.txt", p.join("a/link")).unwrap();
+        let root = Root::open(p).unwrap();
+        let mut walker = Walker::reading_small_files(&root, ScanRules::None, Box::new(|_| {}), 4096).unwrap();
+        let mut seen = Vec::new();
+        while let Some(e) = walker.next() {
+            seen.push((e, walker.last_digest()));
+        }
+        let plain: Vec<Entry> = Walker::new(&root, ScanRules::None).unwrap().collect();
+        assert_eq!(seen.iter().map(|(e, _)| e.clone()).collect::<Vec<_>>(), plain);
+        for (e, digest) in &seen {
+            let len = files.iter().find(|(f, _)| *f == e.path.to_string()).map(|(_, len)| *len);
+            let expected = len.filter(|len| *len <= 4096).map(|len| Digest::of_bytes(&vec![len as u8; len]));
+            assert_eq!(*digest, expected, "{}", e.path);
+        }
+    }
 
     #[test]
     fn entries_come_in_whole_path_byte_order_as_the_full_scan_has_them() {

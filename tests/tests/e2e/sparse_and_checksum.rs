@@ -199,6 +199,41 @@ fn checksum_updates_a_file_whose_bytes_changed_under_the_same_size_and_mtime() {
 }
 
 #[test]
+fn checksum_finds_every_same_stamp_edit_among_many_small_files_in_nested_directories() {
+    // Small files are read by the walks themselves (their digests travel with the entries),
+    // larger ones by helper threads: the edits must be found whichever way, whatever the
+    // order of files and subdirectories in a listing, and at the sizes around the limit.
+    let (sb, src) = sandbox();
+    let content = |i: usize| -> Vec<u8> {
+        let len = [0, 1, 100, 4095, 4096, 4097, 70_000][i % 7];
+        (0..len).map(|j| (j as u32).wrapping_mul(31).wrapping_add(i as u32) as u8).collect()
+    };
+    let path = |i: usize| format!("d{}/{}f{i:03}.bin", i % 4, if i.is_multiple_of(3) { "sub/" } else { "" });
+    for i in 0..120 {
+        file(&src, path(i).as_bytes(), &content(i), 0o644, T);
+    }
+    mirror(sb.path(), &[]);
+    let dst = sb.path().join("dst");
+    let mut edited = Vec::new();
+    for i in (0..120usize).filter(|i| i.is_multiple_of(5) && !content(*i).is_empty()) {
+        let mut other = content(i);
+        *other.last_mut().unwrap() ^= 0x20;
+        file(&dst, path(i).as_bytes(), &other, 0o644, T);
+        edited.push(path(i));
+    }
+    let log = mirror(sb.path(), &["--checksum"]);
+    assert_eq!(ops(&log, "update"), edited.len(), "{log}");
+    for p in &edited {
+        assert!(log.contains(&format!(" update \"{p}\"")), "{p}: {log}");
+    }
+    for i in 0..120 {
+        assert_eq!(fs::read(dst.join(path(i))).unwrap(), content(i), "{}", path(i));
+    }
+    let log = mirror(sb.path(), &["--checksum"]);
+    assert_eq!((ops(&log, "update"), ops(&log, "meta")), (0, 0), "{log}");
+}
+
+#[test]
 fn equal_bytes_under_a_new_mtime_only_get_the_mtime() {
     let (sb, src) = sandbox();
     let big: Vec<u8> = (0..6_000_000u32).map(|i| (i.wrapping_mul(40_503) >> 7) as u8).collect();

@@ -1,19 +1,22 @@
 //! Comparing ahead of the diff (issue 17, point 2: `--checksum` at memory speed). With
-//! `--checksum` the mirror asks "same bytes?" of every pair of equal-size files, and a diff
-//! that read them one pair at a time would leave every core but its own idle while both trees
-//! stream past. So the source stream is read a little ahead of the diff ([`AHEAD`] entries),
-//! and each of its files is compared, on helper threads, with the file at the same path in the
-//! target (opened there directly: the target's walk has not necessarily reached it yet). When
-//! the diff asks about a pair, the answer is usually waiting.
+//! `--checksum` the mirror asks "same bytes?" of every pair of equal-size files. A small file
+//! is read by the walk itself, which opens it instead of `lstat`ing it and hashes it (its
+//! digest travels with its entry, [`Source::digest_of`], and the diff compares digests); the
+//! others would leave every core but the diff's idle if it read them one pair at a time. So
+//! the source stream is read a little ahead of the diff ([`AHEAD`] entries), and each of its
+//! files that the walk did not read is compared, on helper threads, with the file at the same
+//! path in the target (opened there directly: the target's walk has not necessarily reached it
+//! yet). When the diff asks about a pair, the answer is usually waiting.
 //!
-//! An answer is used only for the pair it was made for: the same source path, in the order the
-//! diff reads the source, and a target file whose size, mtime and inode are those the diff's
-//! target entry has; anything else (a target that changed meanwhile, a pair asked out of
-//! order) is compared on the spot. Memory holds at most [`AHEAD`] entries and their answers.
+//! An answer is used only for the pair it was made for: the job of the source entry the diff
+//! holds, and a target file whose size, mtime and inode are those the diff's target entry
+//! has; anything else (a target that changed meanwhile) is compared on the spot. Memory holds
+//! at most [`AHEAD`] entries and their answers.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, mpsc};
 
+use crate::checksum::Digest;
 use crate::diff::{SameContent, Source};
 use crate::entry::{Entry, Mtime};
 use crate::fsio::Root;
@@ -74,8 +77,14 @@ pub fn with_compare_ahead<R>(
             received: HashMap::new(),
             next_seq: 0,
             next_answer: 0,
+            current: None,
         });
-        let mut ahead = ReadAhead { inner: source, buffer: VecDeque::with_capacity(AHEAD), shared: &shared };
+        let mut ahead = ReadAhead {
+            inner: source,
+            buffer: VecDeque::with_capacity(AHEAD),
+            shared: &shared,
+            current: None,
+        };
         let mut same = |s: &Entry, d: &Entry| {
             let answer = shared.borrow_mut().answer_for(s, d);
             answer.unwrap_or_else(|| {
@@ -149,15 +158,21 @@ struct Shared {
     /// The number of the next answer the oracle looks at (every earlier one was looked at
     /// or passed over).
     next_answer: u64,
+    /// The job made for the source entry the diff holds (`None`: no job, its content was
+    /// read by the walk, or it is not a file).
+    current: Option<u64>,
 }
 
 impl Shared {
-    fn dispatch(&mut self, e: &Entry) {
-        self.pending.push(Job { seq: self.next_seq, path: e.path.clone(), size: e.size });
+    /// Hands `e` to the helpers; returns its job's number.
+    fn dispatch(&mut self, e: &Entry) -> u64 {
+        let seq = self.next_seq;
+        self.pending.push(Job { seq, path: e.path.clone(), size: e.size });
         self.next_seq += 1;
         if self.pending.len() >= CHUNK {
             self.flush();
         }
+        seq
     }
 
     fn flush(&mut self) {
@@ -169,22 +184,28 @@ impl Shared {
     }
 
     /// The helpers' answer for the pair `s`, `d`; `None` when there is none to trust (the
-    /// caller compares on the spot). The diff asks about source files in the order it read
-    /// them, so answers are looked at in order and those passed over are dropped.
+    /// caller compares on the spot). `s` is the source entry returned last (its job is
+    /// `current`); answers are looked at in order, and those passed over (pairs the diff
+    /// did not ask about) are dropped.
     fn answer_for(&mut self, s: &Entry, d: &Entry) -> Option<bool> {
+        let seq = self.current?;
         if s.path != d.path {
             return None;
         }
-        while self.next_answer < self.next_seq {
-            let seq = self.next_answer;
-            if seq + self.pending.len() as u64 >= self.next_seq {
+        while self.next_answer <= seq {
+            let at = self.next_answer;
+            if at + self.pending.len() as u64 >= self.next_seq {
                 self.flush(); // the job is still in the chunk being filled
             }
-            let (path, answer) = self.take(seq)?;
+            let (path, answer) = self.take(at)?;
             self.next_answer += 1;
-            if path == s.path {
+            if at == seq {
                 return match answer {
-                    Answer::Compared { target, same } if target == (d.size, d.mtime, d.ino) => Some(same),
+                    Answer::Compared { target, same }
+                        if path == s.path && target == (d.size, d.mtime, d.ino) =>
+                    {
+                        Some(same)
+                    }
                     _ => None,
                 };
             }
@@ -205,11 +226,14 @@ impl Shared {
 }
 
 /// The source, read [`AHEAD`] entries ahead of the diff; each file read is handed to the
-/// helpers.
+/// helpers, unless the walk already read its content (its digest then travels with it).
 struct ReadAhead<'s, 'r> {
     inner: &'s mut dyn Source,
-    buffer: VecDeque<Entry>,
+    /// Entries read ahead, with their digest (when the walk read them) and job number.
+    buffer: VecDeque<(Entry, Option<Digest>, Option<u64>)>,
     shared: &'r std::cell::RefCell<Shared>,
+    /// The inode, size and digest of the entry returned last, when it has one.
+    current: Option<(u64, u64, Digest)>,
 }
 
 impl Source for ReadAhead<'_, '_> {
@@ -220,18 +244,24 @@ impl Source for ReadAhead<'_, '_> {
                 shared.flush();
                 break;
             };
-            if e.is_file() {
-                shared.dispatch(&e);
-            }
-            self.buffer.push_back(e);
+            let digest = self.inner.digest_of(&e);
+            let job = (e.is_file() && digest.is_none()).then(|| shared.dispatch(&e));
+            self.buffer.push_back((e, digest, job));
         }
-        self.buffer.pop_front()
+        let (e, digest, job) = self.buffer.pop_front()?;
+        shared.current = job;
+        self.current = digest.map(|d| (e.ino, e.size, d));
+        Some(e)
     }
 
     /// The source's notes as far as it has been read: ahead of the entry at hand, which
     /// only adds to what the diff knows (paths that could not be read stay protected).
     fn notes(&self) -> &Tree {
         self.inner.notes()
+    }
+
+    fn digest_of(&self, e: &Entry) -> Option<Digest> {
+        self.current.filter(|(ino, size, _)| (*ino, *size) == (e.ino, e.size)).map(|(_, _, d)| d)
     }
 }
 
