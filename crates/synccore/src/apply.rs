@@ -230,11 +230,15 @@ impl Applier<'_> {
         }
         let steps = std::mem::take(&mut self.pending);
         let (trees, shutdown) = (self.trees, self.shutdown);
-        // A pipeline: while one chunk's syncfs waits for the disk, the next chunk is staged.
+        // A pipeline of three: while one chunk's syncfs waits for the disk, the next chunk is
+        // staged (on its own threads) and the chunk before is committed (here).
         std::thread::scope(|scope| {
+            let mut chunks = steps.chunks(PIPELINE_CHUNK);
+            let mut staging =
+                chunks.next().map(|chunk| (chunk, scope.spawn(move || stage_all(chunk, trees, shutdown))));
             let mut previous = None;
-            for chunk in steps.chunks(PIPELINE_CHUNK) {
-                let Some(staged) = stage_all(chunk, trees, shutdown) else {
+            while let Some((chunk, handle)) = staging.take() {
+                let Some(staged) = handle.join().ok().flatten() else {
                     // A copy thread panicked: nothing more is committed (the staged
                     // temporaries go; a later pass would remove any that stayed).
                     self.stats.panicked = true;
@@ -244,6 +248,9 @@ impl Applier<'_> {
                     break;
                 };
                 let durable = scope.spawn(move || trees.to.sync_fs().is_ok());
+                staging = chunks
+                    .next()
+                    .map(|chunk| (chunk, scope.spawn(move || stage_all(chunk, trees, shutdown))));
                 if let Some((chunk, staged, durable)) = previous.replace((chunk, staged, durable)) {
                     self.commit(chunk, staged, durable.join().unwrap_or(false), observe);
                 }
