@@ -151,20 +151,17 @@ fn walk_both(
     let watch = watch.cloned();
     let before: BeforeListing = Box::new(move |rel| watch.iter().for_each(|w| w.add(rel)));
     // `--checksum` reads every file of equal size on both sides: the small ones are read by
-    // the walks themselves, one open each instead of an `lstat` and an open (issue 17).
-    let (source_walk, target_walk) = if options.checksum {
-        let target = roots.target.as_ref();
-        (
+    // the walks themselves, one open each instead of an `lstat` and an open (issue 17). Not
+    // when BACKUP does not exist yet: there is nothing to compare with.
+    let (source_walk, target_walk) = match &roots.target {
+        Some(target) if options.checksum => (
             Walker::reading_small_files(&roots.source, source_rules, before, READ_BY_THE_WALK)?,
-            target
-                .map(|r| Walker::reading_small_files(r, target_rules, Box::new(|_| {}), READ_BY_THE_WALK))
-                .transpose()?,
-        )
-    } else {
-        (
+            Some(Walker::reading_small_files(target, target_rules, Box::new(|_| {}), READ_BY_THE_WALK)?),
+        ),
+        target => (
             Walker::watched(&roots.source, source_rules, before)?,
-            roots.target.as_ref().map(|r| Walker::new(r, target_rules)).transpose()?,
-        )
+            target.as_ref().map(|r| Walker::new(r, target_rules)).transpose()?,
+        ),
     };
     let nothing = Tree::default();
     std::thread::scope(|scope| {
