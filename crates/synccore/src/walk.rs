@@ -348,7 +348,7 @@ pub struct Threaded<'s> {
 }
 
 /// Entries a walk may run ahead of its reader.
-const AHEAD: usize = 16_384;
+const AHEAD: usize = 4096;
 
 /// Entries sent at a time: the two threads wake each other once per batch, not once per
 /// entry (a futex wake per entry cost a no-change pass of S a third of its time).
