@@ -110,28 +110,25 @@ impl Moto {
     /// Starts the emulator on a free port, or returns `None` (reason printed) when
     /// `moto_server` is missing outside CI. `MOTO_SERVER` may name the program.
     pub fn start() -> Option<Moto> {
-        let program = find_tool(
+        Some(Self::start_with(Self::program()?, None, false))
+    }
+
+    /// The emulator's program (`None`, reason printed, when it is missing outside CI).
+    fn program() -> Option<PathBuf> {
+        find_tool(
             Some("MOTO_SERVER"),
             &["moto_server"],
             &[],
             "pip install 'moto[server]'",
             "the S3 tests run against this emulator",
-        )?;
-        Some(Self::start_with(program, None, false))
+        )
     }
 
     /// [`Moto::start`], with moto checking every request's credentials after the first one
     /// (`INITIAL_NO_AUTH_ACTION_COUNT=1`: the bare request of [`Moto::create_bucket`] goes
     /// through, then no key is known to it), to see how a pass meets refused credentials.
     pub fn start_refusing_credentials() -> Option<Moto> {
-        let program = find_tool(
-            Some("MOTO_SERVER"),
-            &["moto_server"],
-            &[],
-            "pip install 'moto[server]'",
-            "the S3 tests run against this emulator",
-        )?;
-        Some(Self::start_with(program, None, true))
+        Some(Self::start_with(Self::program()?, None, true))
     }
 
     fn start_with(program: PathBuf, port: Option<u16>, auth: bool) -> Moto {
