@@ -16,7 +16,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 /// Items kept in memory before a list spills (a few megabytes of steps or entries).
-pub const DEFAULT_LIMIT: usize = 16_384;
+pub const DEFAULT_LIMIT: usize = 4_096;
 
 /// A list that spills to a temporary file past `limit` items.
 pub struct Spill<T> {
