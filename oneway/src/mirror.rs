@@ -126,10 +126,11 @@ pub struct Roots {
     pub target: Option<Root>,
 }
 
-/// With `--checksum`, files up to this size are read and hashed (SHA-256) by the walks, in
-/// one read while the walk has them open; larger ones are compared byte by byte on helper
-/// threads, stopping at the first difference. Around a page, hashing a file costs what the
-/// system calls it saves cost (an `lstat`, the helper's work).
+/// With `--checksum`, files up to this size are read by the walks, in one read while the
+/// walk has them open, and the diff compares the bytes both walks read (see
+/// [`synccore::checksum::Content`]); larger ones are compared byte by byte on helper threads,
+/// stopping at the first difference. Around a page the walks, one thread per tree, become the
+/// bottleneck: reading files up to 16 KiB there made S's pass 12 % slower, up to 64 KiB 30 %.
 const READ_BY_THE_WALK: u64 = 4096;
 
 /// Walks both trees at once, each on its own thread, and diffs them as they stream past.

@@ -16,8 +16,10 @@ use crate::fsio::Root;
 use crate::relpath::RelPath;
 
 mod ahead;
+mod content;
 mod same;
 pub use ahead::with_compare_ahead;
+pub use content::{Budget, Content, Kept, LISTED_BYTES, Listing, Seen};
 pub use same::same_bytes;
 
 /// Read buffer for hashing: large enough that syscalls are noise next to SHA-256.

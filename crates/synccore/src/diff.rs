@@ -6,7 +6,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::checksum::Digest;
+use crate::checksum::{Content, Digest};
 use crate::entry::{Entry, Kind};
 use crate::error::{Error, Op, Result};
 use crate::moves::{self, Digests, Move, Which};
@@ -44,10 +44,15 @@ pub trait Source {
     /// entries, leftovers (complete for every directory the source has listed).
     fn notes(&self) -> &Tree;
 
-    /// The SHA-256 of `e`'s content, when `e` is the entry returned last and the source read
-    /// it on the way (a walk that reads small files): the diff then compares digests
-    /// instead of asking for the bytes again.
-    fn digest_of(&self, _e: &Entry) -> Option<Digest> {
+    /// The content of `e`, when `e` is the entry returned last and the source read it on the
+    /// way (a walk that reads small files): the diff then compares the contents of both
+    /// sides instead of asking for the bytes again.
+    fn content_of(&self, _e: &Entry) -> Option<&Content> {
+        None
+    }
+
+    /// [`Source::content_of`], taken (a source read ahead of the diff keeps it with `e`).
+    fn take_content(&mut self, _e: &Entry) -> Option<Content> {
         None
     }
 }
@@ -320,9 +325,11 @@ impl Differ {
                     let (Some(a), Some(b)) = (s.take(), d.take()) else { break };
                     self.source_entries += 1;
                     self.target_files += u64::from(!b.is_dir());
-                    // Both contents already read on the way: their digests decide.
-                    match source.digest_of(&a).zip(target.digest_of(&b)) {
-                        Some((ours, theirs)) => self.both(a, b, &mut |_: &Entry, _: &Entry| ours == theirs),
+                    // Both contents already read on the way: they decide.
+                    let ours = source.content_of(&a).and_then(Content::seen);
+                    let read = ours.zip(target.content_of(&b).and_then(Content::seen));
+                    match read.map(|(x, y)| x.same_as(y)) {
+                        Some(same) => self.both(a, b, &mut |_: &Entry, _: &Entry| same),
                         None => self.both(a, b, same_content),
                     }?;
                     (s, d) = (source.next_entry(), target.next_entry());

@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use rustix::fs::FileType;
 
-use crate::checksum::Digest;
+use crate::checksum::{Digest, Kept};
 use crate::entry::{Entry, Kind, MODE_MASK, Mtime, Owner};
 use crate::error::{Error, IoResultExt, Op, Result};
 use crate::fsio::{Dir, Root, is_temp_name};
@@ -247,12 +247,16 @@ pub(crate) fn descend(
     Ok(())
 }
 
-/// Where a walk that reads small files puts their digests (see [`list`]).
+/// Where a walk that reads small files puts their contents (see [`list`]).
 pub(crate) struct SmallFiles<'a> {
     /// The largest file read, in bytes.
     pub up_to: u64,
-    /// Each digest with the index of its entry in the listing's `tree.entries`.
-    pub digests: &'a mut Vec<(usize, Digest)>,
+    /// The bytes `bytes` may still take; past it, a content is kept as its digest.
+    pub room: usize,
+    /// The bytes of the files read, one after the other.
+    pub bytes: &'a mut Vec<u8>,
+    /// Each content with the index of its entry in the listing's `tree.entries`.
+    pub read: &'a mut Vec<(usize, Kept)>,
 }
 
 /// Lists one directory (`rel` below the root), `lstat`ing each entry relative to it; its
@@ -312,17 +316,12 @@ pub(crate) fn list(
             continue;
         }
         let opened = match &mut small {
-            Some(small) if kind == FileType::RegularFile => opened_file_at(dir, &name, &path, small.up_to),
+            Some(small) if kind == FileType::RegularFile => opened_file_at(dir, &name, &path, small),
             _ => None,
         };
-        let found = match opened {
-            Some((entry, digest)) => {
-                if let (Some(small), Some(digest)) = (&mut small, digest) {
-                    small.digests.push((tree.entries.len(), digest));
-                }
-                Ok(Some(entry))
-            }
-            None => entry_at(dir, &name, path.clone()),
+        let (found, read) = match opened {
+            Some((entry, read)) => (Ok(Some(entry)), read),
+            None => (entry_at(dir, &name, path.clone()), None),
         };
         match found {
             Ok(Some(entry)) if known_dir.is_none() && !chains.is_empty() && ignored(entry.is_dir()) => {
@@ -336,6 +335,9 @@ pub(crate) fn list(
                         rel: child,
                         entry: tree.entries.len(),
                     });
+                }
+                if let (Some(small), Some(read)) = (&mut small, read) {
+                    small.read.push((tree.entries.len(), read));
                 }
                 tree.entries.push(entry);
             }
@@ -401,27 +403,45 @@ pub fn entry_at(dir: &Dir, name: &OsStr, rel: RelPath) -> Result<Option<Entry>> 
 }
 
 /// The regular file `name` in `dir` (`rel` below the root) as an entry, from the `fstat` of
-/// the file opened (never through a symlink) in place of an `lstat`, with the SHA-256 of its
-/// content when it holds at most `up_to` bytes (read in one call while it is open). A
+/// the file opened (never through a symlink) in place of an `lstat`, with its content when it
+/// holds at most `small.up_to` bytes (read in one call while it is open, into `small.bytes`
+/// while it has room, else kept as its SHA-256). A
 /// `--checksum` mirror reads every file anyway: for a small one this is one open instead of
 /// an `lstat` and an open, and the content is known before the diff asks (issue 17). `None`
 /// when it cannot be opened as a regular file (the caller `lstat`s it, which reports what is
-/// there); the digest is `None` when the read does not give exactly the bytes the `fstat`
+/// there); the content is `None` when the read does not give exactly the bytes the `fstat`
 /// promised (a file changing meanwhile is compared later, as any other).
-fn opened_file_at(dir: &Dir, name: &OsStr, rel: &RelPath, up_to: u64) -> Option<(Entry, Option<Digest>)> {
+fn opened_file_at(
+    dir: &Dir,
+    name: &OsStr,
+    rel: &RelPath,
+    small: &mut SmallFiles<'_>,
+) -> Option<(Entry, Option<Kept>)> {
     let (file, st) = dir.open_read_stat(name).ok()?;
     let entry = entry_of_stat(dir, name, rel.clone(), &st).ok().flatten()?;
-    if entry.size > up_to {
+    if entry.size > small.up_to {
         return Some((entry, None));
     }
-    let digest = SMALL_READ.with_borrow_mut(|buffer| {
-        // One byte more than promised: a file that grew meanwhile fills it.
-        let want = usize::try_from(entry.size).ok()?.checked_add(1)?;
-        buffer.resize(want, 0);
-        let got = io::Read::read(&mut &file, buffer).ok()?;
-        (got as u64 == entry.size).then(|| Digest::of_bytes(&buffer[..got]))
-    });
-    Some((entry, digest))
+    let Some(size) = usize::try_from(entry.size).ok() else { return Some((entry, None)) };
+    // One byte more than promised: a file that grew meanwhile fills it.
+    let read_into = |buffer: &mut Vec<u8>, at: usize| -> Option<usize> {
+        buffer.resize(at + size + 1, 0);
+        let got = io::Read::read(&mut &file, &mut buffer[at..]).ok();
+        buffer.truncate(at + got.unwrap_or(0));
+        got.filter(|got| *got == size)
+    };
+    let read = if size <= small.room {
+        let at = small.bytes.len();
+        let kept = read_into(small.bytes, at).map(|_| Kept::Bytes(at..at + size));
+        // A file that did not give exactly its size keeps nothing (compared later).
+        small.bytes.truncate(if kept.is_some() { at + size } else { at });
+        small.room -= small.bytes.len() - at;
+        kept
+    } else {
+        SMALL_READ
+            .with_borrow_mut(|buffer| read_into(buffer, 0).map(|_| Kept::Digest(Digest::of_bytes(buffer))))
+    };
+    Some((entry, read))
 }
 
 thread_local! {

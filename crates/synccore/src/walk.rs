@@ -20,7 +20,7 @@ use std::collections::HashSet;
 use std::io;
 use std::sync::Arc;
 
-use crate::checksum::Digest;
+use crate::checksum::{Budget, Content, Kept, Listing, Seen};
 use crate::entry::Entry;
 use crate::error::{Error, IoResultExt, Op, Result};
 use crate::fsio::{Dir, Root};
@@ -37,16 +37,16 @@ struct Listed {
     then: Then,
 }
 
-/// What a listed entry brings besides itself. A subdirectory has no digest and a file no
-/// contents, so one small field holds either (a listing costs about 100 bytes per entry: the
-/// root of a tree of 4,000 directories is listed for the whole walk).
+/// What a listed entry brings besides itself. A subdirectory has no content read and a file
+/// no contents to walk, so one small field holds either (a listing costs about 100 bytes per
+/// entry: the root of a tree of 4,000 directories is listed for the whole walk).
 #[derive(Clone, Copy)]
 enum Then {
     Nothing,
     /// A subdirectory the listing queued: its contents are walked, from `name/` on.
     Contents,
-    /// A small file the walk read: the index of its digest in the frame's digests.
-    Digest(u32),
+    /// A small file the walk read: the index of its content in the frame's `read`.
+    Read(u32),
 }
 
 /// Compares two keys as the byte strings `path` (or `path/` with the flag) they stand for,
@@ -81,7 +81,9 @@ struct Frame {
     dir: Arc<Dir>,
     listing: Vec<Listed>,
     next: usize,
-    digests: Vec<Digest>,
+    /// The contents of the small files the walk read, and the bytes they point into.
+    read: Vec<Kept>,
+    bytes: Arc<Listing>,
     /// Opened subdirectories waiting for their turn, sorted by path, the first to come last
     /// (there are rarely more than one: only names that extend a subdirectory's name with a
     /// byte below `/` come between its entry and its contents).
@@ -117,11 +119,13 @@ pub struct Walker<'r> {
     before: BeforeListing<'r>,
     /// Bad input met on the way (a `.syncignore` pattern the matcher refuses): the walk ends.
     fatal: Option<Error>,
-    /// Regular files up to this size are opened instead of `lstat`ed and hashed (see
+    /// Regular files up to this size are opened instead of `lstat`ed and read (see
     /// [`Walker::reading_small_files`]).
     small_files: Option<u64>,
-    /// The digest of the entry yielded last, when the walk read it.
-    last_digest: Option<Digest>,
+    /// The bytes the listings of small files may still take.
+    budget: Arc<Budget>,
+    /// The content of the entry yielded last (in the top frame), when the walk read it.
+    last_read: Option<Kept>,
 }
 
 impl<'r> Walker<'r> {
@@ -137,10 +141,11 @@ impl<'r> Walker<'r> {
         Self::start(root, rules, before, None)
     }
 
-    /// [`Walker::watched`] that opens each regular file instead of `lstat`ing it and hashes
-    /// those of at most `up_to` bytes while they are open ([`Walker::last_digest`]): for a
-    /// pass that reads every file anyway (a `--checksum` mirror), one open per small file
-    /// instead of an `lstat` and an open later.
+    /// [`Walker::watched`] that opens each regular file instead of `lstat`ing it and reads
+    /// those of at most `up_to` bytes while they are open ([`Walker::last_seen`]: their
+    /// bytes while the walk's listings hold less than [`crate::checksum::LISTED_BYTES`], else
+    /// their SHA-256): for a pass that reads every file anyway (a `--checksum` mirror), one
+    /// open per small file instead of an `lstat` and an open later.
     pub fn reading_small_files(
         root: &Root,
         rules: ScanRules<'r>,
@@ -170,7 +175,8 @@ impl<'r> Walker<'r> {
             before,
             fatal: None,
             small_files,
-            last_digest: None,
+            budget: Budget::new(),
+            last_read: None,
         };
         walker.enter(Arc::clone(top), &[])?;
         Ok(walker)
@@ -183,10 +189,17 @@ impl<'r> Walker<'r> {
         self
     }
 
-    /// The SHA-256 of the content of the entry yielded last, when the walk read it (a small
-    /// regular file of a walk [`Walker::reading_small_files`]).
-    pub fn last_digest(&self) -> Option<Digest> {
-        self.last_digest
+    /// The content of the entry yielded last, when the walk read it (a small regular file of
+    /// a walk [`Walker::reading_small_files`]).
+    pub fn last_seen(&self) -> Option<Seen<'_>> {
+        self.stack.last()?.bytes.seen(self.last_read.as_ref()?)
+    }
+
+    /// [`Walker::last_seen`], to send on with the entry: where it is kept, and the listing
+    /// that keeps it (its bytes stay there, counted against the walk's budget until the last
+    /// content pointing into them is dropped).
+    fn last_kept(&self) -> Option<(&Arc<Listing>, Kept)> {
+        Some((&self.stack.last()?.bytes, self.last_read.clone()?))
     }
 
     /// What the walk found besides the entries (complete once the walk is over).
@@ -207,8 +220,13 @@ impl<'r> Walker<'r> {
         (self.before)(rel);
         let mut listed = Tree { rules: std::mem::take(&mut self.notes.rules), ..Tree::default() };
         let mut pending: Vec<Pending> = Vec::new();
-        let mut read: Vec<(usize, Digest)> = Vec::new();
-        let small = self.small_files.map(|up_to| SmallFiles { up_to, digests: &mut read });
+        let mut read: Vec<(usize, Kept)> = Vec::new();
+        let room = self.budget.left();
+        // Room for a directory of small files from the start (growing it would copy it
+        // again and again); given back below to what it took.
+        let mut bytes = Vec::with_capacity(if self.small_files.is_some() { room.min(64 << 10) } else { 0 });
+        let small =
+            self.small_files.map(|up_to| SmallFiles { up_to, room, bytes: &mut bytes, read: &mut read });
         let listing = list(&dir, rel, &mut listed, self.rules, &mut pending, small);
         self.notes.rules = std::mem::take(&mut listed.rules);
         listing?;
@@ -219,11 +237,11 @@ impl<'r> Walker<'r> {
                 *t = Then::Contents;
             }
         }
-        let mut digests = Vec::with_capacity(read.len());
-        for (at, digest) in read {
-            if let (Some(t), Ok(index)) = (then.get_mut(at), u32::try_from(digests.len())) {
-                *t = Then::Digest(index);
-                digests.push(digest);
+        let mut contents = Vec::with_capacity(read.len());
+        for (at, content) in read {
+            if let (Some(t), Ok(index)) = (then.get_mut(at), u32::try_from(contents.len())) {
+                *t = Then::Read(index);
+                contents.push(content);
             }
         }
         let mut listing: Vec<Listed> =
@@ -234,7 +252,9 @@ impl<'r> Walker<'r> {
         self.notes.special.append(&mut listed.special);
         self.notes.leftovers.append(&mut listed.leftovers);
         self.notes.ignored.append(&mut listed.ignored);
-        self.stack.push(Frame { dir, listing, next: 0, digests, contents: Vec::new() });
+        bytes.shrink_to_fit();
+        let bytes = self.budget.listing(bytes);
+        self.stack.push(Frame { dir, listing, next: 0, read: contents, bytes, contents: Vec::new() });
         Ok(())
     }
 
@@ -258,14 +278,14 @@ impl<'r> Walker<'r> {
             }
             // Taken, not cloned: the walk never looks back at an entry it passed.
             let mut entry = std::mem::replace(&mut listed.entry, Entry::placeholder());
-            let digest = match listed.then {
-                Then::Digest(at) => frame.digests.get(at as usize).copied(),
+            let read = match listed.then {
+                Then::Read(at) => frame.read.get(at as usize).cloned(),
                 Then::Nothing | Then::Contents => None,
             };
             if matches!(listed.then, Then::Contents) && entry.is_dir() && !self.open_contents(&mut entry) {
                 continue;
             }
-            self.last_digest = digest;
+            self.last_read = read;
             return Ok(Some(entry));
         }
     }
@@ -338,7 +358,9 @@ impl Iterator for Walker<'_> {
 /// they came before (so that the reader knows a path is unreadable before it would wrongly
 /// take an entry of the other tree there for deleted), then the end.
 enum Walked {
-    Entry(Entry, Option<Digest>),
+    /// The listing the contents of the entries that follow point into.
+    Listing(Arc<Listing>),
+    Entry(Entry, Option<Kept>),
     Unreadable(RelPath),
     Ignored(RelPath),
     Leftover(RelPath),
@@ -357,8 +379,10 @@ pub struct Threaded<'s> {
     thread: Option<std::thread::ScopedJoinHandle<'s, ()>>,
     /// What the walk is, for the error when its thread panics ("scanning the target").
     what: &'static str,
-    /// The inode, size and content digest of the entry read last, when the walk read it.
-    last: Option<(u64, u64, Digest)>,
+    /// The inode, size and content of the entry read last, when the walk read it, and the
+    /// listing the contents of the entries being read point into.
+    last: Option<(u64, u64, Content)>,
+    listing: Option<Arc<Listing>>,
 }
 
 /// Entries a walk may run ahead of its reader.
@@ -380,7 +404,7 @@ impl<'s> Threaded<'s> {
         let dev = walker.notes.dev;
         let thread = scope.spawn(move || {
             crate::fault::point(fault);
-            let mut sent = (0, 0, 0);
+            let mut sent = (0, 0, 0, None);
             let mut batch = Vec::with_capacity(BATCH);
             loop {
                 let next = walker.next();
@@ -389,9 +413,18 @@ impl<'s> Threaded<'s> {
                 let fresh = fresh.chain(notes.ignored[sent.1..].iter().cloned().map(Walked::Ignored));
                 let fresh = fresh.chain(notes.leftovers[sent.2..].iter().cloned().map(Walked::Leftover));
                 batch.extend(fresh);
-                sent = (notes.unreadable.len(), notes.ignored.len(), notes.leftovers.len());
+                (sent.0, sent.1, sent.2) =
+                    (notes.unreadable.len(), notes.ignored.len(), notes.leftovers.len());
                 let Some(entry) = next else { break };
-                batch.push(Walked::Entry(entry, walker.last_digest()));
+                // The listing goes once, before the first entry whose content it keeps.
+                let kept = walker.last_kept().map(|(listing, kept)| {
+                    if !sent.3.as_ref().is_some_and(|sent| Arc::ptr_eq(sent, listing)) {
+                        sent.3 = Some(Arc::clone(listing));
+                        batch.push(Walked::Listing(Arc::clone(listing)));
+                    }
+                    kept
+                });
+                batch.push(Walked::Entry(entry, kept));
                 if batch.len() >= BATCH
                     && tx.send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH))).is_err()
                 {
@@ -401,15 +434,15 @@ impl<'s> Threaded<'s> {
             batch.push(Walked::End(walker.finish()));
             let _ = tx.send(batch);
         });
-        let batch = Vec::new().into_iter();
         Threaded {
             rx,
-            batch,
+            batch: Vec::new().into_iter(),
             notes: Tree { dev, ..Tree::default() },
             end: None,
             thread: Some(thread),
             what,
             last: None,
+            listing: None,
         }
     }
 
@@ -431,8 +464,11 @@ impl<'s> Threaded<'s> {
                 continue;
             };
             match item {
-                Walked::Entry(e, digest) => {
-                    self.last = digest.map(|d| (e.ino, e.size, d));
+                Walked::Listing(listing) => self.listing = Some(listing),
+                Walked::Entry(e, kept) => {
+                    let content =
+                        kept.zip(self.listing.as_ref()).map(|(kept, listing)| Content::new(listing, kept));
+                    self.last = content.map(|c| (e.ino, e.size, c));
                     return Some(e);
                 }
                 Walked::Unreadable(p) => self.notes.unreadable.push(p),
@@ -459,8 +495,14 @@ impl crate::diff::Source for Threaded<'_> {
         &self.notes
     }
 
-    fn digest_of(&self, e: &Entry) -> Option<Digest> {
-        self.last.filter(|(ino, size, _)| (*ino, *size) == (e.ino, e.size)).map(|(_, _, d)| d)
+    fn content_of(&self, e: &Entry) -> Option<&Content> {
+        let (ino, size, content) = self.last.as_ref()?;
+        ((*ino, *size) == (e.ino, e.size)).then_some(content)
+    }
+
+    fn take_content(&mut self, e: &Entry) -> Option<Content> {
+        self.content_of(e)?;
+        self.last.take().map(|(_, _, content)| content)
     }
 }
 
@@ -476,6 +518,7 @@ pub fn collect(mut walker: Walker<'_>) -> Result<Tree> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::checksum::Digest;
     use std::fs;
 
     #[test]
@@ -493,7 +536,8 @@ mod tests {
         let mut walker = Walker::reading_small_files(&root, ScanRules::None, Box::new(|_| {}), 4096).unwrap();
         let mut seen = Vec::new();
         while let Some(e) = walker.next() {
-            seen.push((e, walker.last_digest()));
+            let digest = walker.last_seen().map(Seen::digest);
+            seen.push((e, digest));
         }
         let plain: Vec<Entry> = Walker::new(&root, ScanRules::None).unwrap().collect();
         assert_eq!(seen.iter().map(|(e, _)| e.clone()).collect::<Vec<_>>(), plain);
@@ -524,6 +568,52 @@ mod tests {
         let mut sorted = walked.clone();
         sorted.sort_by(|x, y| x.as_bytes().cmp(y.as_bytes()));
         assert_eq!(walked, sorted);
+    }
+
+    #[test]
+    fn small_files_are_kept_as_bytes_while_the_listings_have_room_then_as_digests() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path();
+        // Two directories of 3.2 MB each (one listed after the other is done with) and one of
+        // 4.8 MB (more than the listings may hold).
+        let per_dir = [("a", 800), ("b", 800), ("c", 1200)];
+        for (dir, files) in per_dir {
+            fs::create_dir(p.join(dir)).unwrap();
+            for i in 0..files {
+                fs::write(
+                    p.join(dir).join(format!("{i:04}")),
+                    &format!("{dir}{i}").repeat(4000).as_bytes()[..4000],
+                )
+                .unwrap();
+            }
+        }
+        let root = Root::open(p).unwrap();
+        let mut walker = Walker::reading_small_files(&root, ScanRules::None, Box::new(|_| {}), 4096).unwrap();
+        let mut kept = std::collections::BTreeMap::<String, (usize, usize)>::new();
+        while let Some(e) = walker.next() {
+            if !e.is_file() {
+                continue;
+            }
+            let seen = walker.last_seen().unwrap();
+            assert_eq!(
+                seen.digest(),
+                Digest::of_bytes(&fs::read(p.join(e.path.as_path())).unwrap()),
+                "{}",
+                e.path
+            );
+            let dir = e.path.to_string()[..1].to_string();
+            let counts = kept.entry(dir).or_default();
+            match seen {
+                Seen::Bytes(_) => counts.0 += 1,
+                Seen::Digest(_) => counts.1 += 1,
+            }
+        }
+        assert_eq!(kept["a"], (800, 0));
+        assert_eq!(kept["b"], (800, 0));
+        let (bytes, digests) = kept["c"];
+        assert_eq!(bytes + digests, 1200);
+        assert!(bytes > 0 && bytes * 4000 <= crate::checksum::LISTED_BYTES, "{bytes} kept as bytes");
+        assert!(digests > 0, "the rest as digests");
     }
 
     /// Names that sort around `/`: `-` and `.` come before it, `0` and `a` after it.
@@ -557,7 +647,7 @@ mod tests {
             let mut walked = Vec::new();
             while let Some(e) = walker.next() {
                 let expected = e.is_file().then(|| Digest::of_bytes(e.path.as_bytes()));
-                proptest::prop_assert_eq!(walker.last_digest(), expected, "{}", e.path);
+                proptest::prop_assert_eq!(walker.last_seen().map(Seen::digest), expected, "{}", e.path);
                 walked.push(e.path.as_bytes().to_vec());
             }
             let scanned: Vec<Vec<u8>> =

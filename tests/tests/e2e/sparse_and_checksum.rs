@@ -200,7 +200,7 @@ fn checksum_updates_a_file_whose_bytes_changed_under_the_same_size_and_mtime() {
 
 #[test]
 fn checksum_finds_every_same_stamp_edit_among_many_small_files_in_nested_directories() {
-    // Small files are read by the walks themselves (their digests travel with the entries),
+    // Small files are read by the walks themselves (their bytes travel with the entries),
     // larger ones by helper threads: the edits must be found whichever way, whatever the
     // order of files and subdirectories in a listing, and at the sizes around the limit.
     let (sb, src) = sandbox();
@@ -228,6 +228,36 @@ fn checksum_finds_every_same_stamp_edit_among_many_small_files_in_nested_directo
     }
     for i in 0..120 {
         assert_eq!(fs::read(dst.join(path(i))).unwrap(), content(i), "{}", path(i));
+    }
+    let log = mirror(sb.path(), &["--checksum"]);
+    assert_eq!((ops(&log, "update"), ops(&log, "meta")), (0, 0), "{log}");
+}
+
+#[test]
+fn checksum_finds_same_stamp_edits_in_a_directory_of_more_small_files_than_a_walk_keeps() {
+    // 1,300 files of 4,000 bytes in one directory (5.2 MB): the walks keep the bytes of the
+    // first ones (up to 4 MiB in flight) and only the digests of the rest. Edits on both
+    // sides of that line must be found; the others are left alone.
+    let (sb, src) = sandbox();
+    let content = |i: usize| -> Vec<u8> { (0..4000u32).map(|j| (j ^ i as u32).wrapping_mul(7) as u8).collect() };
+    for i in 0..1300 {
+        file(&src, format!("many/f{i:04}").as_bytes(), &content(i), 0o644, T);
+    }
+    mirror(sb.path(), &[]);
+    let dst = sb.path().join("dst");
+    let edited: Vec<usize> = vec![0, 1, 500, 1000, 1040, 1100, 1200, 1299];
+    for &i in &edited {
+        let mut other = content(i);
+        other[i % 4000] ^= 0x01;
+        file(&dst, format!("many/f{i:04}").as_bytes(), &other, 0o644, T);
+    }
+    let log = mirror(sb.path(), &["--checksum"]);
+    assert_eq!(ops(&log, "update"), edited.len(), "{log}");
+    for i in edited {
+        assert!(log.contains(&format!(" update \"many/f{i:04}\"")), "{i}: {log}");
+    }
+    for i in 0..1300 {
+        assert_eq!(fs::read(dst.join(format!("many/f{i:04}"))).unwrap(), content(i), "{i}");
     }
     let log = mirror(sb.path(), &["--checksum"]);
     assert_eq!((ops(&log, "update"), ops(&log, "meta")), (0, 0), "{log}");

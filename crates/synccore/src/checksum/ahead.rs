@@ -1,7 +1,8 @@
 //! Comparing ahead of the diff (issue 17, point 2: `--checksum` at memory speed). With
 //! `--checksum` the mirror asks "same bytes?" of every pair of equal-size files. A small file
-//! is read by the walk itself, which opens it instead of `lstat`ing it and hashes it (its
-//! digest travels with its entry, [`Source::digest_of`], and the diff compares digests); the
+//! is read by the walk itself, which opens it instead of `lstat`ing it and keeps its bytes (its
+//! [`Content`] travels with its entry, [`Source::content_of`], and the diff compares the two
+//! sides' bytes, or their SHA-256 where a walk's listings had no room for the bytes); the
 //! others would leave every core but the diff's idle if it read them one pair at a time. So
 //! the source stream is read a little ahead of the diff ([`AHEAD`] entries), and each of its
 //! files that the walk did not read is compared, on helper threads, with the file at the same
@@ -16,7 +17,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, mpsc};
 
-use crate::checksum::Digest;
+use crate::checksum::Content;
 use crate::diff::{SameContent, Source};
 use crate::entry::{Entry, Mtime};
 use crate::fsio::Root;
@@ -226,14 +227,14 @@ impl Shared {
 }
 
 /// The source, read [`AHEAD`] entries ahead of the diff; each file read is handed to the
-/// helpers, unless the walk already read its content (its digest then travels with it).
+/// helpers, unless the walk already read its content (which then travels with it).
 struct ReadAhead<'s, 'r> {
     inner: &'s mut dyn Source,
-    /// Entries read ahead, with their digest (when the walk read them) and job number.
-    buffer: VecDeque<(Entry, Option<Digest>, Option<u64>)>,
+    /// Entries read ahead, with their content (when the walk read them) and job number.
+    buffer: VecDeque<(Entry, Option<Content>, Option<u64>)>,
     shared: &'r std::cell::RefCell<Shared>,
-    /// The inode, size and digest of the entry returned last, when it has one.
-    current: Option<(u64, u64, Digest)>,
+    /// The inode, size and content of the entry returned last, when the walk read it.
+    current: Option<(u64, u64, Content)>,
 }
 
 impl Source for ReadAhead<'_, '_> {
@@ -244,13 +245,13 @@ impl Source for ReadAhead<'_, '_> {
                 shared.flush();
                 break;
             };
-            let digest = self.inner.digest_of(&e);
-            let job = (e.is_file() && digest.is_none()).then(|| shared.dispatch(&e));
-            self.buffer.push_back((e, digest, job));
+            let content = self.inner.take_content(&e);
+            let job = (e.is_file() && content.is_none()).then(|| shared.dispatch(&e));
+            self.buffer.push_back((e, content, job));
         }
-        let (e, digest, job) = self.buffer.pop_front()?;
+        let (e, content, job) = self.buffer.pop_front()?;
         shared.current = job;
-        self.current = digest.map(|d| (e.ino, e.size, d));
+        self.current = content.map(|c| (e.ino, e.size, c));
         Some(e)
     }
 
@@ -260,8 +261,14 @@ impl Source for ReadAhead<'_, '_> {
         self.inner.notes()
     }
 
-    fn digest_of(&self, e: &Entry) -> Option<Digest> {
-        self.current.filter(|(ino, size, _)| (*ino, *size) == (e.ino, e.size)).map(|(_, _, d)| d)
+    fn content_of(&self, e: &Entry) -> Option<&Content> {
+        let (ino, size, content) = self.current.as_ref()?;
+        ((*ino, *size) == (e.ino, e.size)).then_some(content)
+    }
+
+    fn take_content(&mut self, e: &Entry) -> Option<Content> {
+        self.content_of(e)?;
+        self.current.take().map(|(_, _, content)| content)
     }
 }
 
