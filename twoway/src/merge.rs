@@ -187,7 +187,7 @@ pub fn merge(
     if found.is_empty() {
         return Ok((first, notes));
     }
-    let moved = found.moved(candidates);
+    let moved = found.moved(candidates).map_err(spill_error)?;
     let (mut merge, notes) = read(Some(&moved))?;
     for (i, moves) in found.on.into_iter().enumerate() {
         let set_asides = std::mem::take(&mut merge.renames[i]);

@@ -162,6 +162,11 @@ impl<'o> Merger<'o> {
         for plan in &mut self.out.plans {
             plan.seal()?;
         }
+        // The rename candidates are read back next: all of them, not what a spilled list
+        // had written out so far.
+        for new in self.out.candidates.iter_mut().flat_map(|c| &mut c.new) {
+            new.seal()?;
+        }
         Ok(self.out)
     }
 

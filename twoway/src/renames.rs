@@ -45,7 +45,8 @@ impl Renames {
 
     /// How the second reading of the merge takes both sides and the base: side `i` without
     /// what its moves take away and with it at the new paths; the base likewise for every move.
-    pub fn moved(&self, c: &Candidates) -> Moved {
+    /// Fails only when the spilled list of new entries cannot be read back.
+    pub fn moved(&self, c: &Candidates) -> std::io::Result<Moved> {
         let mut out = Moved::default();
         for side in [Side::A, Side::B] {
             let (i, renamer) = (side.index(), side.other().index());
@@ -58,9 +59,9 @@ impl Renames {
             out.back[i] = side_moves.iter().map(|m| (m.to.clone(), m.from.clone())).collect();
             // This side's entries below the old paths: those the base knew (gone on the side
             // that renamed) and those it did not (new here).
-            let known = c.gone[renamer].iter().filter_map(|(_, _, theirs)| theirs.clone());
-            let new = c.new[i].iter().flatten();
-            for mut e in known.chain(new) {
+            let known = c.gone[renamer].iter().filter_map(|(_, _, theirs)| Ok(theirs.clone()).transpose());
+            for e in known.chain(c.new[i].iter()) {
+                let mut e = e?;
                 if let Some(to) = forward.apply(&e.path) {
                     e.path = to;
                     out.extra[i].push(e);
@@ -78,7 +79,7 @@ impl Renames {
             extra.dedup_by(|a, b| a.path == b.path);
         }
         out.base_extra.sort_by(|a, b| a.0.cmp(&b.0));
-        out
+        Ok(out)
     }
 }
 

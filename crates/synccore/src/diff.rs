@@ -212,8 +212,9 @@ pub fn stream_comparing(
         differ.run(source, target, &mut by_digest)
     }
     .map_err(spill_error)?;
-    let Differ { mut plan, deleted, created, source_entries, target_files, .. } = differ;
+    let Differ { mut plan, deleted, mut created, source_entries, target_files, .. } = differ;
     plan.seal().map_err(spill_error)?;
+    created.seal().map_err(spill_error)?;
     let changed =
         moves::Changed { deleted: &deleted, created: &created, target_at, target_dev: target.notes().dev };
     let found = moves::find(&changed, options.owners, options.checksum, &mut cached);

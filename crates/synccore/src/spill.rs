@@ -32,6 +32,17 @@ struct Spilled {
     reader: File,
 }
 
+impl Spilled {
+    /// `Ok` when everything pushed is in the file (the list was sealed since).
+    fn sealed(&self) -> io::Result<()> {
+        if self.writer.buffer().is_empty() {
+            Ok(())
+        } else {
+            Err(io::Error::other("a spilled list was read before it was sealed"))
+        }
+    }
+}
+
 impl<T> Default for Spill<T> {
     fn default() -> Self {
         Spill::with_limit(DEFAULT_LIMIT)
@@ -98,24 +109,30 @@ impl<T: Serialize + DeserializeOwned + Clone> Spill<T> {
         }
     }
 
-    /// The items in the order they were pushed (call [`Spill::seal`] first).
+    /// The items in the order they were pushed (call [`Spill::seal`] first: a spilled list
+    /// read before that yields an error, never a silently shortened list).
     #[allow(clippy::iter_without_into_iter)] // items are read back (or cloned), not borrowed
     pub fn iter(&self) -> Box<dyn Iterator<Item = io::Result<T>> + '_> {
         match &self.file {
             None => Box::new(self.memory.iter().cloned().map(Ok)),
-            Some(spilled) => Box::new(Lines::of(&spilled.reader)),
+            Some(spilled) => match spilled.sealed() {
+                Ok(()) => Box::new(Lines::of(&spilled.reader)),
+                Err(e) => Box::new(std::iter::once(Err(e))),
+            },
         }
     }
 }
 
 impl<T: DeserializeOwned> Spill<T> {
-    /// Calls `f` with each item in the order they were pushed (call [`Spill::seal`] first):
-    /// those in memory by reference, without the clone [`Spill::iter`] makes.
+    /// Calls `f` with each item in the order they were pushed (call [`Spill::seal`] first: a
+    /// spilled list read before that is an error): those in memory by reference, without the
+    /// clone [`Spill::iter`] makes.
     pub fn each(&self, mut f: impl FnMut(&T)) -> io::Result<()> {
         let Some(spilled) = &self.file else {
             self.memory.iter().for_each(f);
             return Ok(());
         };
+        spilled.sealed()?;
         for item in Lines::<T>::of(&spilled.reader) {
             f(&item?);
         }
@@ -176,6 +193,21 @@ impl<T: DeserializeOwned> Iterator for Lines<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_spilled_list_read_before_it_is_sealed_is_an_error_not_a_shorter_list() {
+        let mut list: Spill<u32> = Spill::with_limit(2);
+        for i in 0..10 {
+            list.push(i).unwrap();
+        }
+        assert!(list.is_spilled());
+        assert!(list.each(|_| {}).is_err());
+        assert!(list.iter().any(|item| item.is_err()));
+        list.seal().unwrap();
+        let mut seen = Vec::new();
+        list.each(|i| seen.push(*i)).unwrap();
+        assert_eq!(seen, (0..10).collect::<Vec<_>>());
+    }
 
     #[test]
     fn items_come_back_in_order_from_memory_and_from_the_file() {

@@ -131,6 +131,48 @@ fn mirror_moves_nested_directories_whole_in_one_rename_keeping_their_metadata() 
     assert!(log.contains("Total number of operations: 0"), "{log}");
 }
 
+/// 5,000 new files under `new/`: more created entries than a pass keeps in memory, so that the
+/// list of them is spilled to a file and what comes after them in path order (`zz/`) is read
+/// back from it.
+fn many_new_files(root: &Path) {
+    for i in 0..5000 {
+        file(root, format!("new/f{i:04}").as_bytes(), format!("{i}\n").as_bytes(), 0o644, T);
+    }
+}
+
+#[test]
+fn mirror_finds_a_move_among_more_created_entries_than_it_keeps_in_memory() {
+    let (sb, src, dst) = sandbox();
+    tree(&src, 2);
+    assert_eq!(oneway(sb.path(), &[]).0, 0);
+    let before = ino(&dst.join("d1/f2.txt"));
+    many_new_files(&src);
+    fs::create_dir(src.join("zz")).unwrap();
+    fs::rename(src.join("d1"), src.join("zz/d1")).unwrap();
+
+    let (code, _, log) = oneway(sb.path(), &[]);
+    assert_eq!(code, 0, "{log}");
+    assert_same_tree(&src, &dst);
+    assert!(log.contains(r#"rename "d1" -> "zz/d1""#), "{}", &log[log.len().saturating_sub(3000)..]);
+    assert_eq!(ino(&dst.join("zz/d1/f2.txt")), before, "moved, not copied");
+}
+
+#[test]
+fn twoway_finds_a_rename_among_more_new_entries_than_it_keeps_in_memory() {
+    let p = Pair::new();
+    tree(&p.a, 2);
+    p.sync();
+    let before = ino(&p.b.join("d1/f2.txt"));
+    many_new_files(&p.a);
+    fs::create_dir(p.a.join("zz")).unwrap();
+    fs::rename(p.a.join("d1"), p.a.join("zz/d1")).unwrap();
+
+    let log = p.sync();
+    e2e::assert_same_synced(&p.a, &p.b);
+    assert!(log.contains(r#"B: rename "d1" -> "zz/d1""#), "{}", &log[log.len().saturating_sub(3000)..]);
+    assert_eq!(ino(&p.b.join("zz/d1/f2.txt")), before, "moved, not copied");
+}
+
 #[test]
 fn mirror_copies_of_one_directory_moved_under_swapped_names_keep_their_content() {
     // `p` and `q` list the same names, sizes and mtimes (a copy edited in place): only their

@@ -239,7 +239,8 @@ fn checksum_finds_same_stamp_edits_in_a_directory_of_more_small_files_than_a_wal
     // first ones (up to 4 MiB in flight) and only the digests of the rest. Edits on both
     // sides of that line must be found; the others are left alone.
     let (sb, src) = sandbox();
-    let content = |i: usize| -> Vec<u8> { (0..4000u32).map(|j| (j ^ i as u32).wrapping_mul(7) as u8).collect() };
+    let content =
+        |i: usize| -> Vec<u8> { (0..4000u32).map(|j| (j ^ i as u32).wrapping_mul(7) as u8).collect() };
     for i in 0..1300 {
         file(&src, format!("many/f{i:04}").as_bytes(), &content(i), 0o644, T);
     }
