@@ -15,8 +15,14 @@ use std::os::unix::fs::FileExt;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-/// Items kept in memory before a list spills (a few megabytes of steps or entries).
-pub const DEFAULT_LIMIT: usize = 4_096;
+/// Items kept in memory before a list spills (a few megabytes of steps or entries; at 4,096
+/// a pass after moving half of S's directories spent 45 ms more writing and reading its
+/// 10,000 created entries back, for 0.3 MiB less at the peak).
+pub const DEFAULT_LIMIT: usize = 16_384;
+
+/// In a debug build (the ones the tests run), the variable that sets the limit of every
+/// list a pass makes, so that an end-to-end test spills lists of a few entries.
+pub const LIMIT_ENV: &str = "SYNCCORE_SPILL_LIMIT";
 
 /// A list that spills to a temporary file past `limit` items.
 pub struct Spill<T> {
@@ -45,8 +51,17 @@ impl Spilled {
 
 impl<T> Default for Spill<T> {
     fn default() -> Self {
-        Spill::with_limit(DEFAULT_LIMIT)
+        Spill::with_limit(default_limit())
     }
+}
+
+/// [`DEFAULT_LIMIT`], or in a debug build the limit [`LIMIT_ENV`] sets.
+fn default_limit() -> usize {
+    #[cfg(debug_assertions)]
+    if let Some(limit) = std::env::var(LIMIT_ENV).ok().and_then(|v| v.parse().ok()) {
+        return limit;
+    }
+    DEFAULT_LIMIT
 }
 
 impl<T> std::fmt::Debug for Spill<T> {
