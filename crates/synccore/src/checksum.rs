@@ -19,7 +19,7 @@ mod ahead;
 mod content;
 mod same;
 pub use ahead::with_compare_ahead;
-pub use content::{Budget, Content, Kept, LISTED_BYTES, Listing, Seen};
+pub use content::{Budget, Content, Current, Kept, LISTED_BYTES, Listing, Seen};
 pub use same::same_bytes;
 
 /// Read buffer for hashing: large enough that syscalls are noise next to SHA-256.

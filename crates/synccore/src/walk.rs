@@ -20,7 +20,7 @@ use std::collections::HashSet;
 use std::io;
 use std::sync::Arc;
 
-use crate::checksum::{Budget, Content, Kept, Listing, Seen};
+use crate::checksum::{Budget, Content, Current, Kept, Listing, Seen};
 use crate::entry::Entry;
 use crate::error::{Error, IoResultExt, Op, Result};
 use crate::fsio::{Dir, Root};
@@ -381,7 +381,7 @@ pub struct Threaded<'s> {
     what: &'static str,
     /// The inode, size and content of the entry read last, when the walk read it, and the
     /// listing the contents of the entries being read point into.
-    last: Option<(u64, u64, Content)>,
+    last: Current,
     listing: Option<Arc<Listing>>,
 }
 
@@ -441,7 +441,7 @@ impl<'s> Threaded<'s> {
             end: None,
             thread: Some(thread),
             what,
-            last: None,
+            last: Current::default(),
             listing: None,
         }
     }
@@ -468,7 +468,7 @@ impl<'s> Threaded<'s> {
                 Walked::Entry(e, kept) => {
                     let content =
                         kept.zip(self.listing.as_ref()).map(|(kept, listing)| Content::new(listing, kept));
-                    self.last = content.map(|c| (e.ino, e.size, c));
+                    self.last.set(&e, content);
                     return Some(e);
                 }
                 Walked::Unreadable(p) => self.notes.unreadable.push(p),
@@ -496,13 +496,11 @@ impl crate::diff::Source for Threaded<'_> {
     }
 
     fn content_of(&self, e: &Entry) -> Option<&Content> {
-        let (ino, size, content) = self.last.as_ref()?;
-        ((*ino, *size) == (e.ino, e.size)).then_some(content)
+        self.last.of(e)
     }
 
     fn take_content(&mut self, e: &Entry) -> Option<Content> {
-        self.content_of(e)?;
-        self.last.take().map(|(_, _, content)| content)
+        self.last.take(e)
     }
 }
 

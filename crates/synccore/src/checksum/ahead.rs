@@ -17,7 +17,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, mpsc};
 
-use crate::checksum::Content;
+use crate::checksum::{Content, Current};
 use crate::diff::{SameContent, Source};
 use crate::entry::{Entry, Mtime};
 use crate::fsio::Root;
@@ -84,7 +84,7 @@ pub fn with_compare_ahead<R>(
             inner: source,
             buffer: VecDeque::with_capacity(AHEAD),
             shared: &shared,
-            current: None,
+            current: Current::default(),
         };
         let mut same = |s: &Entry, d: &Entry| {
             let answer = shared.borrow_mut().answer_for(s, d);
@@ -234,7 +234,7 @@ struct ReadAhead<'s, 'r> {
     buffer: VecDeque<(Entry, Option<Content>, Option<u64>)>,
     shared: &'r std::cell::RefCell<Shared>,
     /// The inode, size and content of the entry returned last, when the walk read it.
-    current: Option<(u64, u64, Content)>,
+    current: Current,
 }
 
 impl Source for ReadAhead<'_, '_> {
@@ -251,7 +251,7 @@ impl Source for ReadAhead<'_, '_> {
         }
         let (e, content, job) = self.buffer.pop_front()?;
         shared.current = job;
-        self.current = content.map(|c| (e.ino, e.size, c));
+        self.current.set(&e, content);
         Some(e)
     }
 
@@ -262,13 +262,11 @@ impl Source for ReadAhead<'_, '_> {
     }
 
     fn content_of(&self, e: &Entry) -> Option<&Content> {
-        let (ino, size, content) = self.current.as_ref()?;
-        ((*ino, *size) == (e.ino, e.size)).then_some(content)
+        self.current.of(e)
     }
 
     fn take_content(&mut self, e: &Entry) -> Option<Content> {
-        self.content_of(e)?;
-        self.current.take().map(|(_, _, content)| content)
+        self.current.take(e)
     }
 }
 

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicIsize, Ordering};
 
 use crate::checksum::Digest;
+use crate::entry::Entry;
 
 /// Bytes of small files a walk's listings may hold at a time.
 pub const LISTED_BYTES: usize = 4 << 20;
@@ -136,6 +137,30 @@ impl Content {
     }
 }
 
+/// The content of the entry a source returned last, told by its inode and size so that it is
+/// only ever used for that entry (what [`crate::diff::Source::content_of`] answers).
+#[derive(Debug, Default)]
+pub struct Current(Option<(u64, u64, Content)>);
+
+impl Current {
+    /// Holds `content` (when the walk read one) for `e`, dropping the one held before.
+    pub fn set(&mut self, e: &Entry, content: Option<Content>) {
+        self.0 = content.map(|c| (e.ino, e.size, c));
+    }
+
+    /// The content held, when it is `e`'s.
+    pub fn of(&self, e: &Entry) -> Option<&Content> {
+        let (ino, size, content) = self.0.as_ref()?;
+        ((*ino, *size) == (e.ino, e.size)).then_some(content)
+    }
+
+    /// [`Current::of`], taken.
+    pub fn take(&mut self, e: &Entry) -> Option<Content> {
+        self.of(e)?;
+        self.0.take().map(|(_, _, content)| content)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -167,6 +192,19 @@ mod tests {
         let listing = Budget::new().listing(b"abc".to_vec());
         assert!(Content::new(&listing, Kept::Bytes(2..9)).seen().is_none());
         assert!(Content::new(&listing, Kept::Bytes(0..3)).seen().is_some());
+    }
+
+    #[test]
+    fn the_current_content_answers_only_for_its_own_entry() {
+        let listing = Budget::new().listing(b"abc".to_vec());
+        let file = Entry::example("f", crate::entry::Kind::File, 3, 1);
+        let replaced = Entry { ino: 2, ..file.clone() };
+        let mut current = Current::default();
+        current.set(&file, Some(Content::new(&listing, Kept::Bytes(0..3))));
+        assert!(current.of(&replaced).is_none() && current.take(&replaced).is_none());
+        assert!(current.of(&file).is_some());
+        assert!(current.take(&file).is_some());
+        assert!(current.of(&file).is_none(), "taken");
     }
 
     #[test]
