@@ -423,23 +423,28 @@ fn opened_file_at(
         return Some((entry, None));
     }
     let Some(size) = usize::try_from(entry.size).ok() else { return Some((entry, None)) };
-    // One byte more than promised: a file that grew meanwhile fills it.
-    let read_into = |buffer: &mut Vec<u8>, at: usize| -> Option<usize> {
-        buffer.resize(at + size + 1, 0);
-        let got = io::Read::read(&mut &file, &mut buffer[at..]).ok();
-        buffer.truncate(at + got.unwrap_or(0));
-        got.filter(|got| *got == size)
+    // Appends the file's bytes to `buffer` (read into its spare room, nothing zeroed first),
+    // with room for one byte more than promised: a file that grew meanwhile fills it. A file
+    // that did not give exactly its size appends and keeps nothing (compared later).
+    let read_into = |buffer: &mut Vec<u8>| -> bool {
+        let at = buffer.len();
+        buffer.reserve(size + 1);
+        let exact = rustix::io::read(&file, rustix::buffer::spare_capacity(buffer)) == Ok(size);
+        if !exact {
+            buffer.truncate(at);
+        }
+        exact
     };
     let read = if size <= small.room {
         let at = small.bytes.len();
-        let kept = read_into(small.bytes, at).map(|_| Kept::Bytes(at..at + size));
-        // A file that did not give exactly its size keeps nothing (compared later).
-        small.bytes.truncate(if kept.is_some() { at + size } else { at });
+        let kept = read_into(small.bytes).then(|| Kept::Bytes(at..at + size));
         small.room -= small.bytes.len() - at;
         kept
     } else {
-        SMALL_READ
-            .with_borrow_mut(|buffer| read_into(buffer, 0).map(|_| Kept::Digest(Digest::of_bytes(buffer))))
+        SMALL_READ.with_borrow_mut(|buffer| {
+            buffer.clear();
+            read_into(buffer).then(|| Kept::Digest(Digest::of_bytes(buffer)))
+        })
     };
     Some((entry, read))
 }

@@ -285,3 +285,60 @@ fn equal_bytes_under_a_new_mtime_only_get_the_mtime() {
         mirror(sb.path(), &[]);
     }
 }
+
+/// Access time of `path`, to the nanosecond.
+fn atime(path: &Path) -> (i64, i64) {
+    let m = fs::metadata(path).unwrap();
+    (m.atime(), m.atime_nsec())
+}
+
+/// Gives `path` an access time older than its mtime: the kernel's `relatime` rule then
+/// updates it on the next read, unless the reader opened it with `O_NOATIME`.
+fn set_old_atime(path: &Path) {
+    let old = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000_000);
+    fs::File::open(path).unwrap().set_times(fs::FileTimes::new().set_accessed(old)).unwrap();
+}
+
+#[test]
+fn reading_files_leaves_their_access_times_alone() {
+    // A backup reads every byte, and a mail reader takes "read after written" for "seen":
+    // no pass may change an access time, whether it copies, compares (small files read by
+    // the walk, large ones by the helpers, both sides) or hashes (twoway).
+    let (sb, src) = sandbox();
+    let big: Vec<u8> = (0..300_000u32).map(|i| (i >> 3) as u8).collect();
+    let names: [(&str, &[u8]); 3] = [("mbox", b"From a\n"), ("d/big.bin", &big), ("d/small", b"x")];
+    let files = |root: &Path| -> Vec<PathBuf> {
+        names
+            .iter()
+            .map(|(name, bytes)| {
+                if !root.join(name).exists() {
+                    file(root, name.as_bytes(), bytes, 0o644, T);
+                }
+                set_old_atime(&root.join(name));
+                root.join(name)
+            })
+            .collect()
+    };
+    let atimes = |files: &[PathBuf]| files.iter().map(|f| atime(f)).collect::<Vec<_>>();
+    let dst = sb.path().join("dst");
+    let sources = files(&src);
+    let before = atimes(&sources);
+    mirror(sb.path(), &[]);
+    assert_eq!(atimes(&sources), before, "the first pass's copies changed the source's access times");
+    let copies = files(&dst);
+    let copies_before = atimes(&copies);
+    let log = mirror(sb.path(), &["--checksum"]);
+    assert_eq!((ops(&log, "update"), ops(&log, "meta")), (0, 0), "{log}");
+    assert_eq!(atimes(&sources), before, "--checksum changed the source's access times");
+    assert_eq!(atimes(&copies), copies_before, "--checksum changed the mirror's access times");
+
+    let p = Pair::new();
+    let sides = files(&p.a);
+    let before = atimes(&sides);
+    let (code, _, log) = p.pass(&[]);
+    assert_eq!(code, 0, "{log}");
+    assert_eq!(atimes(&sides), before, "twoway's first pass changed A's access times");
+    for (name, bytes) in names {
+        assert_eq!(fs::read(p.b.join(name)).unwrap(), bytes, "{name}");
+    }
+}

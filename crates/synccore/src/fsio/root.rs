@@ -44,6 +44,10 @@ fn dir_flags() -> OFlags {
 /// filter that refuses it): from then on, the per-component walk.
 static NO_OPENAT2: AtomicBool = AtomicBool::new(false);
 
+/// Set once the kernel refused `O_NOATIME` (`EPERM`: a file owned by someone else, without
+/// `CAP_FOWNER`): from then on files are opened without it, one call each.
+static NOATIME_REFUSED: AtomicBool = AtomicBool::new(false);
+
 impl Dir {
     /// Opens the directory at `path` itself (a root the user named, already canonical); only
     /// its last component is guaranteed not to be a symlink.
@@ -122,8 +126,19 @@ impl Dir {
     /// Opens `name` for reading (never through a symlink, never blocking on a FIFO) without
     /// asking what it is: for a caller that takes its metadata next anyway and checks that it
     /// is a regular file there.
+    ///
+    /// Reading does not touch the file's access time where the kernel lets us (`O_NOATIME`:
+    /// files we own, or any file as root): a backup that reads a mailbox must not make a mail
+    /// reader think it was read, and a pass does not dirty every inode it reads once a day.
     pub fn open_read_unchecked(&self, name: &OsStr) -> io::Result<File> {
         let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
+        if !NOATIME_REFUSED.load(Ordering::Relaxed) {
+            match rustix::fs::openat(&self.fd, name, flags | OFlags::NOATIME, Mode::empty()) {
+                // Refused for a file someone else owns: asked no more in this process.
+                Err(Errno::PERM) => NOATIME_REFUSED.store(true, Ordering::Relaxed),
+                opened => return Ok(File::from(opened?)),
+            }
+        }
         Ok(File::from(rustix::fs::openat(&self.fd, name, flags, Mode::empty())?))
     }
 
