@@ -20,13 +20,13 @@ pub mod cache;
 pub mod report;
 
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use synccore::apply::{self, ApplyStats, Event, Trees};
 use synccore::checksum::{Digest, directory_checksum_of, file_checksum_in};
 use synccore::diff::{self, DiffOptions};
 use synccore::entry::{MODE_MASK, Mtime, Owner, keeps_owners};
-use synccore::error::{Error, IoResultExt, Op, Result};
+use synccore::error::{Error, IoResultExt, Op, Quoted, Result};
 use synccore::fsio::Root;
 use synccore::ignore::Excludes;
 use synccore::plan::Plan;
@@ -96,6 +96,9 @@ pub struct VersionedReport {
     pub special: Vec<RelPath>,
     /// SOURCE's ignored entries and its rules files not read (issue 14).
     pub ignored: (Vec<RelPath>, Vec<RelPath>),
+    /// The version was abandoned only because SOURCE changed under the pass (an entry
+    /// vanished, or a file changed while it was hashed or copied): the pass starts again.
+    pub changed: bool,
 }
 
 impl VersionedReport {
@@ -112,6 +115,7 @@ impl VersionedReport {
             scan_errors: Vec::new(),
             special: Vec::new(),
             ignored: (Vec::new(), Vec::new()),
+            changed: false,
         }
     }
 
@@ -150,10 +154,48 @@ struct Source {
     meta: (u32, Mtime, Owner),
 }
 
+/// How long (seconds) a pass waits before it starts again after SOURCE changed under it,
+/// attempt by attempt: 31 s in all, long enough for a twoway pass writing into SOURCE (whose versioning
+/// child this may be) to finish on all but the largest trees.
+const AGAIN_AFTER: [u64; 5] = [1, 2, 4, 8, 16];
+
 /// Runs one versioned pass of `source` (canonical) into the slots of `layout`. The caller holds
 /// the lock at [`Layout::lock`] (unless dry-running). Safety rails return [`Error::Aborted`]
 /// before anything changes.
+///
+/// A version is a picture of SOURCE at one moment, so a pass that finds SOURCE changing under
+/// it (a file gone before it was hashed, a file rewritten while it was copied) discards what
+/// it built and starts again a little later, a few times, rather than leave the versions a
+/// whole interval behind (or, with `--once`, without this run's version): a twoway pass
+/// writing into the directory its versioning child is reading is the usual cause.
 pub fn run_pass(
+    source: &Path,
+    layout: &Layout,
+    options: &VersionedOptions,
+    shutdown: &Shutdown,
+    observe: &mut dyn FnMut(Event<'_>),
+) -> Result<VersionedReport> {
+    for (attempt, wait) in AGAIN_AFTER.into_iter().enumerate() {
+        let report = attempt_pass(source, layout, options, shutdown, observe)?;
+        if !report.changed || options.dry_run {
+            return Ok(report);
+        }
+        log::warn!(
+            "{} changed while it was being versioned; starting again in {} s (attempt {} of {})",
+            Quoted(source),
+            wait,
+            attempt + 2,
+            AGAIN_AFTER.len() + 1
+        );
+        if shutdown.sleep(Duration::from_secs(wait)) {
+            return Ok(report);
+        }
+    }
+    attempt_pass(source, layout, options, shutdown, observe)
+}
+
+/// One attempt at a versioned pass ([`run_pass`]).
+fn attempt_pass(
     source: &Path,
     layout: &Layout,
     options: &VersionedOptions,
@@ -165,6 +207,7 @@ pub fn run_pass(
     let (versions, repair) = open_versions(source, layout, options.dry_run)?;
     let mut report = VersionedReport::new(repair);
     let Some(src) = scan_source(source, layout, &versions, options, &mut report)? else { return Ok(report) };
+    synccore::fault::point("versioned-scanned");
 
     let mut rows = Vec::new();
     let manifest = &versions.manifest;
@@ -183,8 +226,15 @@ pub fn run_pass(
             report.outcome = Outcome::Interrupted;
             return Ok(report);
         }
+        Err(err) if err.changed_under_us() => {
+            report.scan_errors.push(err);
+            report.outcome = Outcome::Abandoned { reason: "SOURCE changed while it was hashed" };
+            report.changed = true;
+            return Ok(report);
+        }
         Err(err) => return Err(err),
     };
+    synccore::fault::point("versioned-hashed");
     let old = manifest.latest.as_ref().map(|r| r.checksum);
     if old == Some(checksum) && versions.latest_exists {
         report.outcome = Outcome::Unchanged { checksum };
@@ -207,6 +257,12 @@ pub fn run_pass(
 
     // Build the new version aside, then swap it in (see `versions::rotation`).
     if !build(&mut report, &src.root, v, src.meta, shutdown, observe)? {
+        return Ok(report);
+    }
+    if !unchanged_since_scan(&src, &options.excludes)? {
+        v.remove_tree(Path::new(names::NEXT))?;
+        report.outcome = Outcome::Abandoned { reason: "SOURCE changed while the version was built" };
+        report.changed = true;
         return Ok(report);
     }
     let record = SlotRecord {
@@ -287,7 +343,15 @@ fn scan_source(
     let src = scanned.map_err(|err| rails::missing_root(err, versions.exist(), source, &layout.dir()))?;
     report.special.clone_from(&src.tree.special);
     report.ignored = (src.tree.ignored.clone(), src.tree.rules.not_read().map(|(p, _)| p).collect());
+    if src.tree.vanished > 0 {
+        // Entries gone between the listing and their reading: whatever the scan kept is no
+        // picture of one moment (a directory renamed meanwhile would even look empty).
+        report.outcome = Outcome::Abandoned { reason: "SOURCE changed while it was scanned" };
+        report.changed = true;
+        return Ok(None);
+    }
     if !src.tree.errors.is_empty() {
+        report.changed = src.tree.errors.iter().all(Error::changed_under_us);
         report.scan_errors = src.tree.errors;
         report.outcome = Outcome::Abandoned { reason: "SOURCE could not be read completely" };
         return Ok(None);
@@ -296,6 +360,21 @@ fn scan_source(
     // `--force` never lets an empty SOURCE replace the versions (SPEC section 3).
     Rails::default().check_empty_side(empty, versions.exist(), false, source, &layout.dir())?;
     Ok((!empty).then_some(src))
+}
+
+/// True when SOURCE still is what the scan saw, entry for entry (kind, size, mtime, mode,
+/// owner, inode; a directory's mtime moves with every name added, removed or renamed in
+/// it). Checked once the new version is built and before it is swapped in: the copies check
+/// their own files, but a file linked from `_1`, a file created after the scan or a
+/// directory renamed meanwhile would otherwise make a version of a moment that SOURCE only
+/// passed through (a twoway pass half done, say). One walk of the metadata, in step with
+/// the scan's entries: no second tree in memory.
+fn unchanged_since_scan(src: &Source, excludes: &Excludes) -> Result<bool> {
+    let mut walker = synccore::walk::Walker::new(&src.root, ScanRules::Read(excludes))?;
+    let mut seen = src.tree.entries.iter();
+    let same = walker.by_ref().all(|now| seen.next() == Some(&now));
+    let notes = walker.finish()?;
+    Ok(same && seen.next().is_none() && notes.vanished == 0 && notes.errors.is_empty())
 }
 
 /// Writes a manifest or a hash cache that was lost and rebuilt from the slots, with this
@@ -362,6 +441,8 @@ fn build(
     }
     if !report.stats.is_complete() {
         v.remove_tree(next)?;
+        // Nothing failed: files changed under the copies (skipped, for the next look).
+        report.changed = report.stats.failed == 0 && !report.stats.interrupted;
         report.outcome = if report.stats.interrupted {
             Outcome::Interrupted
         } else {

@@ -203,6 +203,13 @@ impl Error {
             _ => None,
         }
     }
+
+    /// True when the error means that what a scan saw is no longer there as it was (gone, or
+    /// a directory on the way that is now a symlink or a file): the tree changed under the
+    /// pass, which a later look may find settled.
+    pub fn changed_under_us(&self) -> bool {
+        self.io_error().is_some_and(crate::fsio::changed_under_us)
+    }
 }
 
 /// The library's result type.

@@ -120,7 +120,7 @@ pub struct CopyAttrs {
 
 /// True for errors that mean "what the scan saw is no longer there as it was": gone, or a
 /// directory on the way that is now a symlink (never followed) or a file.
-fn changed_under_us(e: &io::Error) -> bool {
+pub(crate) fn changed_under_us(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::NotFound || crate::scan::is_not_a_dir(e)
 }
 

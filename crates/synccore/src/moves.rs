@@ -385,6 +385,7 @@ impl<'m> Relocation<'m> {
             // Ignored entries move with a renamed directory that holds them (issue 14).
             ignored: tree.ignored.iter().map(|p| self.forward(p).unwrap_or_else(|| p.clone())).collect(),
             rules: tree.rules.clone(),
+            vanished: tree.vanished,
         }
     }
 }

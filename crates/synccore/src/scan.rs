@@ -47,6 +47,10 @@ pub struct Tree {
     pub ignored: Vec<RelPath>,
     /// The ignore rules this scan read (with [`ScanRules::Read`]).
     pub rules: Rules,
+    /// Entries listed that were gone by the time the scan read them: the tree changed under
+    /// the scan (a mirror simply leaves them to the next pass; a version, a picture of one
+    /// moment, is taken again).
+    pub vanished: u64,
 }
 
 /// Which ignore rules a scan applies (issue 14).
@@ -205,6 +209,7 @@ pub(crate) fn descend(
             // Removed since it was listed: it is simply gone.
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 dropped.push(p.entry);
+                tree.vanished += 1;
                 continue;
             }
             // Replaced (by a symlink, say) since it was listed: never followed, recorded as
@@ -343,7 +348,7 @@ pub(crate) fn list(
             }
             Ok(None) => tree.special.push(path),
             // Gone since it was listed.
-            Err(err) if err.io_kind() == Some(io::ErrorKind::NotFound) => {}
+            Err(err) if err.io_kind() == Some(io::ErrorKind::NotFound) => tree.vanished += 1,
             Err(err) => {
                 tree.unreadable.push(path);
                 tree.errors.push(err);

@@ -228,6 +228,7 @@ impl<'r> Walker<'r> {
         let small =
             self.small_files.map(|up_to| SmallFiles { up_to, room, bytes: &mut bytes, read: &mut read });
         let listing = list(&dir, rel, &mut listed, self.rules, &mut pending, small);
+        crate::fault::point("walk-listed");
         self.notes.rules = std::mem::take(&mut listed.rules);
         listing?;
         let mut then = vec![Then::Nothing; listed.entries.len()];
@@ -252,6 +253,7 @@ impl<'r> Walker<'r> {
         self.notes.special.append(&mut listed.special);
         self.notes.leftovers.append(&mut listed.leftovers);
         self.notes.ignored.append(&mut listed.ignored);
+        self.notes.vanished += listed.vanished;
         bytes.shrink_to_fit();
         let bytes = self.budget.listing(bytes);
         self.stack.push(Frame { dir, listing, next: 0, read: contents, bytes, contents: Vec::new() });
@@ -303,7 +305,10 @@ impl<'r> Walker<'r> {
                 true
             }
             // Removed since it was listed: it is simply gone.
-            Err(e) if e.kind() == io::ErrorKind::NotFound => false,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                self.notes.vanished += 1;
+                false
+            }
             // Replaced (by a symlink, say) since it was listed: never followed, reported as
             // what it is now.
             Err(e) if is_not_a_dir(&e) => match entry_at(&parent, &name, entry.path.clone()) {

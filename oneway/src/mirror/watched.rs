@@ -204,6 +204,7 @@ fn notes_of(tree: &Tree) -> Tree {
         dev: tree.dev,
         ignored: tree.ignored.clone(),
         rules: tree.rules.clone(),
+        vanished: tree.vanished,
     }
 }
 

@@ -480,3 +480,71 @@ fn a_version_that_would_drop_more_than_max_delete_of_the_files_aborts_unless_for
     assert_eq!(fs::read_dir(v.join("_1")).unwrap().count(), 5);
     assert_eq!(fs::read_dir(v.join("_0")).unwrap().count(), 20);
 }
+
+/// A fault point where a pass stops, what happens to SOURCE there, and the change itself.
+type ChangeAt = (&'static str, &'static str, fn(&Path));
+
+#[test]
+fn a_source_that_changes_under_the_pass_is_versioned_once_it_settles() {
+    // twoway's versioning children read a directory while twoway's own pass writes into it:
+    // a pass that finds a file gone before it hashed it, or rewritten while it copied it,
+    // discards what it built and starts again, and the version it rotates in is SOURCE as
+    // it settled (never a mixture).
+    if !e2e::has_fault_points() {
+        eprintln!("skipped: the binaries under test are not debug builds (no fault points)");
+        return;
+    }
+    // Each change hits the file this pass must read (a file `_1` has, unchanged, is linked
+    // from `_1` without a read: the version then shows it as the scan saw it, which is a
+    // picture of one moment too).
+    let changes: [ChangeAt; 4] = [
+        ("walk-listed", "a directory renamed between its listing and its reading", |src| {
+            fs::rename(src.join("docs"), src.join("papers")).unwrap();
+        }),
+        ("versioned-scanned", "a new file deleted before it was hashed", |src| {
+            fs::remove_file(src.join("docs/new.txt")).unwrap();
+            set_mtime(&src.join("docs"), (1_650_000_000, 42));
+        }),
+        ("versioned-scanned", "a directory renamed before its new file was hashed", |src| {
+            fs::rename(src.join("docs"), src.join("papers")).unwrap();
+        }),
+        ("versioned-hashed", "a new file rewritten before it was copied", |src| {
+            file(src, b"docs/new.txt", b"rewritten meanwhile\n", 0o644, (T.0 + 99, 0));
+        }),
+    ];
+    for (point, what, change) in changes {
+        let sb = tempfile::tempdir().unwrap();
+        let (p, src) = (sb.path(), sb.path().join("src"));
+        rich_tree(&src);
+        ok(&versioned(p, &[]));
+        let v = versions_dir(p);
+        let first = snapshot(&src);
+        // A new file for this pass to version, then the change while it runs.
+        file(&src, b"docs/new.txt", b"new\n", 0o644, (T.0 + 5, 0));
+        let mut c = cmd("oneway", p);
+        c.args(["src", "root", "--versioned", "--once", "--log", "v.log"])
+            .env("SYNCCORE_FAULT", format!("stop:{point}"));
+        let mut child = c.spawn_guarded();
+        assert!(
+            e2e::wait_stopped(child.id(), Duration::from_secs(30)),
+            "{what}: the pass never reached {point}"
+        );
+        change(&src);
+        e2e::signal(child.id(), rustix::process::Signal::CONT);
+        let status = child.wait().unwrap();
+        let log = fs::read_to_string(p.join("v.log")).unwrap();
+        assert_eq!(status.code(), Some(0), "{what}: {log}");
+        assert!(log.contains("changed while it was being versioned; starting again"), "{what}: {log}");
+        // Settled back to the first version (the new file deleted): nothing to rotate.
+        let settled = snapshot(&src);
+        assert_eq!(log.contains("rotate \""), settled != first, "{what}: {log}");
+        assert_same_tree(&src, &v.join("_1"));
+        if settled != first {
+            assert_eq!(snapshot(&v.join("_0")), first, "{what}");
+        }
+        assert!(temporaries(&v).is_empty(), "{what}");
+        // And the next pass finds nothing to do.
+        let log = ok(&versioned(p, &[]));
+        assert!(!log.contains("rotate \""), "{what}: {log}");
+    }
+}

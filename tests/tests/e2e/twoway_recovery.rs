@@ -5,7 +5,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use e2e::{Background, alive, assert_same_tree, children_of, cmd, file, run, snapshot, wait_for};
+use e2e::{
+    Background, SpawnGuarded, alive, assert_same_tree, children_of, cmd, file, run, snapshot, wait_for,
+};
 use rustix::process::Signal;
 
 use crate::twoway_merge::Pair;
@@ -273,4 +275,58 @@ fn a_child_stopped_by_a_rail_is_an_error_in_twoways_log_on_every_pass() {
     assert!(wait_for(WAIT, || errors() >= 4), "each blocked pass of both children is an ERROR");
     twoway.kill().unwrap();
     twoway.wait().unwrap();
+}
+
+#[test]
+fn a_child_that_reads_its_directory_while_the_pass_moves_files_in_it_still_keeps_a_version() {
+    // Each child scans its directory, then stops there (the fault hook) while twoway's pass
+    // moves a directory and copies a file into B: B's child then finds files gone from where
+    // its scan saw them. It must start again and keep B as the pass left it, not give up
+    // until the next run.
+    if !e2e::has_fault_points() {
+        eprintln!("skipped: the binaries under test are not debug builds (no fault points)");
+        return;
+    }
+    let p = Pair::with_recovery();
+    let home = p.root().join("home");
+    for i in 0..20 {
+        file(&p.a, format!("docs/f{i:02}").as_bytes(), format!("file {i}").as_bytes(), 0o644, T);
+    }
+    assert_eq!(p.pass(&[]).0, 0);
+    let b_before = snapshot(&p.b);
+    fs::rename(p.a.join("docs"), p.a.join("papers")).unwrap();
+    file(&p.a, b"papers/new.txt", b"new", 0o644, T);
+
+    let mut c = cmd("twoway", p.root());
+    c.args(["a", "b", "--home", "home", "--once", "--log", "race.log"])
+        .env("SYNCCORE_FAULT", "stop:versioned-scanned");
+    let mut twoway = c.spawn_guarded();
+    let stopped = wait_for(WAIT, || {
+        let children = children_of(twoway.id());
+        children.len() == 2 && children.iter().all(|&c| e2e::wait_stopped(c, Duration::ZERO))
+    });
+    let log = || fs::read_to_string(p.root().join("race.log")).unwrap_or_default();
+    assert!(stopped, "the children never stopped after their scans: {}", log());
+    assert!(wait_for(WAIT, || log().contains("summary:")), "the pass never ended: {}", log());
+    for child in children_of(twoway.id()) {
+        e2e::signal(child, Signal::CONT);
+    }
+    let status = twoway.wait().unwrap();
+    let log = log();
+    assert_eq!(status.code(), Some(0), "{log}");
+    assert!(!log.contains("ended with"), "a child gave up: {log}");
+    // A's child scanned A as it stays; B's scanned B before or after the pass moved its
+    // files (whichever came first): its version is B as it was then or as the pass left it,
+    // never a mixture (the rename without the new file, say).
+    let version = |base: &str| {
+        let v = versions_of(&home, base).unwrap_or_else(|| panic!("no versions of {base}: {log}"));
+        assert!(v.join("_1").is_dir(), "no version of {base}: {log}");
+        snapshot(&v.join("_1"))
+    };
+    assert_eq!(version("a"), snapshot(&p.a), "{log}");
+    let b = version("b");
+    assert!(
+        b == snapshot(&p.b) || b == b_before,
+        "B's version is neither B before nor after the pass: {log}"
+    );
 }
