@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use synccore::apply::{self, ApplyStats, Event, Trees};
 use synccore::checksum::{Digest, directory_checksum_of, file_checksum_in};
 use synccore::diff::{self, DiffOptions};
-use synccore::entry::{MODE_MASK, Mtime, Owner, keeps_owners};
+use synccore::entry::{Entry, MODE_MASK, Mtime, Owner, keeps_owners};
 use synccore::error::{Error, IoResultExt, Op, Quoted, Result};
 use synccore::fsio::Root;
 use synccore::ignore::Excludes;
@@ -362,17 +362,23 @@ fn scan_source(
     Ok((!empty).then_some(src))
 }
 
-/// True when SOURCE still is what the scan saw, entry for entry (kind, size, mtime, mode,
-/// owner, inode; a directory's mtime moves with every name added, removed or renamed in
-/// it). Checked once the new version is built and before it is swapped in: the copies check
-/// their own files, but a file linked from `_1`, a file created after the scan or a
-/// directory renamed meanwhile would otherwise make a version of a moment that SOURCE only
-/// passed through (a twoway pass half done, say). One walk of the metadata, in step with
-/// the scan's entries: no second tree in memory.
+/// True when SOURCE still is what the scan saw, entry for entry: the same names, each with
+/// the same kind, size, mtime, mode, owner and inode. Checked once the new version is built
+/// and before it is swapped in: the copies check their own files, but a file linked from
+/// `_1`, a file created after the scan or a directory renamed meanwhile would otherwise make
+/// a version of a moment that SOURCE only passed through (a twoway pass half done, say). A
+/// directory's own mtime is left out: the names below it are compared anyway, and it also
+/// moves when an ignored file (an editor's swap file, a database journal) comes and goes,
+/// which must not keep a busy directory from ever getting a version. One walk of the
+/// metadata, in step with the scan's entries: no second tree in memory.
 fn unchanged_since_scan(src: &Source, excludes: &Excludes) -> Result<bool> {
+    let same_entry = |then: &Entry, now: &Entry| match (then.is_dir(), now.is_dir()) {
+        (true, true) => Entry { mtime: now.mtime, ..then.clone() } == *now,
+        _ => then == now,
+    };
     let mut walker = synccore::walk::Walker::new(&src.root, ScanRules::Read(excludes))?;
     let mut seen = src.tree.entries.iter();
-    let same = walker.by_ref().all(|now| seen.next() == Some(&now));
+    let same = walker.by_ref().all(|now| seen.next().is_some_and(|then| same_entry(then, &now)));
     let notes = walker.finish()?;
     Ok(same && seen.next().is_none() && notes.vanished == 0 && notes.errors.is_empty())
 }

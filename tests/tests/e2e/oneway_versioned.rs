@@ -548,3 +548,37 @@ fn a_source_that_changes_under_the_pass_is_versioned_once_it_settles() {
         assert!(!log.contains("rotate \""), "{what}: {log}");
     }
 }
+
+#[test]
+fn an_ignored_file_coming_and_going_during_the_pass_does_not_hold_the_version_back() {
+    // An editor's swap file or a database journal in SOURCE is ignored, but each one that
+    // comes or goes moves its directory's mtime: the pass must not take that for a change.
+    if !e2e::has_fault_points() {
+        eprintln!("skipped: the binaries under test are not debug builds (no fault points)");
+        return;
+    }
+    let sb = tempfile::tempdir().unwrap();
+    let (p, src) = (sb.path(), sb.path().join("src"));
+    rich_tree(&src);
+    file(&src, b".syncignore", b"*.swp\n", 0o644, T);
+    ok(&versioned(p, &[]));
+    let v = versions_dir(p);
+    file(&src, b"docs/new.txt", b"new\n", 0o644, (T.0 + 5, 0));
+    let mut c = cmd("oneway", p);
+    c.args(["src", "root", "--versioned", "--once", "--log", "v.log"])
+        .env("SYNCCORE_FAULT", "stop:versioned-hashed");
+    let mut child = c.spawn_guarded();
+    assert!(
+        e2e::wait_stopped(child.id(), Duration::from_secs(30)),
+        "the pass never reached versioned-hashed"
+    );
+    file(&src, b"docs/.new.txt.swp", b"swap", 0o644, T);
+    e2e::signal(child.id(), rustix::process::Signal::CONT);
+    let status = child.wait().unwrap();
+    let log = fs::read_to_string(p.join("v.log")).unwrap();
+    assert_eq!(status.code(), Some(0), "{log}");
+    assert!(!log.contains("starting again"), "{log}");
+    assert!(log.contains("rotate \""), "{log}");
+    assert_eq!(fs::read(v.join("_1/docs/new.txt")).unwrap(), b"new\n");
+    assert!(!v.join("_1/docs/.new.txt.swp").exists());
+}
