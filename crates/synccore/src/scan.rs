@@ -48,8 +48,10 @@ pub struct Tree {
     /// The ignore rules this scan read (with [`ScanRules::Read`]).
     pub rules: Rules,
     /// Entries listed that were gone by the time the scan read them: the tree changed under
-    /// the scan (a mirror simply leaves them to the next pass; a version, a picture of one
-    /// moment, is taken again).
+    /// the scan. Each is also in [`Tree::unreadable`], so that nothing at or below it is
+    /// deleted on the other side before a pass has seen where it went (a directory renamed
+    /// mid-scan is then a move on the next pass, not a deletion now and a copy then); a
+    /// version, a picture of one moment, is taken again.
     pub vanished: u64,
 }
 
@@ -206,10 +208,12 @@ pub(crate) fn descend(
         before(&p.rel);
         let dir = match p.parent.open_subdir(&p.name) {
             Ok(dir) => Arc::new(dir),
-            // Removed since it was listed: it is simply gone.
+            // Removed or renamed since it was listed: gone, and protected from deletions
+            // elsewhere until a pass sees where it went (see `Tree::vanished`).
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 dropped.push(p.entry);
                 tree.vanished += 1;
+                tree.unreadable.push(RelPath::from_bytes(&p.rel));
                 continue;
             }
             // Replaced (by a symlink, say) since it was listed: never followed, recorded as
@@ -347,8 +351,11 @@ pub(crate) fn list(
                 tree.entries.push(entry);
             }
             Ok(None) => tree.special.push(path),
-            // Gone since it was listed.
-            Err(err) if err.io_kind() == Some(io::ErrorKind::NotFound) => tree.vanished += 1,
+            // Gone since it was listed (see `Tree::vanished`).
+            Err(err) if err.io_kind() == Some(io::ErrorKind::NotFound) => {
+                tree.vanished += 1;
+                tree.unreadable.push(path);
+            }
             Err(err) => {
                 tree.unreadable.push(path);
                 tree.errors.push(err);

@@ -304,9 +304,12 @@ impl<'r> Walker<'r> {
                 frame.wait_for_turn(entry.path.as_bytes().to_vec(), Arc::new(dir));
                 true
             }
-            // Removed since it was listed: it is simply gone.
+            // Removed or renamed since it was listed: gone from this walk, and nothing at or
+            // below it is deleted elsewhere on its account before a pass has seen where it
+            // went (a directory renamed mid-walk is then a move, not a deletion and a copy).
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 self.notes.vanished += 1;
+                self.notes.unreadable.push(entry.path.clone());
                 false
             }
             // Replaced (by a symlink, say) since it was listed: never followed, reported as

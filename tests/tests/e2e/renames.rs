@@ -372,3 +372,59 @@ fn kill_9_at_every_rename_of_a_moving_pass_then_the_next_pass_converges() {
         assert_same_tree(&src, &dst);
     }
 }
+
+/// Runs `c` with `SYNCCORE_FAULT=stop:<point>`, renames `from` to `to` while it is stopped
+/// there, lets it go on and returns its exit code.
+fn rename_while_stopped(mut c: std::process::Command, point: &str, from: &Path, to: &Path) -> i32 {
+    use e2e::SpawnGuarded;
+    c.env("SYNCCORE_FAULT", format!("stop:{point}"));
+    let mut child = c.spawn_guarded();
+    assert!(e2e::wait_stopped(child.id(), std::time::Duration::from_secs(30)), "never reached {point}");
+    fs::rename(from, to).unwrap();
+    e2e::signal(child.id(), rustix::process::Signal::CONT);
+    child.wait().unwrap().code().unwrap_or(-1)
+}
+
+#[test]
+fn a_directory_renamed_between_the_listing_and_its_reading_is_a_move_not_a_deletion() {
+    // The walk has listed the root (it saw `d1`), then `d1` is renamed before the walk opens
+    // it: that pass must not delete the other side's `d1` (it does not know where it went),
+    // and the next pass moves it there by a rename, copying nothing. Both programs.
+    if !e2e::has_fault_points() {
+        eprintln!("skipped: the binaries under test are not debug builds (no fault points)");
+        return;
+    }
+    let (sb, src, dst) = sandbox();
+    tree(&src, 4);
+    assert_eq!(oneway(sb.path(), &[]).0, 0);
+    let before = ino(&dst.join("d1/f2.txt"));
+    let mut c = cmd("oneway", sb.path());
+    c.args(["src", "dst", "--once", "--log", "race.log"]);
+    let code = rename_while_stopped(c, "scan-source", &src.join("d1"), &src.join("e1"));
+    let log = fs::read_to_string(sb.path().join("race.log")).unwrap();
+    assert_eq!(code, 0, "{log}");
+    assert!(!log.contains(" delete \""), "{log}");
+    assert_eq!(ino(&dst.join("d1/f2.txt")), before, "the mirror's d1 was touched: {log}");
+    let (code, _, log) = oneway(sb.path(), &[]);
+    assert_eq!(code, 0, "{log}");
+    assert_same_tree(&src, &dst);
+    assert_eq!(ino(&dst.join("e1/f2.txt")), before, "copied, not moved: {log}");
+    assert_eq!(bytes_copied(&log), "0", "{log}");
+
+    let p = Pair::new();
+    tree(&p.a, 4);
+    p.sync();
+    let before = ino(&p.b.join("d1/f2.txt"));
+    let mut c = cmd("twoway", p.root());
+    c.args(["a", "b", "--home", "home", "--once", "--no-recovery", "--log", "race.log"]);
+    let code = rename_while_stopped(c, "scan-a", &p.a.join("d1"), &p.a.join("e1"));
+    let log = fs::read_to_string(p.root().join("race.log")).unwrap();
+    assert_eq!(code, 0, "{log}");
+    assert!(!log.contains(" delete \""), "{log}");
+    assert_eq!(ino(&p.b.join("d1/f2.txt")), before, "B's d1 was touched: {log}");
+    let (code, _, log) = p.pass(&[]);
+    assert_eq!(code, 0, "{log}");
+    e2e::assert_same_synced(&p.a, &p.b);
+    assert_eq!(ino(&p.b.join("e1/f2.txt")), before, "copied, not moved: {log}");
+    assert_eq!(bytes_copied(&log), "0", "{log}");
+}
