@@ -155,8 +155,8 @@ struct Source {
 }
 
 /// How long (seconds) a pass waits before it starts again after SOURCE changed under it,
-/// attempt by attempt: 31 s in all, long enough for a twoway pass writing into SOURCE (whose versioning
-/// child this may be) to finish on all but the largest trees.
+/// attempt by attempt: 31 s in all, long enough for a twoway pass writing into SOURCE
+/// (whose versioning child this may be) to finish on all but the largest trees.
 const AGAIN_AFTER: [u64; 5] = [1, 2, 4, 8, 16];
 
 /// Runs one versioned pass of `source` (canonical) into the slots of `layout`. The caller holds
@@ -187,8 +187,15 @@ pub fn run_pass(
             attempt + 2,
             AGAIN_AFTER.len() + 1
         );
+        synccore::fault::point("versioned-waiting");
         if shutdown.sleep(Duration::from_secs(wait)) {
-            return Ok(report);
+            // Stopped while waiting: the versions are as they were, and nothing failed.
+            return Ok(VersionedReport {
+                outcome: Outcome::Interrupted,
+                changed: false,
+                scan_errors: Vec::new(),
+                ..report
+            });
         }
     }
     attempt_pass(source, layout, options, shutdown, observe)

@@ -7,6 +7,8 @@
 //! - `SYNCCORE_FAULT=stop:<point>` stops the process there with `SIGSTOP`, the first time only,
 //!   so a test can change the trees at exactly that moment and then send `SIGCONT`.
 //!
+//! Several may be named, separated by commas (`stop:a,stop:b`): each acts at its own point.
+//!
 //! Compiled only into debug builds (the ones `cargo test` runs); in a release build a point is
 //! an empty inline function.
 
@@ -16,13 +18,28 @@ pub const FAULT_ENV: &str = "SYNCCORE_FAULT";
 /// Acts when this is the point [`FAULT_ENV`] names (debug builds only).
 #[cfg(debug_assertions)]
 pub fn point(name: &str) {
-    use std::sync::atomic::{AtomicBool, Ordering};
-    static CHOSEN: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
-    static STOPPED: AtomicBool = AtomicBool::new(false);
-    let Some(chosen) = CHOSEN.get_or_init(|| std::env::var(FAULT_ENV).ok()) else { return };
-    assert!(chosen != name, "fault injected at {name}");
-    if chosen.strip_prefix("stop:") == Some(name) && !STOPPED.swap(true, Ordering::SeqCst) {
-        let _ = rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::STOP);
+    use std::sync::Mutex;
+    static CHOSEN: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    /// The `stop:` points that already stopped the process once.
+    static STOPPED: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let chosen = CHOSEN.get_or_init(|| {
+        std::env::var(FAULT_ENV).map(|v| v.split(',').map(str::to_owned).collect()).unwrap_or_default()
+    });
+    if chosen.is_empty() {
+        return;
+    }
+    assert!(!chosen.iter().any(|c| c == name), "fault injected at {name}");
+    if chosen.iter().any(|c| c.strip_prefix("stop:") == Some(name)) {
+        let first = STOPPED.lock().is_ok_and(|mut stopped| {
+            let first = !stopped.iter().any(|s| s == name);
+            if first {
+                stopped.push(name.to_owned());
+            }
+            first
+        });
+        if first {
+            let _ = rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::STOP);
+        }
     }
 }
 

@@ -582,3 +582,40 @@ fn an_ignored_file_coming_and_going_during_the_pass_does_not_hold_the_version_ba
     assert_eq!(fs::read(v.join("_1/docs/new.txt")).unwrap(), b"new\n");
     assert!(!v.join("_1/docs/.new.txt.swp").exists());
 }
+
+#[test]
+fn sigterm_while_waiting_to_start_again_ends_the_pass_at_once_with_the_versions_as_they_were() {
+    if !e2e::has_fault_points() {
+        eprintln!("skipped: the binaries under test are not debug builds (no fault points)");
+        return;
+    }
+    let sb = tempfile::tempdir().unwrap();
+    let (p, src) = (sb.path(), sb.path().join("src"));
+    rich_tree(&src);
+    ok(&versioned(p, &[]));
+    let v = versions_dir(p);
+    let slots = snapshot(&v.join("_1"));
+    file(&src, b"docs/new.txt", b"new\n", 0o644, (T.0 + 5, 0));
+    let mut c = cmd("oneway", p);
+    // Stopped after hashing (the file then changes), and again before the wait.
+    c.args(["src", "root", "--versioned", "--once", "--log", "v.log"])
+        .env("SYNCCORE_FAULT", "stop:versioned-hashed,stop:versioned-waiting");
+    let mut child = c.spawn_guarded();
+    assert!(
+        e2e::wait_stopped(child.id(), Duration::from_secs(30)),
+        "the pass never reached versioned-hashed"
+    );
+    file(&src, b"docs/new.txt", b"rewritten meanwhile\n", 0o644, (T.0 + 99, 0));
+    e2e::signal(child.id(), rustix::process::Signal::CONT);
+    let log = || fs::read_to_string(p.join("v.log")).unwrap_or_default();
+    assert!(wait_for(Duration::from_secs(30), || log().contains("starting again")), "{}", log());
+    assert!(e2e::wait_stopped(child.id(), Duration::from_secs(30)), "the pass never reached its wait");
+    // The TERM waits for the CONT; then the wait ends at once, before a second attempt.
+    e2e::signal(child.id(), rustix::process::Signal::TERM);
+    e2e::signal(child.id(), rustix::process::Signal::CONT);
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "{}", log());
+    assert!(log().contains("interrupted"), "{}", log());
+    assert_eq!(snapshot(&v.join("_1")), slots, "the versions changed");
+    assert!(temporaries(&v).is_empty());
+}
