@@ -10,8 +10,8 @@ use std::process::Output;
 use std::time::Duration;
 
 use e2e::{
-    Rng, SpawnGuarded, assert_same_tree, at, cmd, dir, file, link, run, set_mtime, snapshot, stamps,
-    temporaries, wait_for,
+    Rng, Snapshot, SpawnGuarded, assert_same_tree, at, cmd, dir, file, link, run, set_mtime, snapshot,
+    stamps, temporaries, wait_for,
 };
 
 const T: (i64, u32) = (1_700_000_000, 123_456_789);
@@ -481,6 +481,40 @@ fn a_version_that_would_drop_more_than_max_delete_of_the_files_aborts_unless_for
     assert_eq!(fs::read_dir(v.join("_0")).unwrap().count(), 20);
 }
 
+/// True (with a printed reason) when the binaries under test have no fault points.
+fn no_fault_points() -> bool {
+    let none = !e2e::has_fault_points();
+    if none {
+        eprintln!("skipped: the binaries under test are not debug builds (no fault points)");
+    }
+    none
+}
+
+/// A sandbox whose SOURCE (the rich tree, plus `extra`) has a first version, then a new file
+/// `docs/new.txt` for the next pass to version: (sandbox, SOURCE, versions directory, SOURCE
+/// as the first version holds it).
+fn versioned_then_new_file(extra: impl FnOnce(&Path)) -> (tempfile::TempDir, PathBuf, PathBuf, Snapshot) {
+    let sb = tempfile::tempdir().unwrap();
+    let src = sb.path().join("src");
+    rich_tree(&src);
+    extra(&src);
+    ok(&versioned(sb.path(), &[]));
+    let v = versions_dir(sb.path());
+    let first = snapshot(&src);
+    file(&src, b"docs/new.txt", b"new\n", 0o644, (T.0 + 5, 0));
+    (sb, src, v, first)
+}
+
+/// Starts `oneway src root --versioned --once --log v.log` with `SYNCCORE_FAULT=fault` and
+/// waits until it stopped at the first `stop:` point `fault` names.
+fn stopped_pass(p: &Path, fault: &str) -> e2e::Background {
+    let mut c = cmd("oneway", p);
+    c.args(["src", "root", "--versioned", "--once", "--log", "v.log"]).env("SYNCCORE_FAULT", fault);
+    let child = c.spawn_guarded();
+    assert!(e2e::wait_stopped(child.id(), Duration::from_secs(30)), "the pass never reached {fault}");
+    child
+}
+
 /// A fault point where a pass stops, what happens to SOURCE there, and the change itself.
 type ChangeAt = (&'static str, &'static str, fn(&Path));
 
@@ -490,8 +524,7 @@ fn a_source_that_changes_under_the_pass_is_versioned_once_it_settles() {
     // a pass that finds a file gone before it hashed it, or rewritten while it copied it,
     // discards what it built and starts again, and the version it rotates in is SOURCE as
     // it settled (never a mixture).
-    if !e2e::has_fault_points() {
-        eprintln!("skipped: the binaries under test are not debug builds (no fault points)");
+    if no_fault_points() {
         return;
     }
     // Each change hits the file this pass must read (a file `_1` has, unchanged, is linked
@@ -513,22 +546,9 @@ fn a_source_that_changes_under_the_pass_is_versioned_once_it_settles() {
         }),
     ];
     for (point, what, change) in changes {
-        let sb = tempfile::tempdir().unwrap();
-        let (p, src) = (sb.path(), sb.path().join("src"));
-        rich_tree(&src);
-        ok(&versioned(p, &[]));
-        let v = versions_dir(p);
-        let first = snapshot(&src);
-        // A new file for this pass to version, then the change while it runs.
-        file(&src, b"docs/new.txt", b"new\n", 0o644, (T.0 + 5, 0));
-        let mut c = cmd("oneway", p);
-        c.args(["src", "root", "--versioned", "--once", "--log", "v.log"])
-            .env("SYNCCORE_FAULT", format!("stop:{point}"));
-        let mut child = c.spawn_guarded();
-        assert!(
-            e2e::wait_stopped(child.id(), Duration::from_secs(30)),
-            "{what}: the pass never reached {point}"
-        );
+        let (sb, src, v, first) = versioned_then_new_file(|_| {});
+        let p = sb.path();
+        let mut child = stopped_pass(p, &format!("stop:{point}"));
         change(&src);
         e2e::signal(child.id(), rustix::process::Signal::CONT);
         let status = child.wait().unwrap();
@@ -553,25 +573,12 @@ fn a_source_that_changes_under_the_pass_is_versioned_once_it_settles() {
 fn an_ignored_file_coming_and_going_during_the_pass_does_not_hold_the_version_back() {
     // An editor's swap file or a database journal in SOURCE is ignored, but each one that
     // comes or goes moves its directory's mtime: the pass must not take that for a change.
-    if !e2e::has_fault_points() {
-        eprintln!("skipped: the binaries under test are not debug builds (no fault points)");
+    if no_fault_points() {
         return;
     }
-    let sb = tempfile::tempdir().unwrap();
-    let (p, src) = (sb.path(), sb.path().join("src"));
-    rich_tree(&src);
-    file(&src, b".syncignore", b"*.swp\n", 0o644, T);
-    ok(&versioned(p, &[]));
-    let v = versions_dir(p);
-    file(&src, b"docs/new.txt", b"new\n", 0o644, (T.0 + 5, 0));
-    let mut c = cmd("oneway", p);
-    c.args(["src", "root", "--versioned", "--once", "--log", "v.log"])
-        .env("SYNCCORE_FAULT", "stop:versioned-hashed");
-    let mut child = c.spawn_guarded();
-    assert!(
-        e2e::wait_stopped(child.id(), Duration::from_secs(30)),
-        "the pass never reached versioned-hashed"
-    );
+    let (sb, src, v, _) = versioned_then_new_file(|src| file(src, b".syncignore", b"*.swp\n", 0o644, T));
+    let p = sb.path();
+    let mut child = stopped_pass(p, "stop:versioned-hashed");
     file(&src, b"docs/.new.txt.swp", b"swap", 0o644, T);
     e2e::signal(child.id(), rustix::process::Signal::CONT);
     let status = child.wait().unwrap();
@@ -585,26 +592,14 @@ fn an_ignored_file_coming_and_going_during_the_pass_does_not_hold_the_version_ba
 
 #[test]
 fn sigterm_while_waiting_to_start_again_ends_the_pass_at_once_with_the_versions_as_they_were() {
-    if !e2e::has_fault_points() {
-        eprintln!("skipped: the binaries under test are not debug builds (no fault points)");
+    if no_fault_points() {
         return;
     }
-    let sb = tempfile::tempdir().unwrap();
-    let (p, src) = (sb.path(), sb.path().join("src"));
-    rich_tree(&src);
-    ok(&versioned(p, &[]));
-    let v = versions_dir(p);
+    let (sb, src, v, _) = versioned_then_new_file(|_| {});
+    let p = sb.path();
     let slots = snapshot(&v.join("_1"));
-    file(&src, b"docs/new.txt", b"new\n", 0o644, (T.0 + 5, 0));
-    let mut c = cmd("oneway", p);
     // Stopped after hashing (the file then changes), and again before the wait.
-    c.args(["src", "root", "--versioned", "--once", "--log", "v.log"])
-        .env("SYNCCORE_FAULT", "stop:versioned-hashed,stop:versioned-waiting");
-    let mut child = c.spawn_guarded();
-    assert!(
-        e2e::wait_stopped(child.id(), Duration::from_secs(30)),
-        "the pass never reached versioned-hashed"
-    );
+    let mut child = stopped_pass(p, "stop:versioned-hashed,stop:versioned-waiting");
     file(&src, b"docs/new.txt", b"rewritten meanwhile\n", 0o644, (T.0 + 99, 0));
     e2e::signal(child.id(), rustix::process::Signal::CONT);
     let log = || fs::read_to_string(p.join("v.log")).unwrap_or_default();
